@@ -1,0 +1,96 @@
+"""The one exception tree of AIS, and its mapping to exit codes.
+
+Two families, as in networkx: bad input (the admin can fix it: exit 2) and
+failures of the world (a tool, a disk, a network failed: exit 1). Every module
+raises one of these; only `ais.cli` turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about an input: where it is and what to do about it."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class AisError(Exception):
+    """Base of every error AIS raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class BadInput(AisError):
+    """The input is wrong; nothing was changed. Exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class DescriptorError(BadInput):
+    """One or more descriptors are invalid; carries every problem found at once."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(BadInput):
+    """A command-line argument or option is wrong."""
+
+
+class PlanMismatch(BadInput):
+    """A plan file does not match the current descriptors."""
+
+
+class PlanInfeasible(AisError):
+    """No plan satisfies the constraints."""
+
+
+class WorldError(AisError):
+    """Something outside the input failed (a tool, the disk, the network). Exit 1."""
+
+
+class ToolError(WorldError):
+    """An external command failed; message names the command and its stderr."""
+
+    def __init__(self, argv: list[str], returncode: int | None, stderr: str, why: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        status = "timed out" if returncode is None else f"exited {returncode}"
+        msg = f"command {' '.join(argv[:6])}{' ...' if len(argv) > 6 else ''} {status}"
+        if why:
+            msg += f" ({why})"
+        if tail:
+            msg += f":\n{tail}"
+        super().__init__(msg)
+
+
+class BuildError(WorldError):
+    """Building an image failed."""
+
+
+class StreamError(WorldError):
+    """Streaming or writing an image failed."""
+
+
+class ClientError(WorldError):
+    """A reinstall step on the client failed."""
+
+
+class LockBusy(WorldError):
+    """Another process holds the lock (e.g. a second cron rebuild)."""

@@ -1,0 +1,60 @@
+"""The one wrapper for running external commands (rpm, mke2fs, e2fsck, ...).
+
+Reads: an argv list (never a shell string). Fails with `ToolError` carrying the
+command, exit code and the tail of stderr, so tool errors read the same
+everywhere. Returns `subprocess.CompletedProcess` with text or bytes output.
+Every call is logged at debug level so tests and `-v` runs can observe it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+
+from ais.errors import ToolError
+
+log = logging.getLogger("ais.run")
+
+
+def run(
+    argv: list[str],
+    *,
+    check: bool = True,
+    input: bytes | str | None = None,
+    cwd: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    text: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run argv, capture output, raise ToolError if it fails (when check)."""
+    argv = [os.fspath(a) for a in argv]
+    full_env = None if env is None else {**os.environ, **env}
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv,
+            input=input,
+            cwd=cwd,
+            env=full_env,
+            timeout=timeout,
+            capture_output=True,
+            text=text,
+        )
+    except FileNotFoundError as err:
+        raise ToolError(argv, 127, "", why=f"{argv[0]} is not installed") from err
+    except subprocess.TimeoutExpired as err:
+        raise ToolError(argv, None, _as_text(err.stderr), why=f"after {timeout}s") from err
+    log.debug("ran %s -> %s in %.3fs", argv[0], proc.returncode, time.monotonic() - started)
+    if check and proc.returncode != 0:
+        raise ToolError(argv, proc.returncode, _as_text(proc.stderr))
+    return proc
+
+
+def _as_text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data
