@@ -1,0 +1,100 @@
+"""The `ais` command: one entry point, subcommands registered by each subsystem.
+
+Reads: argv. Each subsystem's `commands.register(subparsers)` adds its
+subcommands; a handler returns an exit code or raises an `AisError`. This is
+the one place where exceptions become messages and exit codes: 0 ok,
+1 failure of the world, 2 bad input; never a traceback for either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from ais import __version__
+from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError
+
+# Subsystems that contribute subcommands, in the order `ais --help` lists them.
+SUBSYSTEMS = ("descriptors", "planner", "cache", "stream", "server", "client")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ais",
+        description="Adaptable Installation System: plan, build and serve partial images; reinstall hosts.",
+        epilog="Exit codes: 0 success, 1 failure (tool, disk, network), 2 bad input.",
+    )
+    parser.add_argument("--version", action="version", version=f"ais {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBSYSTEMS:
+        module = _commands_module(name)
+        if module is not None:
+            module.register(subparsers)
+    _add_common_options(parser)
+    return parser
+
+
+# Options every leaf command shares; a subsystem may define its own version first.
+COMMON_OPTIONS = (
+    (("--descriptors",), dict(default="descriptors", metavar="DIR",
+                              help="descriptors repository (scd/, hcd/, files/) [%(default)s]")),
+    (("--repo",), dict(default="build/repo", metavar="DIR",
+                       help="RPM repository built by `make packages` [%(default)s]")),
+    (("--cache",), dict(default="build/cache", metavar="DIR", help="image cache directory [%(default)s]")),
+    (("-v", "--verbose"), dict(action="store_true", help="debug logging")),
+)
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Give every leaf subcommand the shared options it does not define itself."""
+    subactions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if subactions:
+        for child in {id(c): c for a in subactions for c in a.choices.values()}.values():
+            _add_common_options(child)
+        return
+    for flags, options in COMMON_OPTIONS:
+        if not any(flag in parser._option_string_actions for flag in flags):
+            parser.add_argument(*flags, **options)
+
+
+def _commands_module(name: str):
+    try:
+        return importlib.import_module(f"ais.{name}.commands")
+    except ModuleNotFoundError as err:
+        if err.name == f"ais.{name}.commands":
+            return None  # subsystem without commands yet
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except DescriptorError as err:
+        print(f"ais: {len(err.problems)} problem(s) in the descriptors:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AisError as err:
+        print(f"ais: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ais: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: say so plainly, keep the evidence
+        print("ais: internal error (a bug in AIS; please report it):", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Descriptors: read, validate and resolve SCD/HCD files into a `Site`.
+
+Reads: a descriptors directory (`scd/*.xml`, `hcd/*.xml`, host file sources)
+and an RPM repository directory. Fails with one `DescriptorError` listing every
+problem found (file:line and what to do) — nothing past this edge sees XML or
+trusts its input. Returns a `Site` of frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ais.descriptors.checks import normalise_mac, run_checks
+from ais.descriptors.parse import HcdRecord, parse_descriptors
+from ais.descriptors.resolve import resolve_scd
+from ais.errors import BadInput, DescriptorError, Problem
+from ais.model import Host, HostFile, Site
+from ais.repo.headers import load_repo
+
+
+def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -> Site:
+    """Parse, check and resolve everything; raise DescriptorError with all problems."""
+    directory = Path(descriptors_dir)
+    if not directory.is_dir():
+        raise BadInput(f"{directory}: descriptors directory not found")
+    index = load_repo(repo_dir)
+    parsed = parse_descriptors(directory)
+    problems = parsed.problems + run_checks(parsed.scds, parsed.hcds, directory)
+    by_name = {s.name: s for s in parsed.scds}
+    configurations = []
+    if not problems:
+        for scd in parsed.scds:
+            conf, found = resolve_scd(scd, by_name, index)
+            problems += found
+            if conf is not None:
+                configurations.append(conf)
+    if not problems and not parsed.scds:
+        problems.append(Problem(str(directory), None, "no SCDs found under scd/"))
+    if problems:
+        raise DescriptorError(problems)
+    hosts = tuple(sorted((_host(h, directory) for h in parsed.hcds), key=lambda h: h.name))
+    return Site(tuple(sorted(configurations, key=lambda c: c.name)), hosts, index.packages)
+
+
+def _host(record: HcdRecord, directory: Path) -> Host:
+    files = tuple(
+        HostFile(
+            path=f.path,
+            content=(directory / f.source).read_bytes() if f.source is not None else f.text.encode(),
+            mode=int(f.mode, 8),
+            owner=f.owner,
+            group=f.group,
+        )
+        for f in record.files
+    )
+    return Host(
+        name=record.name,
+        macs=tuple(normalise_mac(m) for m, _ in record.macs),
+        scd=record.scd,
+        reinstalls=record.reinstalls,
+        files=files,
+        token=record.token,
+        source=record.file,
+    )

@@ -1,0 +1,67 @@
+"""rpm on Debian, made to behave like rpm on a Red Hat system.
+
+Debian's rpm keeps its database in ~/.rpmdb and nags about alien; every rpm
+call in AIS goes through here so images always carry /var/lib/rpm and the
+flags are the same everywhere (see MACHINE-NOTES).
+
+Reads: a target root directory and RPM file paths. Fails with `ToolError` when
+rpm fails, and with `BuildError` when a scriptlet failed although rpm exited 0
+(rpm does that when a scriptlet cannot run). Returns the installed NEVRAs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ais.errors import BuildError
+from ais.run import run
+
+DBPATH = "/var/lib/rpm"
+RPM_FLAGS = ["--dbpath", DBPATH, "--force-debian"]
+# Printed by rpm even when it exits 0; any of these means the root is not what we asked for.
+SCRIPTLET_FAILURES = ("scriptlet failed", "/bin/sh is needed", "execv(")
+
+
+def rpm_cmd(root: str | os.PathLike, *args: str) -> list[str]:
+    """argv for rpm operating on `root` with AIS's database path and flags."""
+    return ["rpm", "--root", os.fspath(root), *RPM_FLAGS, *args]
+
+
+def init_db(root: str | os.PathLike) -> None:
+    """Create an empty rpm database in root (idempotent)."""
+    Path(root, DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    run(rpm_cmd(root, "--initdb"))
+
+
+def rpm_install(root: str | os.PathLike, rpm_paths: list[str | os.PathLike], *,
+                upgrade: bool = False) -> None:
+    """Install rpm_paths into root in ONE transaction; rpm orders by dependencies.
+
+    One transaction, not one per package: 10x faster and rpm sees the whole set
+    when it orders scriptlets.
+    """
+    if not rpm_paths:
+        return
+    init_db(root)
+    mode = "-U" if upgrade else "-i"
+    proc = run(rpm_cmd(root, mode, "--quiet", *[os.fspath(p) for p in rpm_paths]))
+    _check_scriptlets(proc.stdout + proc.stderr)
+
+
+def installed_nevras(root: str | os.PathLike) -> set[str]:
+    """NEVRAs in root's rpm database, in AIS's name-epoch:version-release.arch form."""
+    fmt = "%{NAME}-%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\\n"
+    out = run(rpm_cmd(root, "-qa", "--qf", fmt)).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def verify(root: str | os.PathLike) -> str:
+    """Output of `rpm -Va` on root (empty when every file is as packaged)."""
+    return run(rpm_cmd(root, "-Va"), check=False).stdout
+
+
+def _check_scriptlets(output: str) -> None:
+    bad = [line for line in output.splitlines() if any(s in line for s in SCRIPTLET_FAILURES)]
+    if bad:
+        raise BuildError("rpm reported failing scriptlets:\n" + "\n".join(bad[:10]))
