@@ -1,0 +1,117 @@
+"""ais.repo.build on a few real specs: real rpmbuild and createrepo_c, tmp dirs."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ais.errors import BuildError
+from ais.repo.build import build_repo
+from ais.run import run
+
+PACKAGES = Path(__file__).resolve().parents[3] / "packages"
+SMALL = ("filesystem.spec", "setup.spec", "make.spec")
+
+# The names other engineers' descriptors use: a contract.
+CONTRACT = {
+    "filesystem", "busybox-base", "setup", "libc", "kernel", "rpm-tools", "logrotate",
+    "httpd", "httpd-filesystem", "mod_ssl", "php", "php-common", "libpcre", "libssl",
+    "postgresql-server", "postgresql-libs", "postgresql-contrib",
+    "openmpi", "fftw", "blas", "lapack", "gcc-runtime", "slurm-client",
+    "xorg-fonts", "gtk3", "firefox", "postfix", "dovecot", "collectd", "nagios-plugins",
+    "python3", "perl", "git", "make", "gcc",
+}
+
+
+@pytest.fixture
+def specs(tmp_path):
+    """A specs dir holding three small specs plus the shared macros and generator."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    for name in (*SMALL, "ais.macros", "gen.awk"):
+        shutil.copy(PACKAGES / name, d / name)
+    return d
+
+
+def quiet(line):
+    pass
+
+
+def rpm_names(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "RPMS" / "x86_64").glob("*.rpm"))
+
+
+def test_builds_rpms_and_repodata(specs, tmp_path):
+    out = tmp_path / "repo"
+    result = build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    assert sorted(result.built) == sorted(SMALL)
+    assert rpm_names(out) == [
+        "filesystem-3.18-1.x86_64.rpm", "make-4.3-1.x86_64.rpm", "setup-2.14.3-1.x86_64.rpm"]
+    assert result.rpms == [f"RPMS/x86_64/{n}" for n in rpm_names(out)]
+    assert (out / "repodata" / "repomd.xml").is_file()
+    assert not (tmp_path / "work" / "make").exists()  # work dir removed after success
+    qf = run(["rpm", "-qp", "--qf", "%{NAME} %{BUILDTIME} %{BUILDHOST}\\n",
+              out / "RPMS/x86_64/make-4.3-1.x86_64.rpm"]).stdout
+    assert qf == "make 1700000000 ais-build\n"
+
+
+def test_second_run_is_a_noop_and_edits_rebuild_one_spec(specs, tmp_path):
+    out = tmp_path / "repo"
+    build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "RPMS" / "x86_64").glob("*.rpm")}
+
+    again = build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    assert again.built == [] and sorted(again.skipped) == sorted(SMALL)
+    assert not again.repodata_updated
+    assert again.seconds < 1.0
+
+    with open(specs / "make.spec", "a") as f:
+        f.write("# a change\n")
+    edited = build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    assert edited.built == ["make.spec"]
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "RPMS" / "x86_64").glob("*.rpm")}
+    assert after["setup-2.14.3-1.x86_64.rpm"] == before["setup-2.14.3-1.x86_64.rpm"]
+    assert edited.repodata_updated
+
+
+def test_rebuild_is_byte_identical(specs, tmp_path):
+    one = build_repo(specs, tmp_path / "one", work=tmp_path / "w1", echo=quiet)
+    build_repo(specs, tmp_path / "two", work=tmp_path / "w2", echo=quiet)
+    for rel in one.rpms:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
+
+
+def test_missing_rpm_is_rebuilt_and_removed_spec_is_pruned(specs, tmp_path):
+    out = tmp_path / "repo"
+    build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    (out / "RPMS/x86_64/setup-2.14.3-1.x86_64.rpm").unlink()
+    (specs / "make.spec").unlink()
+    result = build_repo(specs, out, work=tmp_path / "work", echo=quiet)
+    assert result.built == ["setup.spec"]
+    assert result.removed == ["RPMS/x86_64/make-4.3-1.x86_64.rpm"]
+    assert rpm_names(out) == ["filesystem-3.18-1.x86_64.rpm", "setup-2.14.3-1.x86_64.rpm"]
+
+
+def test_broken_spec_raises_build_error_naming_it(specs, tmp_path):
+    (specs / "broken.spec").write_text("Name: broken\n%install\nfalse\n")
+    with pytest.raises(BuildError, match="broken.spec"):
+        build_repo(specs, tmp_path / "repo", work=tmp_path / "work", echo=quiet)
+
+
+def test_no_specs_is_an_error(tmp_path):
+    with pytest.raises(BuildError, match="no \\*.spec"):
+        build_repo(tmp_path, tmp_path / "repo", echo=quiet)
+
+
+def test_package_set_honours_the_name_contract():
+    argv = ["rpmspec", "-q", "--load", PACKAGES / "ais.macros", "--define", f"ais_specs {PACKAGES}",
+            "--qf", "%{NAME} %{VERSION}-%{RELEASE}\\n", *sorted(PACKAGES.glob("*.spec"))]
+    pairs = [line.split() for line in run(argv).stdout.splitlines()]
+    names = {n for n, _ in pairs}
+    assert CONTRACT <= names
+    versions = {}
+    for n, vr in pairs:
+        versions.setdefault(n, []).append(vr)
+    assert sorted(versions["libssl"]) == ["3.0.1-1", "3.0.1-2"]
+    assert sorted(versions["python3"]) == ["3.11.2-1", "3.11.2-2"]
+    assert versions["kernel"] == ["6.1.0-1"]
