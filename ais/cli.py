@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except AisError as err:
         print(f"ais: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # `ais show x | head`: the reader left, nothing to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("ais: interrupted", file=sys.stderr)
         return 130

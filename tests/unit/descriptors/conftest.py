@@ -1,0 +1,43 @@
+"""A repository with one extra package whose dependency nothing provides."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ais.repo.build import build_repo
+
+PACKAGES = Path(__file__).resolve().parents[3] / "packages"
+BROKEN_SPEC = """\
+%define debug_package %{nil}
+Name: broken
+Version: 1.0
+Release: 1
+Summary: needs a library nobody ships
+License: MIT
+BuildArch: x86_64
+AutoReqProv: no
+Requires: libimaginary >= 2
+%description
+Test package with an unsatisfiable dependency.
+%install
+mkdir -p %{buildroot}/usr/share/broken && echo x > %{buildroot}/usr/share/broken/x
+%files
+/usr/share/broken
+"""
+
+
+@pytest.fixture(scope="session")
+def broken_repo(repo_dir, tmp_path_factory) -> Path:
+    specs = tmp_path_factory.mktemp("broken-specs")
+    for name in ("ais.macros", "gen.awk"):
+        shutil.copy(PACKAGES / name, specs / name)
+    (specs / "broken.spec").write_text(BROKEN_SPEC)
+    built = tmp_path_factory.mktemp("broken-rpms")
+    build_repo(specs, built)
+    repo = tmp_path_factory.mktemp("repo-with-broken")
+    for rpm_file in list(Path(repo_dir).rglob("*.rpm")) + list(built.rglob("*.rpm")):
+        (repo / rpm_file.name).symlink_to(rpm_file)
+    return repo
