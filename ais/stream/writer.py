@@ -1,0 +1,376 @@
+"""Write an image onto a target disk or file: fetch, verify, decompress, pwrite.
+
+What it does: `write_image(source, target)` puts the filesystem described by
+a trusted `ImageHeader` onto `target` (a block device or a regular file). The
+fetch (the calling thread, pulling from a `ChunkSource`) and the
+verify + decompress + write (a few worker threads using `os.pwrite`; zstd,
+hashlib and pwrite release the GIL) overlap through a bounded queue. Each
+chunk's sha256 is checked before any of its bytes are written; a bad chunk is
+dropped and asked for again in the next round. The in-use zero ranges are
+zeroed exactly; free blocks are left as they are. Nothing is written outside
+the filesystem's extent. A progress journal (by default `<target>.ais-progress`
+for a regular file; for a block device only when the caller names one)
+records completed chunks after they are durable (fdatasync first), so an
+interrupted run resumes by asking only for the rest. The target is fsynced at
+the end and the journal removed.
+
+What it reads: the header (from the caller, i.e. the control channel, or from
+a local .aisimg) and chunks from the source: `LocalSource` (an .aisimg file)
+or a network source from `ais.stream.unicast` / `ais.stream.multicast`; any
+object with `fetch(wanted) -> iterator of (index, stored bytes)` works.
+
+What it fails on (`StreamError`, before any write where it can be known then):
+a target smaller than the filesystem (a regular file is extended instead), a
+target that cannot be opened, a source that keeps failing to deliver chunks
+after a bounded number of rounds, a write error.
+
+What it returns: `WriteResult` with counts and timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol, Sequence
+
+from ais.errors import StreamError
+from ais.stream.format import ImageFormatError, ImageHeader, decode_chunk, read_header_and_data_offset
+
+log = logging.getLogger("ais.stream.writer")
+
+JOURNAL_MAGIC = "AISPROGRESS 1"
+JOURNAL_EVERY = 32  # completed chunks between journal flushes (each costs an fdatasync)
+ZERO_BUFFER = memoryview(bytes(4 << 20))
+_STOP = object()
+
+
+class ChunkSource(Protocol):
+    """Where stored chunks come from. fetch may yield a subset; the writer asks again."""
+
+    def fetch(self, wanted: Sequence[int]) -> Iterator[tuple[int, bytes]]: ...
+
+
+class LocalSource:
+    """Chunks read from a local .aisimg file; also offers its header."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.header, self.data_offset = read_header_and_data_offset(self.path)
+
+    def fetch(self, wanted: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        with open(self.path, "rb", buffering=0) as f:
+            for index in sorted(wanted):  # file order: sequential reads
+                chunk = self.header.chunks[index]
+                yield index, os.pread(f.fileno(), chunk.stored_length, self.data_offset + chunk.offset)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    chunks_total: int
+    chunks_written: int
+    chunks_resumed: int  # already done according to the journal
+    bad_chunks: int  # hash or decode failures, fetched again
+    rounds: int
+    data_bytes: int  # decompressed bytes written
+    zero_bytes: int
+    seconds: float
+
+
+# ------------------------------------------------------------------ target
+
+
+def open_target(target: Path, fs_bytes: int) -> int:
+    """Open target for writing; refuse one too small, extend a regular file."""
+    target = Path(target)
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    if not target.exists():
+        flags |= os.O_CREAT
+    try:
+        fd = os.open(target, flags, 0o600)
+    except OSError as err:
+        raise StreamError(f"cannot open target {target}: {err}") from err
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISBLK(st.st_mode):
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size < fs_bytes:
+                raise StreamError(
+                    f"target {target} holds {size} bytes, the filesystem needs {fs_bytes}: use a larger disk"
+                )
+        elif stat.S_ISREG(st.st_mode):
+            if st.st_size < fs_bytes:
+                os.ftruncate(fd, fs_bytes)
+        else:
+            raise StreamError(f"target {target} is neither a block device nor a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def default_journal_path(target: Path) -> Path | None:
+    target = Path(target)
+    if target.exists() and stat.S_ISBLK(target.stat().st_mode):
+        return None  # no sidecar next to /dev/sda; the caller must name a path
+    return target.with_name(target.name + ".ais-progress")
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int, limit: int) -> None:
+    """pwrite every byte, never past limit (the filesystem's extent)."""
+    if offset < 0 or offset + len(data) > limit:
+        raise StreamError(f"refusing a write at {offset}+{len(data)} beyond the filesystem ({limit} bytes)")
+    while len(data):
+        n = os.pwrite(fd, data, offset)
+        data, offset = data[n:], offset + n
+
+
+def zero_ranges(fd: int, header: ImageHeader) -> int:
+    written = 0
+    bs = header.block_size
+    for first, count in header.zero_ranges:
+        offset, end = first * bs, (first + count) * bs
+        while offset < end:
+            n = min(len(ZERO_BUFFER), end - offset)
+            pwrite_all(fd, ZERO_BUFFER[:n], offset, header.fs_bytes)
+            offset += n
+            written += n
+    return written
+
+
+# ------------------------------------------------------------------ journal
+
+
+class Journal:
+    """Append-only record of completed chunks, bound to one image header.
+
+    Line 1: `AISPROGRESS 1 <image_id> <header sha256>`; then lines `z` (zero
+    ranges done) or `c <i>,<j>,...` (chunks done). A journal for another
+    header is ignored and overwritten.
+    """
+
+    def __init__(self, path: Path | None, header: ImageHeader):
+        self.path = path
+        self.first_line = f"{JOURNAL_MAGIC} {header.image_id} {header.sha256()}"
+        self.done: set[int] = set()
+        self.zeros_done = False
+        self._file = None
+
+    def load(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        lines = self.path.read_text(errors="replace").splitlines()
+        if not lines or lines[0] != self.first_line:
+            log.info("ignoring progress journal %s: it is for another image", self.path)
+            return
+        for line in lines[1:]:
+            if line == "z":
+                self.zeros_done = True
+            elif line.startswith("c "):
+                try:
+                    self.done.update(int(x) for x in line[2:].split(",") if x)
+                except ValueError:
+                    break  # a torn last line: trust what came before it
+
+    def open(self, resume: bool) -> None:
+        if self.path is None:
+            return
+        keep = resume and (self.done or self.zeros_done)
+        self._file = open(self.path, "a" if keep else "w")
+        if not keep:
+            self._file.write(self.first_line + "\n")
+            self._sync()
+
+    def record(self, chunks: Iterable[int] = (), zeros: bool = False) -> None:
+        if self._file is None:
+            return
+        if zeros:
+            self._file.write("z\n")
+        items = ",".join(str(i) for i in chunks)
+        if items:
+            self._file.write(f"c {items}\n")
+        self._sync()
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def finish(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# ------------------------------------------------------------------ pipeline
+
+
+class _Pipeline:
+    """Worker threads that verify, decompress and write chunks from a queue."""
+
+    def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int):
+        self.fd, self.header, self.journal = fd, header, journal
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.lock = threading.Lock()
+        self.done: set[int] = set(journal.done)
+        self.unflushed: list[int] = []
+        self.bad = 0
+        self.data_bytes = 0
+        self.error: BaseException | None = None
+        self.workers = [threading.Thread(target=self._work, daemon=True, name=f"ais-write-{i}") for i in range(threads)]
+        for w in self.workers:
+            w.start()
+
+    def put(self, index: int, stored: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((index, stored))
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is _STOP:
+                    return
+                if self.error is None:
+                    self._write_one(*item)
+            except BaseException as err:  # noqa: BLE001 - handed to the fetching thread
+                with self.lock:
+                    self.error = self.error or err
+            finally:
+                self.queue.task_done()
+
+    def _write_one(self, index: int, stored: bytes) -> None:
+        with self.lock:
+            if index in self.done or not 0 <= index < len(self.header.chunks):
+                return  # a duplicate (multicast) or nonsense index: nothing to do
+        try:
+            pieces = decode_chunk(self.header, index, stored)
+        except ImageFormatError as err:
+            log.warning("dropping chunk %d: %s", index, err)
+            with self.lock:
+                self.bad += 1
+            return
+        for offset, data in pieces:
+            pwrite_all(self.fd, data, offset, self.header.fs_bytes)
+        with self.lock:
+            if index in self.done:
+                return
+            self.done.add(index)
+            self.unflushed.append(index)
+            self.data_bytes += self.header.chunks[index].raw_length
+            flush = len(self.unflushed) >= JOURNAL_EVERY
+        if flush:
+            self.flush_journal()
+
+    def flush_journal(self) -> None:
+        """Make written chunks durable, then record them (never the other way round)."""
+        with self.lock:
+            batch, self.unflushed = self.unflushed, []
+        if batch and self.journal.path is not None:
+            os.fdatasync(self.fd)
+            with self.lock:
+                self.journal.record(batch)
+
+    def wait_idle(self) -> None:
+        self.queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        for _ in self.workers:
+            self.queue.put(_STOP)
+        for w in self.workers:
+            w.join(timeout=30)
+
+
+def write_image(
+    source: ChunkSource | Path | str,
+    target: Path | str,
+    *,
+    header: ImageHeader | None = None,
+    journal_path: Path | None | str = "default",
+    resume: bool = True,
+    threads: int = 2,
+    queue_depth: int = 8,
+    max_rounds: int = 6,
+) -> WriteResult:
+    """Write the image from source onto target; see the module docstring."""
+    started = time.monotonic()
+    if isinstance(source, (str, os.PathLike)):
+        source = LocalSource(Path(source))
+    if header is None:
+        header = getattr(source, "header", None)
+        if header is None:
+            raise StreamError("write_image needs the trusted image header for a network source")
+    target = Path(target)
+    fd = open_target(target, header.fs_bytes)
+    jpath = default_journal_path(target) if journal_path == "default" else (Path(journal_path) if journal_path else None)
+    journal = Journal(jpath, header)
+    try:
+        if resume:
+            journal.load()
+        journal.open(resume)
+        resumed = len(journal.done)
+        pipeline = _Pipeline(fd, header, journal, threads, queue_depth)
+        try:
+            zero_bytes = 0
+            if not journal.zeros_done:
+                zero_bytes = zero_ranges(fd, header)
+                if jpath is not None:
+                    os.fdatasync(fd)
+                    journal.record(zeros=True)
+            rounds = _fetch_rounds(source, header, pipeline, max_rounds)
+            pipeline.flush_journal()
+        finally:
+            pipeline.stop()
+        os.fsync(fd)
+        journal.finish()
+    finally:
+        journal.close()
+        os.close(fd)
+    return WriteResult(
+        chunks_total=len(header.chunks),
+        chunks_written=len(pipeline.done) - resumed,
+        chunks_resumed=resumed,
+        bad_chunks=pipeline.bad,
+        rounds=rounds,
+        data_bytes=pipeline.data_bytes,
+        zero_bytes=zero_bytes,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _missing(header: ImageHeader, pipeline: _Pipeline) -> list[int]:
+    with pipeline.lock:
+        return [i for i in range(len(header.chunks)) if i not in pipeline.done]
+
+
+def _fetch_rounds(source: ChunkSource, header: ImageHeader, pipeline: _Pipeline, max_rounds: int) -> int:
+    """Ask for what is missing until nothing is, or rounds without progress run out."""
+    rounds = fruitless = 0
+    while True:
+        missing = _missing(header, pipeline)
+        if not missing:
+            return rounds
+        if fruitless >= max_rounds:
+            raise StreamError(
+                f"{len(missing)} of {len(header.chunks)} chunks of image {header.image_id} still missing "
+                f"after {rounds} rounds ({pipeline.bad} chunks failed their hash check)"
+            )
+        rounds += 1
+        before = len(missing)
+        for index, stored in source.fetch(missing):
+            pipeline.put(index, stored)
+        pipeline.wait_idle()
+        fruitless = fruitless + 1 if len(_missing(header, pipeline)) == before else 0
