@@ -1,0 +1,140 @@
+"""The planner's cost model: how long imaging and RPM installs take.
+
+What it does: `CostModel` turns package facts (installed size, file count,
+scriptlets) into RPM install seconds, and an image's stored bytes into imaging
+seconds. `fit(samples)` turns measured installs into coefficients by least
+squares (non-negative: a negative cost per file would be nonsense).
+What it reads: a calibration JSON file (`load_calibration`), written by
+`save_calibration` (and, once the real measurement lands, by `ais calibrate`).
+What it fails on: a missing or malformed calibration file raises `BadInput`;
+`fit` raises `BadInput` when there are too few samples to fit anything.
+What it returns: `CostModel` (frozen) instances.
+
+The defaults are sane orders of magnitude for rpm on a local disk, not
+measurements; `ais calibrate` replaces them with figures from this machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from ais.errors import BadInput
+
+CALIBRATION_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds per unit of work, plus how images are sized.
+
+    RPM time of one package = per_package + per_byte * installed_size
+    + per_file * file_count + per_scriptlet * scriptlets.
+    Image time = image_fixed + stored_bytes / stream_bytes_per_second.
+    Stored bytes of an image (when not measured) = image_overhead_bytes
+    + stored_factor * sum of installed sizes.
+    """
+
+    rpm_per_package_s: float = 0.03
+    rpm_per_byte_s: float = 1.0 / 40e6  # rpm unpacks about 40 MB/s
+    rpm_per_file_s: float = 0.0002
+    rpm_per_scriptlet_s: float = 0.25
+    transaction_s: float = 2.0  # opening the rpm db, ordering, verifying
+    host_files_s: float = 1.0  # writing host files and final checks
+    image_fixed_s: float = 5.0  # partition, mount, fsck of an imaged disk
+    stream_bytes_per_s: float = 100e6  # stored (compressed) bytes per second
+    stored_factor: float = 0.5  # compressed stored bytes per installed byte
+    image_overhead_bytes: int = 16 * 2**20  # filesystem metadata of one image
+
+    def rpm_seconds(self, installed_size: float, file_count: float, scriptlets: float) -> float:
+        """Predicted seconds to install one package by RPM."""
+        return (
+            self.rpm_per_package_s
+            + self.rpm_per_byte_s * installed_size
+            + self.rpm_per_file_s * file_count
+            + self.rpm_per_scriptlet_s * scriptlets
+        )
+
+    def estimate_stored_bytes(self, installed_total: float) -> int:
+        """Stored bytes of an image holding packages of this installed size."""
+        return int(self.image_overhead_bytes + self.stored_factor * installed_total)
+
+    def image_seconds(self, stored_bytes: float) -> float:
+        """Predicted seconds to stream and write an image of this stored size."""
+        return self.image_fixed_s + stored_bytes / self.stream_bytes_per_s
+
+
+def save_calibration(model: CostModel, path: str | Path) -> None:
+    """Write the model as JSON (format, coefficients)."""
+    data = {"format": CALIBRATION_FORMAT, **asdict(model)}
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_calibration(path: str | Path) -> CostModel:
+    """Read a model written by save_calibration; unknown keys are an error."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read calibration: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise BadInput(f"{path}:{err.lineno}: calibration is not JSON: {err.msg}") from err
+    if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
+        raise BadInput(f"{path}: not a calibration file of format {CALIBRATION_FORMAT}")
+    known = {f.name: f.type for f in fields(CostModel)}
+    values = {k: v for k, v in data.items() if k != "format"}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise BadInput(f"{path}: unknown calibration keys {unknown}; write it again with ais calibrate")
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or value < 0:
+            raise BadInput(f"{path}: {key} must be a non-negative number, not {value!r}")
+    if values.get("stream_bytes_per_s", 1) == 0:
+        raise BadInput(f"{path}: stream_bytes_per_s must be positive")
+    return CostModel(**values)
+
+
+def fit(samples, base: CostModel | None = None) -> CostModel:
+    """Fit RPM coefficients to measured installs by non-negative least squares.
+
+    samples: iterable of (installed_size, file_count, scriptlets, seconds), one
+    per measured package install. Returns `base` (default CostModel()) with the
+    four rpm_* coefficients replaced. A coefficient that comes out negative is
+    fixed at zero and the rest refitted (active-set NNLS, enough for 4 columns).
+
+    >>> fit([(0, 0, 0, 1.0), (1e6, 0, 0, 2.0), (0, 10, 0, 1.5), (0, 0, 1, 3.0)]).rpm_per_file_s
+    0.05
+    """
+    rows = np.asarray(list(samples), dtype=float)
+    if rows.ndim != 2 or rows.shape[0] < 4 or rows.shape[1] != 4:
+        raise BadInput("fit needs at least 4 samples of (installed_size, file_count, scriptlets, seconds)")
+    design = np.column_stack([np.ones(len(rows)), rows[:, 0], rows[:, 1], rows[:, 2]])
+    coef = _nonnegative_least_squares(design, rows[:, 3])
+    base = base or CostModel()
+    return replace(
+        base,
+        rpm_per_package_s=round(float(coef[0]), 12),
+        rpm_per_byte_s=round(float(coef[1]), 18),
+        rpm_per_file_s=round(float(coef[2]), 12),
+        rpm_per_scriptlet_s=round(float(coef[3]), 12),
+    )
+
+
+def _nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    # Columns have wildly different scales (bytes vs counts): scale them so
+    # lstsq's rank decisions are about information, not units.
+    scale = np.maximum(np.abs(design).max(axis=0), 1e-300)
+    scaled = design / scale
+    active = list(range(design.shape[1]))
+    coef = np.zeros(design.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(scaled[:, active], target, rcond=None)
+        if (sol >= -1e-12).all():
+            coef[:] = 0.0
+            coef[active] = np.maximum(sol, 0.0)
+            break
+        active.pop(int(np.argmin(sol)))
+    return coef / scale

@@ -1,0 +1,236 @@
+"""The plan: which images to keep, which serves each configuration, and proof.
+
+What it does: `make_plan` runs the planner end to end (problem → candidates →
+greedy → ILP → plan); `solve_problem` does the same on a plain `Problem` (the
+benchmark uses it). `Plan` is the frozen result, `to_json`/`from_json` follow
+docs/interfaces.md. `check_plan_matches` recomputes the hash of the inputs.
+What it reads: a `Site`, a budget, a `CostModel`, optional measured stored sizes
+(frozenset of nevras → bytes) of package sets already built.
+What it fails on: bad input (no configurations, hosts naming unknown ones) →
+`BadInput`; a plan file of another format → `BadInput`; a plan made from other
+inputs → `PlanMismatch`. Solver trouble never raises: the plan falls back to
+the greedy plan (never worse than greedy) with a warning in `warnings`.
+What it returns: `Plan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ais.errors import BadInput, PlanMismatch
+from ais.planner.cost import CostModel
+from ais.planner.heuristics import base_times, baselines, best_assignment, best_greedy, objective_of
+from ais.planner.lattice import Candidates, build_candidates
+from ais.planner.model import Solved, build_model, solve_model
+from ais.planner.problem import Problem, ids_of, problem_from_site
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Image:
+    key: str
+    packages: tuple[str, ...]  # nevras, sorted
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Serving:
+    image: str | None  # image key, None: packages only
+    remainder: tuple[str, ...]  # nevras installed by RPM after imaging
+    predicted_seconds: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs_hash: str
+    budget_bytes: int
+    images: tuple[Image, ...]
+    serve: dict[str, Serving]
+    objective: float
+    bound: float
+    gap: float
+    status: str
+    solver: str
+    baselines: dict[str, dict]
+    candidates: dict[str, int]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(i.size_bytes for i in self.images)
+
+    def image(self, key: str) -> Image:
+        for img in self.images:
+            if img.key == key:
+                return img
+        raise KeyError(key)
+
+    def to_json(self) -> str:
+        data = {
+            "format": PLAN_FORMAT,
+            "inputs_hash": self.inputs_hash,
+            "budget_bytes": self.budget_bytes,
+            "images": [{**asdict(i), "packages": list(i.packages)} for i in self.images],
+            "serve": {
+                name: {"image": s.image, "remainder": list(s.remainder), "predicted_seconds": s.predicted_seconds}
+                for name, s in sorted(self.serve.items())
+            },
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "status": self.status,
+            "solver": self.solver,
+            "baselines": self.baselines,
+            "candidates": self.candidates,
+            "warnings": list(self.warnings),
+        }
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        try:
+            data = json.loads(text)
+            if data.get("format") != PLAN_FORMAT:
+                raise BadInput(f"plan format {data.get('format')!r} is not {PLAN_FORMAT}; run ais plan again")
+            return cls(
+                inputs_hash=data["inputs_hash"],
+                budget_bytes=int(data["budget_bytes"]),
+                images=tuple(Image(i["key"], tuple(i["packages"]), int(i["size_bytes"])) for i in data["images"]),
+                serve={
+                    n: Serving(s["image"], tuple(s["remainder"]), float(s["predicted_seconds"]))
+                    for n, s in data["serve"].items()
+                },
+                objective=float(data["objective"]),
+                bound=float(data["bound"]),
+                gap=float(data["gap"]),
+                status=data["status"],
+                solver=data["solver"],
+                baselines=data["baselines"],
+                candidates={k: int(v) for k, v in data["candidates"].items()},
+                warnings=tuple(data.get("warnings", ())),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BadInput(f"not a valid plan file: {type(err).__name__}: {err}") from err
+
+
+def inputs_hash(identities: dict[str, list[str]], weights: dict[str, float], budget: int, cost: CostModel) -> str:
+    """sha256 of configurations' package identities, weights, budget and costs."""
+    data = {
+        "configurations": {n: sorted(ids) for n, ids in sorted(identities.items())},
+        "weights": {n: round(float(w), 9) for n, w in sorted(weights.items())},
+        "budget_bytes": int(budget),
+        "cost": asdict(cost),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def site_hash(site, budget: int, cost: CostModel) -> str:
+    identities = {c.name: [p.identity for p in c.packages] for c in site.configurations}
+    return inputs_hash(identities, site.weights(), budget, cost)
+
+
+def check_plan_matches(plan: Plan, site, cost: CostModel | None = None) -> None:
+    """Raise PlanMismatch when the plan was made from other descriptors or costs."""
+    expected = site_hash(site, plan.budget_bytes, cost or CostModel())
+    if plan.inputs_hash != expected:
+        raise PlanMismatch(
+            "the plan does not match the current descriptors (packages, hosts or costs changed "
+            "since it was made): run ais plan again"
+        )
+
+
+def make_plan(
+    site,
+    budget_bytes: int,
+    *,
+    cost: CostModel | None = None,
+    known_sizes=None,
+    time_limit: float = 60.0,
+    solver: str | None = None,
+) -> Plan:
+    """Plan the image cache of a site within budget_bytes of stored images."""
+    cost = cost or CostModel()
+    problem = problem_from_site(site, budget_bytes, cost, known_sizes)
+    return solve_problem(problem, site_hash(site, budget_bytes, cost), time_limit=time_limit, solver=solver)
+
+
+def solve_problem(
+    problem: Problem,
+    hash_: str = "",
+    *,
+    time_limit: float = 60.0,
+    solver: str | None = None,
+    max_candidates: int | None = None,
+    threads: int | None = None,
+) -> Plan:
+    """Candidates, greedy, ILP; the better of greedy and ILP becomes the plan."""
+    options = {} if max_candidates is None else {"max_candidates": max_candidates}
+    cands = build_candidates(problem, **options)
+    warm = best_greedy(problem, cands)
+    warnings: list[str] = []
+    if len(cands) == 1:
+        solved = Solved([], "optimal", "none", None, None)
+        warnings.append(
+            "the budget is smaller than every image that would save time: "
+            "packages-only plan (every configuration installed by RPM)"
+        )
+    else:
+        model = build_model(problem, cands)
+        solved = solve_model(model, problem, cands, warm, time_limit=time_limit, solver=solver, threads=threads)
+        warnings += solved.warnings
+    return _assemble(problem, cands, warm, solved, hash_, warnings)
+
+
+def _assemble(problem: Problem, cands: Candidates, warm, solved: Solved, hash_: str, warnings) -> Plan:
+    greedy_objective = objective_of(problem, cands, warm)
+    kept = solved.kept
+    objective = objective_of(problem, cands, kept) if solved.objective is not None else None
+    status = solved.status
+    if objective is None or objective > greedy_objective + 1e-6:
+        if solved.objective is not None or solved.status != "optimal":
+            warnings.append(f"solver gave no better plan ({solved.status}): using the greedy plan")
+        kept, objective = warm, greedy_objective
+    bound = solved.bound if solved.bound is not None else _trivial_bound(problem, cands)
+    bound = min(bound, objective)  # the bound is on the same objective; never report one above the plan
+    gap = (objective - bound) / objective if objective > 0 else 0.0
+    choice = best_assignment(problem, cands, kept)
+    used = sorted(set(int(k) for k in choice) - {0})
+    keys = {k: f"k{n}" for n, k in enumerate(used)}
+    images = tuple(
+        Image(keys[k], tuple(sorted(problem.nevras[j] for j in ids_of(cands.sets[k]))), int(cands.size[k]))
+        for k in used
+    )
+    base = base_times(problem)
+    serve = {}
+    for c, name in enumerate(problem.names):
+        k = int(choice[c])
+        remainder = ids_of(problem.configs[c] & ~cands.sets[k])
+        serve[name] = Serving(
+            keys.get(k), tuple(sorted(problem.nevras[j] for j in remainder)), round(float(base[c] - cands.saving[k]), 6)
+        )
+    return Plan(
+        inputs_hash=hash_,
+        budget_bytes=problem.budget_bytes,
+        images=images,
+        serve=serve,
+        objective=round(float(objective), 6),
+        bound=round(float(bound), 6),
+        gap=round(float(gap), 9),
+        status=status,
+        solver=solved.solver,
+        baselines=baselines(problem, cands),
+        candidates={"considered": cands.considered, "pruned": cands.pruned, "kept_for_solver": len(cands)},
+        warnings=tuple(warnings),
+    )
+
+
+def _trivial_bound(problem: Problem, cands: Candidates) -> float:
+    """Σ w_c (t(c,∅) − best saving of any candidate ⊆ c): valid without a solver."""
+    best = np.zeros(len(problem.configs))
+    np.maximum.at(best, cands.pair_config, cands.saving[cands.pair_cand])
+    return float(np.dot(problem.weights, base_times(problem) - best))
