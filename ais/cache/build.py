@@ -1,0 +1,231 @@
+"""Build one image for real: staging root -> rpm transaction -> checked ext4 -> packed file.
+
+Steps (each a small function, each timed):
+1. `install_root`: a fresh staging root under cache/tmp/<id>/root, one
+   `rpm --root` transaction installing the whole set (rpm orders it; scriptlets
+   run chrooted in the root; see ais.rpmenv), then the root's rpmdb must list
+   exactly the planned NEVRAs.
+2. `make_fs`: `mke2fs -q -t ext4 -b 4096 -d ROOT -L LABEL` into tmp/<id>/fs.img,
+   sized from the content with headroom (the client grows it later); retried
+   larger if the content did not fit.
+3. `check_fs`: `e2fsck -fn` must pass, and the rpmdb *inside the image*
+   (extracted with `debugfs rdump`) must list exactly the planned NEVRAs.
+4. `pack`: the streamer's chunked format (ais.stream.format.pack), then the file
+   is fsynced and renamed into images/<id>.aisimg (Store.install).
+
+Host tools: rpm, mke2fs, e2fsck, debugfs. Reads: Package records (their
+`filename` relative to the repository) and the repository directory.
+Fails with `BuildError` (missing RPM, wrong package set, failed fsck, disk
+full) or `ToolError` (a tool failed). Returns the manifest record of the image.
+Everything it writes outside images/ is under tmp/<id>/ and removed on success.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ais.cache.hooks import pause_point
+from ais.cache.store import Store, image_id
+from ais.errors import BuildError, ToolError
+from ais.model import Package
+from ais.rpmenv import DBPATH, SCRIPTLET_FAILURES, installed_nevras, rpm_cmd
+from ais.run import run
+
+log = logging.getLogger("ais.cache.build")
+
+BLOCK = 4096
+MiB = 1 << 20
+MKFS_ATTEMPTS = 3
+
+
+@dataclass
+class BuiltFs:
+    """A checked filesystem image in tmp/ and what it took to make it."""
+
+    path: Path
+    fs_bytes: int
+    content_bytes: int
+    nevras: frozenset[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def rpm_paths(packages: list[Package], repo_dir: Path) -> list[Path]:
+    """Absolute RPM paths of packages; BuildError naming every missing file."""
+    paths = [Path(repo_dir, p.filename) for p in packages]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise BuildError(f"{len(missing)} RPM(s) missing from the repository {repo_dir} "
+                         f"(run `make packages`): {', '.join(missing[:5])}")
+    return paths
+
+
+def check_set(found: set[str], planned: frozenset[str], where: str) -> None:
+    """BuildError unless the rpmdb at `where` lists exactly the planned set."""
+    if found != planned:
+        extra, lacking = sorted(found - planned), sorted(planned - found)
+        raise BuildError(f"rpmdb in {where} does not match the plan: "
+                         f"extra {extra[:5]}, missing {lacking[:5]}")
+
+
+def install_root(packages: list[Package], repo_dir: Path, root: Path) -> None:
+    """Install the whole set into a fresh root in one rpm transaction and check its rpmdb."""
+    paths = rpm_paths(packages, repo_dir)
+    root.mkdir(parents=True)
+    _init_db(root)
+    pause_point("rpm")
+    _rpm_install(root, paths)
+    check_set(installed_nevras(root), frozenset(p.nevra for p in packages), f"staging root {root}")
+
+
+def _init_db(root: Path) -> None:
+    """rpm --initdb in root. (ais.rpmenv.init_db passes --force-debian, which
+    `rpm --initdb` rejects on Debian's rpm 4.18; until that is fixed there, the
+    cache initialises the database itself.)"""
+    Path(root, DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    run(["rpm", "--root", str(root), "--dbpath", DBPATH, "--initdb"])
+
+
+def _rpm_install(root: Path, paths: list[Path]) -> None:
+    """One `rpm -i` transaction of every path (rpm orders them; scriptlets run in root).
+
+    Same command and scriptlet check as ais.rpmenv.rpm_install, minus its init_db.
+    """
+    proc = run(rpm_cmd(root, "-i", "--quiet", *map(str, paths)))
+    bad = [line for line in (proc.stdout + proc.stderr).splitlines()
+           if any(s in line for s in SCRIPTLET_FAILURES)]
+    if bad:
+        raise BuildError("rpm reported failing scriptlets:\n" + "\n".join(bad[:10]))
+
+
+def content_usage(root: Path) -> tuple[int, int]:
+    """(bytes in 4 KiB blocks, inode count) of a directory tree, not following links."""
+    blocks, inodes = 0, 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        inodes += 1
+        blocks += 1
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            st = os.lstat(os.path.join(dirpath, name))
+            inodes += 1
+            if not os.path.islink(os.path.join(dirpath, name)) or st.st_size > 59:
+                blocks += -(-st.st_size // BLOCK)
+    return blocks * BLOCK, inodes
+
+
+def fs_size(content_bytes: int, inodes: int, attempt: int = 0) -> int:
+    """Filesystem bytes for the content: 25% headroom, inode tables, journal, metadata."""
+    journal = 4 * MiB if content_bytes < 96 * MiB else 16 * MiB if content_bytes < 900 * MiB else 64 * MiB
+    size = content_bytes * 5 // 4 + inodes * 256 + journal + 8 * MiB
+    size <<= attempt
+    return -(-size // MiB) * MiB
+
+
+def make_fs(root: Path, image: Path, label: str) -> int:
+    """mke2fs -d root into image; returns the filesystem size in bytes."""
+    content, inodes = content_usage(root)
+    for attempt in range(MKFS_ATTEMPTS):
+        size = fs_size(content, inodes, attempt)
+        image.unlink(missing_ok=True)
+        argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(BLOCK), "-N", str(inodes * 5 // 4 + 64),
+                "-d", str(root), "-L", label, str(image), f"{size // 1024}k"]
+        try:
+            run(argv)
+            return size
+        except ToolError as err:
+            if "No space left on device" in err.stderr or "Could not allocate" not in err.stderr:
+                raise
+            log.info("content did not fit in %d MiB, retrying larger", size // MiB)
+    raise BuildError(f"mke2fs could not fit {content // MiB} MiB of content from {root}")
+
+
+def check_fs(image: Path, planned: frozenset[str], scratch: Path) -> None:
+    """e2fsck -fn must pass, and the image's own rpmdb must list exactly the planned set."""
+    proc = run(["e2fsck", "-fn", str(image)], check=False)
+    if proc.returncode != 0:
+        raise BuildError(f"e2fsck -fn {image} exited {proc.returncode}:\n{proc.stdout[-2000:]}")
+    dest = scratch / DBPATH.lstrip("/")
+    dest.parent.mkdir(parents=True)
+    proc = run(["debugfs", "-R", f"rdump {DBPATH} {dest.parent}", str(image)])
+    if not dest.is_dir():
+        raise BuildError(f"image {image} has no rpm database at {DBPATH}: {proc.stderr[-500:]}")
+    check_set(installed_nevras(scratch), planned, f"image {image}")
+
+
+def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str) -> BuiltFs:
+    """Steps 1-3 in work/ (which must be empty): a checked ext4 image of the installed set."""
+    planned = frozenset(p.nevra for p in packages)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    root = work / "root"
+    install_root(packages, repo_dir, root)
+    seconds["rpm"] = time.monotonic() - started
+    pause_point("mkfs")
+    started = time.monotonic()
+    image = work / "fs.img"
+    size = make_fs(root, image, label)
+    content, _ = content_usage(root)
+    seconds["mkfs"] = time.monotonic() - started
+    started = time.monotonic()
+    check_fs(image, planned, work / "check")
+    seconds["check"] = time.monotonic() - started
+    shutil.rmtree(root)  # free the space before packing; the image holds it all now
+    return BuiltFs(image, size, content, planned, seconds)
+
+
+def pack_fs(built: BuiltFs, out: Path, iid: str) -> object:
+    """Pack a checked filesystem image in the streamer's format; returns its ImageHeader."""
+    from ais.stream.format import pack  # owned by the stream engineer
+
+    pause_point("pack")
+    return pack(built.path, out, image_id=iid, packages=sorted(built.nevras))
+
+
+def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLike, *,
+                key: str = "") -> dict:
+    """Build, check, pack and install one image; returns its manifest record.
+
+    A no-op apart from reading when the image is already stored (the caller checks
+    its hashes with ais.cache.verify before trusting it).
+    """
+    from ais.cache.verify import header_record
+
+    packages = sorted(packages)
+    iid = image_id(packages)
+    work = store.work_dir(iid)
+    started = time.monotonic()
+    try:
+        built = build_fs(packages, Path(repo_dir), work, label=f"ais-{iid[:12]}")
+        t0 = time.monotonic()
+        packed = work / "image.aisimg"
+        header = pack_fs(built, packed, iid)
+        built.seconds["pack"] = time.monotonic() - t0
+        pause_point("install")
+        store.install(packed, iid)
+    except OSError as err:
+        raise _as_build_error(err, store, iid) from err
+    except ToolError as err:
+        if "No space left" in err.stderr or "needs" in err.stderr and "space" in err.stderr:
+            raise _as_build_error(OSError(errno.ENOSPC, err.stderr.strip()[-300:]), store, iid) from err
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record = header_record(store, iid, header)
+    record.update(key=key, packages=sorted(built.nevras), fs_bytes=built.fs_bytes,
+                  content_bytes=built.content_bytes,
+                  build_seconds=round(time.monotonic() - started, 3),
+                  step_seconds={k: round(v, 3) for k, v in built.seconds.items()})
+    return record
+
+
+def _as_build_error(err: OSError, store: Store, iid: str) -> BuildError:
+    if err.errno == errno.ENOSPC:
+        st = os.statvfs(store.root)
+        return BuildError(f"no space left on the cache filesystem at {store.root} while building "
+                          f"image {iid[:12]} ({st.f_bavail * st.f_frsize // MiB} MiB free); "
+                          f"the published cache is unchanged: free space or lower --budget")
+    return BuildError(f"building image {iid[:12]} failed: {err}")

@@ -1,0 +1,34 @@
+"""Test hooks: stop the process at a named step so a test can kill it there.
+
+Reads the environment: `AIS_TEST_PAUSE_AT` (a step name, e.g. `rpm`, `mkfs`,
+`pack`, `publish`) and `AIS_TEST_PAUSE_FILE` (a path to touch; default
+`/tmp/ais-paused-<step>`). When the step matches, `pause_point` touches the
+file and sleeps for a long time (until killed). Never fails; returns None.
+Outside tests the variables are unset and this costs one dict lookup.
+
+Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
+`rpm` (staging root created, rpm database initialised, transaction about to
+run), `mkfs` (root installed and checked, before mke2fs), `pack` (filesystem
+image checked, before packing), `install` (packed file complete in tmp/,
+before its rename into images/), `publish` (new manifest written and fsynced
+in tmp/, before the rename that publishes it), `gc` (published, before old
+images are removed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+ENV_STEP = "AIS_TEST_PAUSE_AT"
+ENV_FILE = "AIS_TEST_PAUSE_FILE"
+
+
+def pause_point(step: str) -> None:
+    """Touch the pause file and sleep if AIS_TEST_PAUSE_AT names this step."""
+    if os.environ.get(ENV_STEP) != step:
+        return
+    marker = Path(os.environ.get(ENV_FILE) or f"/tmp/ais-paused-{step}")
+    marker.write_text(f"{os.getpid()}\n")
+    time.sleep(3600)

@@ -1,0 +1,89 @@
+"""manifest.json: the published state of the cache, replaced atomically.
+
+What a server serves is exactly what manifest.json lists; it changes only by
+`publish` (write tmp/manifest.json.new, fsync, rename over manifest.json, fsync
+the directory), so a reader sees the old or the new manifest, never a mix.
+Layout: docs/interfaces.md ("The cache").
+
+Reads: the cache's manifest.json. Fails with `BuildError` if it exists but is
+not valid JSON of the expected format (a human must look: it is never written
+in place). Returns plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ais.cache.hooks import pause_point
+from ais.cache.store import Store, fsync_dir
+from ais.errors import BuildError
+
+FORMAT = 1
+
+
+def empty() -> dict:
+    """The manifest of a cache that never published anything."""
+    return {"format": FORMAT, "generation": 0, "published_at": None, "plan": None,
+            "images": {}, "configurations": {}}
+
+
+def read(store: Store) -> dict:
+    """The published manifest, or `empty()` when none was published yet."""
+    try:
+        text = store.manifest_path.read_text()
+    except FileNotFoundError:
+        return empty()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BuildError(f"{store.manifest_path} is not valid JSON ({err}); "
+                         "move it away and run `ais rebuild`") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BuildError(f"{store.manifest_path}: unknown manifest format "
+                         f"{data.get('format') if isinstance(data, dict) else data!r}")
+    return data
+
+
+def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
+         configurations: dict[str, dict]) -> dict:
+    """The next manifest: generation + 1, stamped now."""
+    return {
+        "format": FORMAT,
+        "generation": int(previous.get("generation", 0)) + 1,
+        "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "plan": plan_json,
+        "images": images,
+        "configurations": configurations,
+    }
+
+
+def publish(store: Store, manifest: dict) -> None:
+    """Replace manifest.json atomically and durably."""
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    staged = store.tmp / "manifest.json.new"
+    data = json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    pause_point("publish")
+    os.replace(staged, store.manifest_path)
+    fsync_dir(store.root)
+
+
+def known_sizes(manifest: dict) -> dict[frozenset[str], int]:
+    """Measured stored bytes of published images, keyed by their nevra set (for the planner)."""
+    return {frozenset(rec["packages"]): int(rec["stored_bytes"])
+            for rec in manifest.get("images", {}).values()}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Plain (non-atomic) JSON write for reports outside the cache."""
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

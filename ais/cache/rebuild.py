@@ -1,0 +1,180 @@
+"""`ais rebuild`: make the cache hold exactly the images the current plan keeps.
+
+Steps, each one line in the log: validate (load_site: a bad descriptor raises
+`DescriptorError` before the cache is touched at all) -> lock (flock on
+cache/lock; wait, or LockBusy) -> clean (tmp/ leftovers of a crashed run) ->
+plan (make_plan with the measured sizes of published images) -> verify (hashes
+of every stored image the plan keeps; corrupt ones are rebuilt) -> build (what
+is missing, one image at a time: rpm, mke2fs, e2fsck, pack, rename into
+images/) -> publish (manifest.json replaced atomically) -> gc (images no
+longer planned are removed, only after publishing).
+
+A crash (kill -9) at any point leaves the last published manifest and all its
+images in place: images enter images/ only complete (by rename), the manifest
+changes only by rename, and nothing the old manifest lists is removed before
+the new one is published. The next run cleans tmp/ and finishes the work.
+
+Reads: descriptors, repository, cache. Fails with `DescriptorError` (exit 2,
+cache untouched), `LockBusy`, `BuildError`, `ToolError` (exit 1; the published
+cache still serves). Returns a `Result` (what was built and removed, timings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ais.cache import manifest as manifests
+from ais.cache.build import build_image
+from ais.cache.changes import Changes, configurations, diff, plan_obj, wanted_images
+from ais.cache.hooks import pause_point
+from ais.cache.lock import locked
+from ais.cache.report import Reporter
+from ais.cache.sizes import human, parse_size
+from ais.cache.store import Store
+from ais.cache.verify import check_store, header_record
+from ais.model import Site
+
+log = logging.getLogger("ais.cache.rebuild")
+
+DEFAULT_BUDGET = "4G"
+BUDGET_FILE = "cache-budget"  # in the descriptors directory: one size, e.g. "20G"
+
+
+@dataclass
+class Options:
+    descriptors: Path
+    repo: Path
+    cache: Path
+    budget: int | None = None  # bytes; None: from the descriptors' budget file, else 4G
+    dry_run: bool = False
+    wait: bool = True
+    time_limit: float = 60.0
+    cost: Path | None = None  # calibration JSON (ais.planner.cost); None: the planner's defaults
+
+
+@dataclass
+class Result:
+    changes: Changes
+    built: dict[str, dict] = field(default_factory=dict)
+    freed_bytes: int = 0
+    generation: int = 0
+    budget: int = 0
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+def budget_of(opts: Options) -> int:
+    """--budget, else the descriptors' `cache-budget` file, else 4G."""
+    if opts.budget is not None:
+        return opts.budget
+    path = Path(opts.descriptors, BUDGET_FILE)
+    return parse_size(path.read_text().strip() if path.is_file() else DEFAULT_BUDGET)
+
+
+def make_plan_for(site: Site, budget: int, published: dict, opts: Options) -> dict:
+    """The planner's plan as a JSON object, fed the measured sizes of published images."""
+    from ais.planner.cost import load_calibration  # owned by the planner engineer
+    from ais.planner.plan import make_plan
+
+    cost = load_calibration(opts.cost) if opts.cost else None
+    plan = make_plan(site, budget, cost=cost, known_sizes=manifests.known_sizes(published),
+                     time_limit=opts.time_limit)
+    return plan_obj(plan)
+
+
+def rebuild(opts: Options, reporter: Reporter | None = None) -> Result:
+    """Run the rebuild steps; see the module docstring."""
+    rep = reporter or Reporter()
+    budget = budget_of(opts)
+    with rep.step("validate") as info:
+        from ais.descriptors import load_site
+
+        site = load_site(opts.descriptors, opts.repo)
+        info["summary"] = f"{len(site.configurations)} configurations, {len(site.hosts)} hosts"
+    store = Store(opts.cache)
+    if opts.dry_run:
+        return _dry_run(site, store, budget, opts, rep)
+    store.ensure()
+    with contextlib.ExitStack() as stack:
+        with rep.step("lock"):
+            stack.enter_context(locked(store.lock_path, wait=opts.wait))
+        pause_point("locked")
+        return _locked_rebuild(site, store, budget, opts, rep)
+
+
+def _dry_run(site: Site, store: Store, budget: int, opts: Options, rep: Reporter) -> Result:
+    published = manifests.read(store) if store.root.exists() else manifests.empty()
+    with rep.step("plan") as info:
+        plan = make_plan_for(site, budget, published, opts)
+        info["summary"] = f"{len(plan.get('images', []))} images"
+    wanted = wanted_images(site, plan)
+    with rep.step("verify"):
+        corrupt = check_store(store, published, set(wanted) & store.stored_ids())
+    changes = diff(wanted, store, corrupt)
+    return Result(changes, budget=budget, generation=int(published.get("generation", 0)),
+                  durations=rep.durations)
+
+
+def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: Reporter) -> Result:
+    with rep.step("clean") as info:
+        info["summary"] = f"{store.clean_tmp()} leftovers removed from tmp/"
+    published = manifests.read(store)
+    with rep.step("plan") as info:
+        plan = make_plan_for(site, budget, published, opts)
+        info["summary"] = f"{len(plan.get('images', []))} images, budget {human(budget)}"
+    wanted = wanted_images(site, plan)
+    with rep.step("verify") as info:
+        corrupt = check_store(store, published, set(wanted) & store.stored_ids())
+        info["summary"] = f"{len(corrupt)} corrupt" if corrupt else "all hashes match"
+    changes = diff(wanted, store, corrupt)
+    result = Result(changes, budget=budget)
+    records = _build_all(changes, store, opts, rep, result)
+    records.update(_kept_records(changes, store, published))
+    new = manifests.make(previous=published, plan_json=plan, images=records,
+                         configurations=configurations(plan, wanted))
+    with rep.step("publish") as info:
+        manifests.publish(store, new)
+        used = sum(r["stored_bytes"] for r in records.values())
+        info["summary"] = (f"generation {new['generation']}: {len(records)} images, "
+                           f"{human(used)} of {human(budget)}")
+    result.generation = new["generation"]
+    pause_point("gc")
+    with rep.step("gc") as info:
+        result.freed_bytes = store.remove(changes.remove)
+        info["summary"] = f"{len(changes.remove)} images removed, {human(result.freed_bytes)} freed"
+    result.durations = rep.durations
+    return result
+
+
+def _build_all(changes: Changes, store: Store, opts: Options, rep: Reporter,
+               result: Result) -> dict[str, dict]:
+    records = {}
+    total = len(changes.build)
+    for n, want in enumerate(changes.build, 1):
+        detail = f"{n}/{total} {want.key} {want.iid[:12]} ({len(want.packages)} packages)"
+        with rep.step("build", detail) as info:
+            record = build_image(store, list(want.packages), opts.repo, key=want.key)
+            info["summary"] = (f"{detail}: {human(record['stored_bytes'])} stored, "
+                               f"{human(record['fs_bytes'])} filesystem")
+        records[want.iid] = record
+        result.built[want.iid] = record
+    return records
+
+
+def _kept_records(changes: Changes, store: Store, published: dict) -> dict[str, dict]:
+    """Manifest records of kept images: the published one, or rebuilt from the header
+    (an image a crashed run renamed into images/ but never published)."""
+    from ais.stream.format import read_header
+
+    out = {}
+    for want in changes.keep:
+        record = dict(published.get("images", {}).get(want.iid) or {})
+        if not record:
+            header = read_header(store.image_path(want.iid))
+            record = header_record(store, want.iid, header)
+            record.update(fs_bytes=header.fs_bytes, build_seconds=None)
+        record.update(key=want.key, packages=want.nevras)
+        out[want.iid] = record
+    return out

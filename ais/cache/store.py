@@ -1,0 +1,140 @@
+"""The content-addressed image store: `images/<id>.aisimg` and `tmp/`.
+
+An image's id is the sha256 of its sorted package identities (nevra@digest)
+plus the builder's format version, so the same package set is built once and
+any change of content gives a new id. Files enter `images/` only by rename from
+`tmp/` (same filesystem) after fsync, so an image in `images/` is always
+complete; everything in `tmp/` is garbage after a crash and `clean_tmp` removes it.
+
+Reads: the cache directory (see docs/interfaces.md). Fails with `BuildError`
+when the cache directory cannot be created or written. Returns paths, ids and
+sizes; it never decides what to keep (rebuild.py does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from ais.errors import BuildError
+from ais.model import Package
+
+# Bump when the builder changes what an image holds for the same packages
+# (filesystem type, mke2fs options, rpm flags, packer format).
+BUILDER_FORMAT = 1
+SUFFIX = ".aisimg"
+
+
+def image_id(packages: Iterable[Package]) -> str:
+    """sha256 over the builder format and the sorted package identities.
+
+    >>> image_id([]) == image_id(())
+    True
+    """
+    digest = hashlib.sha256(f"ais-image-format-{BUILDER_FORMAT}\n".encode())
+    for identity in sorted(p.identity for p in packages):
+        digest.update(identity.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """Paths and file moves of one cache directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.tmp = self.root / "tmp"
+        self.manifest_path = self.root / "manifest.json"
+        self.lock_path = self.root / "lock"
+
+    def ensure(self) -> None:
+        """Create the cache layout (idempotent)."""
+        try:
+            for d in (self.root, self.images, self.tmp):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BuildError(f"cannot create cache directory {self.root}: {err}") from err
+
+    def image_path(self, iid: str) -> Path:
+        return self.images / f"{iid}{SUFFIX}"
+
+    def relpath(self, iid: str) -> str:
+        """Path of an image relative to the cache root, as the manifest records it."""
+        return f"images/{iid}{SUFFIX}"
+
+    def stored_ids(self) -> set[str]:
+        """Ids of the complete image files present in images/."""
+        if not self.images.is_dir():
+            return set()
+        return {p.name[: -len(SUFFIX)] for p in self.images.iterdir() if p.name.endswith(SUFFIX)}
+
+    def work_dir(self, name: str) -> Path:
+        """A fresh, empty directory under tmp/ (removed first if a crash left it)."""
+        path = self.tmp / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def clean_tmp(self) -> int:
+        """Remove everything under tmp/ (call with the lock held). Returns entries removed."""
+        if not self.tmp.is_dir():
+            return 0
+        count = 0
+        for entry in self.tmp.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            count += 1
+        return count
+
+    def install(self, packed: Path, iid: str) -> Path:
+        """Move a complete packed file from tmp/ to images/<id>.aisimg, durably.
+
+        Replaces an existing file of the same id (a corrupted copy being repaired).
+        """
+        target = self.image_path(iid)
+        fsync_file(packed)
+        os.replace(packed, target)
+        fsync_dir(self.images)
+        return target
+
+    def remove(self, iids: Iterable[str]) -> int:
+        """Delete images by id; returns bytes freed."""
+        freed = 0
+        for iid in iids:
+            path = self.image_path(iid)
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+        fsync_dir(self.images)
+        return freed
+
+    def disk_bytes(self) -> int:
+        """Bytes allocated by images/ (what counts against the budget)."""
+        if not self.images.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.images.iterdir() if p.name.endswith(SUFFIX))
