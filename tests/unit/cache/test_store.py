@@ -1,0 +1,119 @@
+"""Store, manifest, lock, sizes: the pieces of the cache that need no rpm."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ais.cache import manifest as manifests
+from ais.cache.lock import locked
+from ais.cache.sizes import human, parse_size
+from ais.cache.store import BUILDER_FORMAT, Store, image_id
+from ais.errors import BuildError, LockBusy, UsageError
+from ais.model import Package
+
+
+def pkg(name, version="1.0", digest="d0"):
+    return Package(name, 0, version, "1", "x86_64", f"RPMS/x86_64/{name}.rpm", 10, 20, 1, 0, digest)
+
+
+def test_image_id_depends_on_set_not_order():
+    a, b = pkg("a"), pkg("b")
+    assert image_id([a, b]) == image_id([b, a])
+    assert image_id([a]) != image_id([a, b])
+
+
+def test_image_id_changes_with_digest_and_version():
+    assert image_id([pkg("a", digest="d0")]) != image_id([pkg("a", digest="d1")])
+    assert image_id([pkg("a", "1.0")]) != image_id([pkg("a", "1.1")])
+
+
+def test_image_id_includes_builder_format(monkeypatch):
+    before = image_id([pkg("a")])
+    monkeypatch.setattr("ais.cache.store.BUILDER_FORMAT", BUILDER_FORMAT + 1)
+    assert image_id([pkg("a")]) != before
+
+
+def test_install_moves_from_tmp_and_replaces(tmp_path):
+    store = Store(tmp_path / "cache")
+    store.ensure()
+    work = store.work_dir("x")
+    (work / "f").write_bytes(b"one")
+    store.install(work / "f", "abc")
+    assert store.stored_ids() == {"abc"}
+    (work / "g").write_bytes(b"two")
+    store.install(work / "g", "abc")
+    assert store.image_path("abc").read_bytes() == b"two"
+    assert store.remove(["abc", "missing"]) == 3
+    assert store.stored_ids() == set()
+
+
+def test_clean_tmp_removes_everything(tmp_path):
+    store = Store(tmp_path / "cache")
+    store.ensure()
+    (store.work_dir("a") / "root").mkdir()
+    (store.tmp / "manifest.json.new").write_text("{}")
+    assert store.clean_tmp() == 2
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_manifest_publish_replaces_atomically(tmp_path):
+    store = Store(tmp_path / "cache")
+    store.ensure()
+    assert manifests.read(store) == manifests.empty()
+    first = manifests.make(previous=manifests.empty(), plan_json={}, images={}, configurations={})
+    manifests.publish(store, first)
+    second = manifests.make(previous=first, plan_json={}, images={"x": {"packages": ["a"], "stored_bytes": 5}},
+                            configurations={})
+    manifests.publish(store, second)
+    read = manifests.read(store)
+    assert read["generation"] == 2
+    assert manifests.known_sizes(read) == {frozenset(["a"]): 5}
+    assert not (store.tmp / "manifest.json.new").exists()
+
+
+def test_manifest_unreadable_is_an_error(tmp_path):
+    store = Store(tmp_path)
+    store.manifest_path.write_text("{not json")
+    with pytest.raises(BuildError, match="not valid JSON"):
+        manifests.read(store)
+    store.manifest_path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(BuildError, match="unknown manifest format"):
+        manifests.read(store)
+
+
+def test_lock_busy_names_holder_pid(tmp_path):
+    lock = tmp_path / "lock"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from ais.cache.lock import locked
+        with locked(Path({str(lock)!r})):
+            print("held", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockBusy, match=f"pid {holder.pid}"):
+            with locked(lock, wait=False):
+                pass
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    with locked(lock, wait=False):  # released when the holder exits
+        assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_parse_size():
+    assert parse_size("20G") == 20 << 30
+    assert parse_size("500M") == 500 << 20
+    assert parse_size("4096") == 4096
+    assert parse_size("1.5k") == 1536
+    assert parse_size("2GiB") == 2 << 30
+    for bad in ("", "G", "-1G", "12X", "1 2"):
+        with pytest.raises(UsageError):
+            parse_size(bad)
+    assert human(1536) == "1.5K" and human(900) == "900B"
