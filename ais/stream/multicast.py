@@ -1,0 +1,419 @@
+"""Frisbee-like multicast chunk transport over UDP.
+
+What it does: `MulticastServer` listens for chunk requests on GROUP:PORT+1 and
+sends the requested chunks to GROUP:PORT, each chunk split into datagrams of
+at most 8 KiB that carry the image tag, chunk index, chunk length and offset.
+Requests are merged: a chunk already queued is not queued twice, so many
+clients that miss the same chunk cost one transmission. The send rate is
+capped by a token bucket (bytes per second, configurable). `MulticastSource`
+is the writer's side: a receive thread joins the group, reassembles chunks in
+any order, checks each finished chunk's sha256 against the trusted header and
+hands good ones to the writer. It asks (by multicast, so other clients hear
+it) for the chunks it lacks; it leaves out chunks someone asked for recently
+and chunks whose packets are arriving, and backs off exponentially while no
+progress is made. Late joiners simply ask for what they lack. Packet layout:
+docs/stream.md.
+
+What it reads: images through `ImageCatalog` (server); the trusted header
+(client).
+
+What it fails on: `StreamError` when no chunk arrives for `stall_timeout`
+seconds while chunks are missing, or a socket cannot join the group.
+
+What it returns: the server counts bytes, datagrams, requests and merges in
+`stats`; the source yields (index, stored bytes).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import queue
+import random
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Iterator, Sequence
+
+from ais.errors import StreamError
+from ais.stream.format import ImageHeader
+from ais.stream.unicast import ImageCatalog, image_tag
+
+log = logging.getLogger("ais.stream.multicast")
+
+COMMON = struct.Struct("<4sBBHQ")  # magic, version, type, reserved, image tag
+DATA = struct.Struct("<IIIHH")  # chunk index, chunk stored length, offset, payload length, reserved
+REQ = struct.Struct("<II")  # first chunk index, number of bits in the bitmap that follows
+MAGIC, VERSION = b"AISM", 1
+T_DATA, T_REQUEST = 1, 2
+DATAGRAM_MAX = 8192
+PAYLOAD_MAX = DATAGRAM_MAX - COMMON.size - DATA.size
+REQ_BITS_MAX = (DATAGRAM_MAX - COMMON.size - REQ.size) * 8
+SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
+BURST = 256 << 10  # token bucket depth: bytes that may go out back to back
+
+
+def _open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
+    """A UDP socket bound to GROUP:PORT, joined on interface, sending via interface."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)  # root: beyond rmem_max
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    try:
+        sock.bind((group, port))
+        mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(interface))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    except OSError as err:
+        sock.close()
+        raise StreamError(f"cannot join multicast group {group}:{port} on {interface}: {err}") from err
+    return sock
+
+
+def encode_requests(tag: int, indexes: Sequence[int]) -> list[bytes]:
+    """Request datagrams (bitmaps of at most REQ_BITS_MAX bits) covering indexes."""
+    out = []
+    indexes = sorted(indexes)
+    pos = 0
+    while pos < len(indexes):
+        first = indexes[pos]
+        bits = bytearray((REQ_BITS_MAX + 7) // 8)
+        last = first
+        while pos < len(indexes) and indexes[pos] - first < REQ_BITS_MAX:
+            i = indexes[pos] - first
+            bits[i >> 3] |= 1 << (i & 7)
+            last = indexes[pos]
+            pos += 1
+        nbits = last - first + 1
+        out.append(COMMON.pack(MAGIC, VERSION, T_REQUEST, 0, tag) + REQ.pack(first, nbits) + bytes(bits[: (nbits + 7) // 8]))
+    return out
+
+
+def decode_request(packet: bytes) -> tuple[int, list[int]] | None:
+    """(tag, indexes) of a request datagram, or None if it is not one."""
+    if len(packet) < COMMON.size + REQ.size:
+        return None
+    magic, version, kind, _, tag = COMMON.unpack_from(packet)
+    if magic != MAGIC or version != VERSION or kind != T_REQUEST:
+        return None
+    first, nbits = REQ.unpack_from(packet, COMMON.size)
+    bits = packet[COMMON.size + REQ.size :]
+    nbits = min(nbits, len(bits) * 8)
+    return tag, [first + i for i in range(nbits) if bits[i >> 3] >> (i & 7) & 1]
+
+
+# ------------------------------------------------------------------ server
+
+
+class MulticastServer:
+    """Send requested chunks of the catalog's images to a multicast group."""
+
+    def __init__(
+        self,
+        catalog: ImageCatalog,
+        group: str,
+        port: int,
+        *,
+        interface: str = "127.0.0.1",
+        rate: float = 100e6,
+        ttl: int | None = None,
+    ):
+        self.catalog, self.group, self.port, self.rate = catalog, group, port, rate
+        ttl = (0 if interface.startswith("127.") else 1) if ttl is None else ttl
+        self._req_sock = _open_socket(group, port + 1, interface, ttl, 4 << 20)
+        self._send_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        self._send_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self._queue: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+        self._current: list | None = None  # [tag, index, data, offset]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = {"bytes_sent": 0, "datagrams": 0, "requests": 0, "merged": 0, "chunks_sent": 0}
+
+    def start(self) -> "MulticastServer":
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="ais-mcast-server")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self._req_sock.close()
+        self._send_sock.close()
+
+    def _loop(self) -> None:
+        tokens, last = float(BURST), time.monotonic()
+        while not self._stop.is_set():
+            idle = self._current is None and not self._queue
+            self._take_requests(timeout=0.1 if idle else 0.0)
+            if self._current is None and not self._start_next_chunk():
+                continue
+            now = time.monotonic()
+            tokens = min(BURST, tokens + (now - last) * self.rate)
+            last = now
+            if tokens < DATAGRAM_MAX:
+                time.sleep((DATAGRAM_MAX - tokens) / self.rate)
+                continue
+            tokens -= self._send_one_datagram()
+
+    def _take_requests(self, timeout: float) -> None:
+        ready, _, _ = select.select([self._req_sock], [], [], timeout)
+        while ready:
+            try:
+                packet = self._req_sock.recv(DATAGRAM_MAX, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            self._queue_request(packet)
+
+    def _queue_request(self, packet: bytes) -> None:
+        decoded = decode_request(packet)
+        if decoded is None:
+            return
+        tag, indexes = decoded
+        entry = self.catalog.by_tag(tag)
+        if entry is None:
+            return
+        chunks = len(entry[1].chunks)
+        self.stats["requests"] += 1
+        current = self._current
+        for i in indexes:
+            if not 0 <= i < chunks:
+                continue
+            key = (tag, i)
+            in_flight = current is not None and (current[0], current[1]) == key and current[3] == 0
+            if key in self._queue or in_flight:
+                self.stats["merged"] += 1  # someone else's request already covers it
+            else:
+                self._queue[key] = None
+
+    def _start_next_chunk(self) -> bool:
+        if not self._queue:
+            return False
+        (tag, index), _ = self._queue.popitem(last=False)
+        entry = self.catalog.by_tag(tag)
+        if entry is None:
+            return False
+        path, header, data_offset, _ = entry
+        chunk = header.chunks[index]
+        with open(path, "rb") as f:
+            data = os.pread(f.fileno(), chunk.stored_length, data_offset + chunk.offset)
+        self._current = [tag, index, memoryview(data), 0]
+        return True
+
+    def _send_one_datagram(self) -> int:
+        tag, index, data, offset = self._current
+        payload = data[offset : offset + PAYLOAD_MAX]
+        packet = b"".join(
+            (COMMON.pack(MAGIC, VERSION, T_DATA, 0, tag), DATA.pack(index, len(data), offset, len(payload), 0), payload)
+        )
+        try:
+            self._send_sock.sendto(packet, (self.group, self.port))
+        except OSError as err:  # ENOBUFS under pressure: the client will ask again
+            log.debug("sendto failed: %s", err)
+        self.stats["bytes_sent"] += len(packet)
+        self.stats["datagrams"] += 1
+        offset += len(payload)
+        if offset >= len(data):
+            self._current = None
+            self.stats["chunks_sent"] += 1
+        else:
+            self._current[3] = offset
+        return len(packet)
+
+
+# ------------------------------------------------------------------ client
+
+
+class _Assembly:
+    """One chunk being reassembled from datagrams."""
+
+    __slots__ = ("buf", "offsets", "got")
+
+    def __init__(self, length: int):
+        self.buf = bytearray(length)
+        self.offsets: set[int] = set()
+        self.got = 0
+
+
+class MulticastSource:
+    """A ChunkSource receiving chunks from a MulticastServer; use as a context manager."""
+
+    def __init__(
+        self,
+        group: str,
+        port: int,
+        image_id: str,
+        header: ImageHeader,
+        *,
+        interface: str = "127.0.0.1",
+        ttl: int | None = None,
+        stall_timeout: float = 30.0,
+        request_interval: float = 0.1,
+        max_backoff: float = 2.0,
+        suppress_window: float = 0.5,
+    ):
+        self.group, self.port, self.header = group, port, header
+        self.tag = image_tag(image_id)
+        self.image_id = image_id
+        self.stall_timeout = stall_timeout
+        self.request_interval, self.max_backoff, self.suppress_window = request_interval, max_backoff, suppress_window
+        ttl = (0 if interface.startswith("127.") else 1) if ttl is None else ttl
+        self._data_sock = _open_socket(group, port, interface, ttl, 64 << 20)
+        self._req_sock = _open_socket(group, port + 1, interface, ttl, 1 << 20)
+        self._lock = threading.Lock()
+        self._want: set[int] = set()
+        self._done: set[int] = set()
+        self._parts: dict[int, _Assembly] = {}
+        self._requested_at: dict[int, float] = {}
+        self._last_seen: dict[int, float] = {}
+        self._ready: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = {"datagrams": 0, "bytes": 0, "requests_sent": 0, "bad_chunks": 0, "duplicates": 0}
+
+    def __enter__(self) -> "MulticastSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self._data_sock.close()
+        self._req_sock.close()
+
+    def fetch(self, wanted: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        with self._lock:
+            self._want = set(wanted)
+            self._done -= self._want  # asked again: the writer rejected an earlier copy
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._receive_loop, daemon=True, name="ais-mcast-recv")
+            self._thread.start()
+        remaining = set(wanted)
+        last_progress = time.monotonic()
+        while remaining:
+            try:
+                index, data = self._ready.get(timeout=0.5)
+            except queue.Empty:
+                if time.monotonic() - last_progress > self.stall_timeout:
+                    raise StreamError(
+                        f"multicast {self.group}:{self.port}: no chunk of image {self.image_id} for "
+                        f"{self.stall_timeout:.0f}s, {len(remaining)} of {len(self.header.chunks)} chunks missing"
+                    ) from None
+                continue
+            if index in remaining:
+                remaining.discard(index)
+                last_progress = time.monotonic()
+                yield index, data
+
+    def _receive_loop(self) -> None:
+        buf = bytearray(DATAGRAM_MAX + 64)
+        view = memoryview(buf)
+        next_request = time.monotonic() + random.uniform(0, 0.05)  # jitter lets peers suppress
+        backoff = self.request_interval
+        progress_since_request = True
+        socks = [self._data_sock, self._req_sock]
+        while not self._stop.is_set():
+            ready, _, _ = select.select(socks, [], [], 0.05)
+            now = time.monotonic()
+            if self._data_sock in ready:
+                while True:
+                    try:
+                        n = self._data_sock.recv_into(buf, len(buf), socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+                    if self._take_datagram(view[:n], now):
+                        progress_since_request = True
+            if self._req_sock in ready:
+                self._hear_requests(now)
+            if now >= next_request:
+                sent = self._request_missing(now)
+                if sent:
+                    backoff = self.request_interval if progress_since_request else min(backoff * 2, self.max_backoff)
+                    progress_since_request = False
+                next_request = now + backoff
+
+    def _take_datagram(self, packet: memoryview, now: float) -> bool:
+        """Store one data datagram; True if it completed a good chunk."""
+        if len(packet) < COMMON.size + DATA.size:
+            return False
+        magic, version, kind, _, tag = COMMON.unpack_from(packet)
+        if magic != MAGIC or version != VERSION or kind != T_DATA or tag != self.tag:
+            return False
+        index, length, offset, plen, _ = DATA.unpack_from(packet, COMMON.size)
+        payload = packet[COMMON.size + DATA.size :]
+        self.stats["datagrams"] += 1
+        self.stats["bytes"] += len(packet)
+        if index >= len(self.header.chunks) or length != self.header.chunks[index].stored_length:
+            return False
+        if plen != len(payload) or offset + plen > length or index in self._done:
+            self.stats["duplicates"] += index in self._done
+            return False
+        self._last_seen[index] = now
+        part = self._parts.get(index)
+        if part is None:
+            part = self._parts[index] = _Assembly(length)
+        if offset in part.offsets:
+            return False
+        part.buf[offset : offset + plen] = payload
+        part.offsets.add(offset)
+        part.got += plen
+        if part.got < length:
+            return False
+        del self._parts[index]
+        stored = bytes(part.buf)
+        if hashlib.sha256(stored).hexdigest() != self.header.chunks[index].sha256:
+            self.stats["bad_chunks"] += 1  # corrupt or injected: ask again
+            return False
+        with self._lock:
+            self._done.add(index)
+            wanted = index in self._want
+        if wanted:
+            self._ready.put((index, stored))
+        return True
+
+    def _hear_requests(self, now: float) -> None:
+        while True:
+            try:
+                packet = self._req_sock.recv(DATAGRAM_MAX, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            decoded = decode_request(packet)
+            if decoded and decoded[0] == self.tag:
+                for i in decoded[1]:
+                    self._requested_at[i] = now  # someone asked: the server will send it
+
+    def _request_missing(self, now: float) -> bool:
+        with self._lock:
+            missing = self._want - self._done
+        asked = [
+            i
+            for i in missing
+            if now - self._requested_at.get(i, -1e9) > self.suppress_window
+            and now - self._last_seen.get(i, -1e9) > self.suppress_window / 2
+        ]
+        if not asked:
+            return False
+        for packet in encode_requests(self.tag, asked):
+            try:
+                self._req_sock.sendto(packet, (self.group, self.port + 1))
+            except OSError as err:
+                log.debug("request sendto failed: %s", err)
+        for i in asked:
+            self._requested_at[i] = now
+        self.stats["requests_sent"] += 1
+        return True
