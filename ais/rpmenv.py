@@ -18,7 +18,8 @@ from ais.errors import BuildError
 from ais.run import run
 
 DBPATH = "/var/lib/rpm"
-RPM_FLAGS = ["--dbpath", DBPATH, "--force-debian"]
+RPM_FLAGS = ["--dbpath", DBPATH]
+INSTALL_FLAGS = ["--force-debian"]  # only -i/-U accept it; silences the "use Alien" nag
 # Printed by rpm even when it exits 0; any of these means the root is not what we asked for.
 SCRIPTLET_FAILURES = ("scriptlet failed", "/bin/sh is needed", "execv(")
 
@@ -45,7 +46,7 @@ def rpm_install(root: str | os.PathLike, rpm_paths: list[str | os.PathLike], *,
         return
     init_db(root)
     mode = "-U" if upgrade else "-i"
-    proc = run(rpm_cmd(root, mode, "--quiet", *[os.fspath(p) for p in rpm_paths]))
+    proc = run(rpm_cmd(root, mode, *INSTALL_FLAGS, "--quiet", *[os.fspath(p) for p in rpm_paths]))
     _check_scriptlets(proc.stdout + proc.stderr)
 
 

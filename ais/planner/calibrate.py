@@ -1,0 +1,207 @@
+"""`ais calibrate`: measure this machine's rpm and imaging speed, fit the cost model.
+
+What it does: installs real package sets (every configuration of the site, plus
+unions of pairs) into fresh staging roots with one `rpm --root` transaction each,
+times them, and fits `transaction + Σ per-package costs` by non-negative least
+squares; then builds ext4 images of the smallest and largest configuration,
+packs them in the streamer's format and writes them onto a target file the way
+a client does, and fits `image_fixed + stored_bytes / rate` and the stored-bytes
+estimate through the two points.
+What it reads: the `Site` (configurations and their real RPMs) and the repository.
+What it fails on: `ToolError`/`BuildError` from rpm, mke2fs or the writer; a site
+with no configuration is `BadInput`.
+What it returns: a `CostModel` with measured coefficients, and the samples.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ais.errors import BadInput
+from ais.model import Configuration, Package, Site
+from ais.planner.cost import CostModel
+from ais.planner.cost import _nonnegative_least_squares as nonnegative_least_squares  # TODO: make public
+from ais.rpmenv import rpm_install
+from ais.run import run
+
+log = logging.getLogger("ais.calibrate")
+
+
+@dataclass(frozen=True)
+class RpmSample:
+    """One measured transaction: its package totals and wall seconds."""
+
+    packages: int
+    installed_bytes: int
+    files: int
+    scriptlets: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImageSample:
+    installed_bytes: int
+    stored_bytes: int
+    seconds: float  # write_image onto a target file, fsync included
+    fixed_seconds: float  # grow + check the written filesystem, as a client does
+
+
+def package_sets(site: Site, max_sets: int) -> list[tuple[Package, ...]]:
+    """Configurations, then unions of two without version clashes: varied sizes for the fit."""
+    confs = [c.packages for c in site.configurations]
+    unions = []
+    for a, b in itertools.combinations(site.configurations, 2):
+        merged = {p.name: p for p in a.packages}
+        if all(merged.get(p.name, p) == p for p in b.packages):
+            merged.update((p.name, p) for p in b.packages)
+            unions.append(tuple(sorted(merged.values())))
+    return (confs + unions)[:max_sets]
+
+
+def measure_rpm(packages: tuple[Package, ...], repo: Path, work: Path, rounds: int = 2) -> RpmSample:
+    """Best of `rounds` installs: the minimum is the least disturbed by other load."""
+    times = []
+    for _ in range(rounds):
+        root = Path(tempfile.mkdtemp(prefix="root-", dir=work))
+        try:
+            started = time.monotonic()
+            rpm_install(root, [repo / p.filename for p in packages])
+            times.append(time.monotonic() - started)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    seconds = min(times)
+    return RpmSample(len(packages), sum(p.installed_size for p in packages),
+                     sum(p.file_count for p in packages), sum(p.scriptlets for p in packages), seconds)
+
+
+def fit_rpm(samples: list[RpmSample], base: CostModel) -> CostModel:
+    """transaction_s + per-package coefficients from whole-transaction timings."""
+    design = np.array([[1, s.packages, s.installed_bytes, s.files, s.scriptlets] for s in samples], float)
+    target = np.array([s.seconds for s in samples])
+    coef = nonnegative_least_squares(design, target)
+    return replace(base, transaction_s=float(coef[0]), rpm_per_package_s=float(coef[1]),
+                   rpm_per_byte_s=float(coef[2]), rpm_per_file_s=float(coef[3]),
+                   rpm_per_scriptlet_s=float(coef[4]))
+
+
+def measure_image(conf: Configuration, repo: Path, work: Path) -> ImageSample:
+    """Install, mke2fs, pack, then time writing it onto a file target like a client."""
+    from ais.cache.build import make_fs
+    from ais.stream.format import pack
+    from ais.stream.writer import write_image
+
+    area = Path(tempfile.mkdtemp(prefix="image-", dir=work))
+    try:
+        rpm_install(area / "root", [repo / p.filename for p in conf.packages])
+        make_fs(area / "root", area / "fs.img", "calibrate")
+        header = pack(area / "fs.img", area / "img.aisimg", image_id="calibrate",
+                      packages=sorted(conf.nevras))
+        os.sync()  # keep earlier dirty pages out of the timed write
+        started = time.monotonic()
+        write_image(area / "img.aisimg", area / "target", journal_path=None)
+        seconds = time.monotonic() - started
+        started = time.monotonic()
+        os.truncate(area / "target", header.fs_bytes * 2)
+        run(["resize2fs", "-f", str(area / "target")])
+        run(["e2fsck", "-fn", str(area / "target")])
+        fixed = time.monotonic() - started
+    finally:
+        shutil.rmtree(area, ignore_errors=True)
+    return ImageSample(sum(p.installed_size for p in conf.packages), header.stored_bytes, seconds, fixed)
+
+
+def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
+    """Through the points: seconds vs stored bytes, stored vs installed bytes."""
+    small, large = min(samples, key=lambda s: s.stored_bytes), max(samples, key=lambda s: s.stored_bytes)
+    if large.stored_bytes == small.stored_bytes or large.installed_bytes == small.installed_bytes:
+        rate = large.stored_bytes / max(large.seconds, 1e-6)
+        return replace(base, stream_bytes_per_s=rate, image_fixed_s=large.fixed_seconds)
+    rate = (large.stored_bytes - small.stored_bytes) / max(large.seconds - small.seconds, 1e-6)
+    rate = max(rate, 1.0)
+    factor = (large.stored_bytes - small.stored_bytes) / (large.installed_bytes - small.installed_bytes)
+    overhead = max(0, int(small.stored_bytes - factor * small.installed_bytes))
+    fixed = max(0.0, small.seconds - small.stored_bytes / rate)
+    grow_and_check = max(s.fixed_seconds for s in samples)
+    return replace(base, stream_bytes_per_s=rate, stored_factor=max(factor, 0.01),
+                   image_overhead_bytes=overhead, image_fixed_s=fixed + grow_and_check)
+
+
+def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None = None,
+              echo=print) -> tuple[CostModel, list[RpmSample], list[ImageSample]]:
+    """Measure and fit every coefficient except host_files_s (kept at its default)."""
+    if not site.configurations:
+        raise BadInput("no configurations to measure; add SCDs")
+    work_dir = Path(tempfile.mkdtemp(prefix="ais-calibrate-", dir=work))
+    try:
+        rpm_samples = []
+        for packages in package_sets(site, max_sets):
+            sample = measure_rpm(packages, repo, work_dir)
+            echo(f"rpm: {sample.packages:3d} packages, {sample.installed_bytes / 2**20:6.1f} MiB, "
+                 f"{sample.files:5d} files in {sample.seconds:.2f}s")
+            rpm_samples.append(sample)
+        model = fit_rpm(rpm_samples, CostModel())
+        by_size = sorted(site.configurations, key=lambda c: sum(p.installed_size for p in c.packages))
+        image_samples = []
+        for conf in (by_size[0], by_size[-1]):
+            sample = measure_image(conf, repo, work_dir)
+            echo(f"image: {conf.name}: {sample.stored_bytes / 2**20:.1f} MiB stored, written in {sample.seconds:.2f}s")
+            image_samples.append(sample)
+        model = fit_image(image_samples, model)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return model, rpm_samples, image_samples
+
+
+def prediction_error(model: CostModel, samples: list[RpmSample]) -> float:
+    """Largest relative error of the fitted model on its own samples (reported, not hidden)."""
+    worst = 0.0
+    for s in samples:
+        predicted = (model.transaction_s + model.rpm_per_package_s * s.packages
+                     + model.rpm_per_byte_s * s.installed_bytes + model.rpm_per_file_s * s.files
+                     + model.rpm_per_scriptlet_s * s.scriptlets)
+        worst = max(worst, abs(predicted - s.seconds) / max(s.seconds, 1e-6))
+    return worst
+
+
+DEFAULT_CALIBRATION = "build/calibration.json"
+
+
+def add_calibrate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "calibrate", help="measure rpm and imaging speed here; write the cost model",
+        description="Install every configuration (and unions of pairs) for real with rpm --root, "
+                    "build, pack and write two images, and fit the planner's cost model to the "
+                    "timings. `ais plan` and `ais rebuild` read the file it writes.")
+    parser.add_argument("--out", default=DEFAULT_CALIBRATION, metavar="FILE",
+                        help="calibration file to write [%(default)s]")
+    parser.add_argument("--max-sets", type=int, default=24, metavar="N",
+                        help="package sets to install for the rpm fit [%(default)s]")
+    parser.set_defaults(handler=cmd_calibrate)
+
+
+def cmd_calibrate(args) -> int:
+    from ais.descriptors import load_site
+    from ais.planner.cost import save_calibration
+
+    site = load_site(args.descriptors, args.repo)
+    model, rpm_samples, _ = calibrate(site, Path(args.repo), max_sets=args.max_sets)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_calibration(model, args.out)
+    print(f"fitted on {len(rpm_samples)} transactions; worst relative error on them "
+          f"{prediction_error(model, rpm_samples):.0%}")
+    print(f"rpm: {model.transaction_s:.3f}s/transaction + {model.rpm_per_package_s * 1e3:.2f}ms/package "
+          f"+ {model.rpm_per_byte_s * 2**20 * 1e3:.2f}ms/MiB + {model.rpm_per_file_s * 1e3:.3f}ms/file "
+          f"+ {model.rpm_per_scriptlet_s * 1e3:.1f}ms/scriptlet")
+    print(f"image: {model.image_fixed_s:.2f}s fixed + {model.stream_bytes_per_s / 2**20:.0f} MiB/s stored; "
+          f"stored bytes ~ {model.image_overhead_bytes / 2**20:.1f} MiB + {model.stored_factor:.2f} x installed")
+    print(f"wrote {args.out}")
+    return 0
