@@ -18,8 +18,12 @@ import traceback
 from ais import __version__
 from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError
 
-# Subsystems that contribute subcommands, in the order `ais --help` lists them.
-SUBSYSTEMS = ("descriptors", "planner", "cache", "stream", "server", "client")
+# Modules that contribute subcommands (each has `register(subparsers)`), in the
+# order `ais --help` lists them.
+COMMAND_MODULES = (
+    "ais.descriptors.commands", "ais.planner.calibrate", "ais.planner.commands",
+    "ais.cache.commands", "ais.stream.commands", "ais.server.commands", "ais.client.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ais {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBSYSTEMS:
+    for name in COMMAND_MODULES:
         module = _commands_module(name)
         if module is not None:
             module.register(subparsers)
@@ -63,9 +67,9 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def _commands_module(name: str):
     try:
-        return importlib.import_module(f"ais.{name}.commands")
+        return importlib.import_module(name)
     except ModuleNotFoundError as err:
-        if err.name == f"ais.{name}.commands":
+        if err.name == name:
             return None  # subsystem without commands yet
         raise
 

@@ -175,7 +175,8 @@ def prediction_error(model: CostModel, samples: list[RpmSample]) -> float:
 DEFAULT_CALIBRATION = "build/calibration.json"
 
 
-def add_calibrate_parser(subparsers) -> None:
+def register(subparsers) -> None:
+    """Add `ais calibrate`."""
     parser = subparsers.add_parser(
         "calibrate", help="measure rpm and imaging speed here; write the cost model",
         description="Install every configuration (and unions of pairs) for real with rpm --root, "

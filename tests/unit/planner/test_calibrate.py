@@ -1,0 +1,47 @@
+"""ais calibrate: the fit recovers known coefficients; a real run gives a usable model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ais.cli import main
+from ais.planner.calibrate import ImageSample, RpmSample, fit_image, fit_rpm, prediction_error
+from ais.planner.cost import CostModel, load_calibration
+
+DEMO = Path(__file__).resolve().parents[3] / "descriptors"
+
+
+def test_fit_rpm_recovers_coefficients():
+    truth = dict(tx=0.2, pkg=0.01, byte=1 / 50e6, file=0.0004, script=0.05)
+    shapes = [(7, 13e6, 510, 2), (10, 17e6, 1051, 4), (12, 30e6, 1565, 3), (19, 36e6, 1775, 8),
+              (9, 14e6, 517, 5), (13, 18e6, 991, 1), (30, 60e6, 3000, 9), (5, 2e6, 40, 0)]
+    samples = [RpmSample(n, b, f, s, truth["tx"] + truth["pkg"] * n + truth["byte"] * b
+                         + truth["file"] * f + truth["script"] * s) for n, b, f, s in shapes]
+    model = fit_rpm(samples, CostModel())
+    assert model.transaction_s == pytest.approx(truth["tx"], rel=1e-6)
+    assert model.rpm_per_file_s == pytest.approx(truth["file"], rel=1e-6)
+    assert model.rpm_per_scriptlet_s == pytest.approx(truth["script"], rel=1e-6)
+    assert prediction_error(model, samples) < 1e-6
+
+
+def test_fit_image_through_two_points():
+    samples = [ImageSample(10 * 2**20, 9 * 2**20, 0.1 + 9 / 300, 0.5),
+               ImageSample(40 * 2**20, 30 * 2**20, 0.1 + 30 / 300, 0.7)]
+    model = fit_image(samples, CostModel())
+    assert model.stream_bytes_per_s == pytest.approx(300 * 2**20, rel=1e-6)
+    assert model.stored_factor == pytest.approx(0.7, rel=1e-6)
+    assert model.image_fixed_s == pytest.approx(0.1 + 0.7, rel=1e-6)
+
+
+def test_calibrate_for_real_writes_a_loadable_model(repo_dir, tmp_path, capsys):
+    out = tmp_path / "calibration.json"
+    code = main(["calibrate", "--descriptors", str(DEMO), "--repo", str(repo_dir),
+                 "--out", str(out), "--max-sets", "6"])
+    assert code == 0, capsys.readouterr().err
+    model = load_calibration(out)
+    assert model.stream_bytes_per_s > 1e6  # measured, not the default
+    assert model != CostModel()
+    base_pkg = CostModel().rpm_seconds(2**20, 50, 0)
+    assert 0 < model.rpm_seconds(2**20, 50, 0) < 100 * base_pkg
