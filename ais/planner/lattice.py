@@ -27,7 +27,7 @@ can serve (as flat (config, candidate) pair arrays), and counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -53,6 +53,7 @@ class Candidates:
     pair_cand: np.ndarray
     considered: int  # distinct sets generated
     pruned: int  # of those, removed by the rules above
+    reasons: dict[str, int] = field(default_factory=dict)  # pruned, by rule
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -242,8 +243,9 @@ def build_candidates(
     table = _evaluate(problem, evaluator, raw)
     _add_cut_to_fit(problem, evaluator, table)
     considered = len(table)
-    kept = _prune(problem, table, max_candidates, min_share)
-    return _as_candidates(problem, table, kept, considered)
+    reasons: dict[str, int] = {}
+    kept = _prune(problem, table, max_candidates, min_share, reasons)
+    return _as_candidates(problem, table, kept, considered, reasons)
 
 
 def _evaluate(problem: Problem, evaluator: _Evaluator, sets) -> dict[int, tuple[float, int, int]]:
@@ -280,7 +282,7 @@ def _add_cut_to_fit(problem: Problem, evaluator: _Evaluator, table: dict) -> Non
     table.update(_evaluate(problem, evaluator, fresh))
 
 
-def _prune(problem: Problem, table: dict, max_candidates: int, min_share: float) -> list[int]:
+def _prune(problem: Problem, table: dict, max_candidates: int, min_share: float, reasons: dict) -> list[int]:
     """Apply the pruning rules; return the surviving sets (∅ first)."""
     packages_only = sum(problem.weights[i] * problem.base_time(i) for i in range(len(problem.configs)))
     floor = min_share * packages_only
@@ -289,14 +291,21 @@ def _prune(problem: Problem, table: dict, max_candidates: int, min_share: float)
     for s, (saving, size, served) in table.items():
         if s in always:
             continue
-        if size > problem.budget_bytes or saving <= 0:
+        if saving <= 0:
+            reasons["saves_no_time"] = reasons.get("saves_no_time", 0) + 1
+            continue
+        if size > problem.budget_bytes:
+            reasons["over_budget"] = reasons.get("over_budget", 0) + 1
             continue
         value = _weight_of(problem, served) * saving
         if value <= floor:
+            reasons["too_small"] = reasons.get("too_small", 0) + 1
             continue
         useful[s] = value
     survivors = _undominated(table, useful)
+    reasons["dominated"] = len(useful) - len(survivors)
     room = max(0, max_candidates - len(always))
+    reasons["over_cap"] = max(0, len(survivors) - room)
     if len(survivors) > room:
         by_value = sorted(survivors, key=lambda s: (-useful[s], s))
         by_density = sorted(survivors, key=lambda s: (-useful[s] / max(table[s][1], 1), s))
@@ -326,7 +335,7 @@ def _undominated(table: dict, useful: dict) -> list[int]:
     return out
 
 
-def _as_candidates(problem: Problem, table: dict, kept: list[int], considered: int) -> Candidates:
+def _as_candidates(problem: Problem, table: dict, kept: list[int], considered: int, reasons: dict) -> Candidates:
     pair_config, pair_cand = [], []
     for k, s in enumerate(kept):
         idx = _bit_indices(table[s][2]) if s else np.arange(len(problem.configs))
@@ -340,6 +349,7 @@ def _as_candidates(problem: Problem, table: dict, kept: list[int], considered: i
         pair_cand=np.concatenate(pair_cand),
         considered=considered,
         pruned=considered - len(kept),
+        reasons={k: v for k, v in reasons.items() if v},
     )
 
 

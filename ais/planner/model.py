@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +63,7 @@ def build_model(problem: Problem, cands: Candidates) -> Model:
     """The ILP described in the module docstring."""
     lp = pulp.LpProblem("ais_plan", pulp.LpMinimize)
     base = base_times(problem)
-    keep = {k: pulp.LpVariable(f"keep_{k}", cat=pulp.LpBinary) for k in range(1, len(cands))}
+    keep = {k: lp.add_variable(f"keep_{k}", 0, 1, cat=pulp.LpBinary) for k in range(1, len(cands))}
     serve: dict[tuple[int, int], pulp.LpVariable] = {}
     by_config: dict[int, list[int]] = {}
     for c, k in zip(cands.pair_config.tolist(), cands.pair_cand.tolist()):
@@ -72,7 +73,7 @@ def build_model(problem: Problem, cands: Candidates) -> Model:
     names = [sanitize(n) for n in problem.names]
     for c, ks in by_config.items():
         for k in ks:
-            var = pulp.LpVariable(f"serve_{c}_{k}", lowBound=0, upBound=1)
+            var = lp.add_variable(f"serve_{c}_{k}", 0, 1)
             serve[c, k] = var
             objective.append((var, float(problem.weights[c] * (base[c] - cands.saving[k]))))
             if k:
@@ -137,7 +138,7 @@ def available_solvers() -> list[str]:
     out = []
     if pulp.HiGHS(msg=False).available():
         out.append("highs")
-    if pulp.PULP_CBC_CMD(msg=False).available():
+    if _cbc(msg=False).available():
         out.append("cbc")
     return out
 
@@ -168,6 +169,13 @@ def solve_model(
         return Solved([], "error", name, None, None, [f"{name} failed: {type(err).__name__}: {err}"])
 
 
+def _cbc(**options) -> pulp.LpSolver:
+    """PuLP's bundled CBC (deprecated for PuLP 4, still the bundled fallback in 3.3)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(**options)
+
+
 def _kept_from(model: Model) -> list[int]:
     return sorted(k for k, v in model.keep.items() if (v.varValue or 0) > 0.5)
 
@@ -180,26 +188,26 @@ def _solve_highs(model: Model, warm: dict, time_limit: float, threads: int | Non
     status = {"Optimal": "optimal", "Time limit reached": "time_limit"}.get(info.get("status"), info.get("status", "?"))
     bound = info.get("bound")
     bound = bound if bound is not None and math.isfinite(bound) else None
-    warnings = [] if status == "optimal" else [f"HiGHS stopped: {info.get('status')}"]
+    notes = [] if status == "optimal" else [f"HiGHS stopped: {info.get('status')}"]
     return Solved(
         _kept_from(model) if has_solution else [],
         status if has_solution else "no_solution",
         "highs",
         info.get("objective") if has_solution else None,
         bound,
-        warnings,
+        notes,
     )
 
 
 def _solve_cbc(model: Model, warm: dict, time_limit: float, threads: int | None) -> Solved:
     # CBC through PuLP reports no bound: take the LP relaxation's, a valid one.
-    relaxed = pulp.PULP_CBC_CMD(msg=False, mip=False, timeLimit=time_limit)
+    relaxed = _cbc(msg=False, mip=False, timeLimit=time_limit)
     model.lp.solve(relaxed)
     bound = pulp.value(model.lp.objective) if model.lp.status == pulp.LpStatusOptimal else None
     for var in model.lp.variables():
         if var.name in warm:
             var.setInitialValue(warm[var.name])
-    engine = pulp.PULP_CBC_CMD(
+    engine = _cbc(
         msg=False, timeLimit=time_limit, gapRel=REL_GAP, warmStart=True, threads=threads
     )
     model.lp.solve(engine)
@@ -208,5 +216,5 @@ def _solve_cbc(model: Model, warm: dict, time_limit: float, threads: int | None)
     objective = pulp.value(model.lp.objective) if solved else None
     if status == "optimal" and objective is not None:
         bound = objective if bound is None else max(bound, objective * (1 - REL_GAP))
-    warnings = [] if status == "optimal" else ["CBC stopped before proving optimality; bound is the LP relaxation's"]
-    return Solved(_kept_from(model) if solved else [], status if solved else "no_solution", "cbc", objective, bound, warnings)
+    notes = [] if status == "optimal" else ["CBC stopped before proving optimality; bound is the LP relaxation's"]
+    return Solved(_kept_from(model) if solved else [], status if solved else "no_solution", "cbc", objective, bound, notes)

@@ -175,10 +175,16 @@ def solve_problem(
     warnings: list[str] = []
     if len(cands) == 1:
         solved = Solved([], "optimal", "none", None, None)
-        warnings.append(
-            "the budget is smaller than every image that would save time: "
-            "packages-only plan (every configuration installed by RPM)"
-        )
+        if cands.reasons.get("over_budget"):
+            warnings.append(
+                "the budget is smaller than every image that would save time: "
+                "packages-only plan (every configuration installed by RPM)"
+            )
+        else:
+            warnings.append(
+                "no image would save time under this cost model (packages too small for the fixed "
+                "imaging cost): packages-only plan"
+            )
     else:
         model = build_model(problem, cands)
         solved = solve_model(model, problem, cands, warm, time_limit=time_limit, solver=solver, threads=threads)
@@ -224,7 +230,7 @@ def _assemble(problem: Problem, cands: Candidates, warm, solved: Solved, hash_: 
         status=status,
         solver=solved.solver,
         baselines=baselines(problem, cands),
-        candidates={"considered": cands.considered, "pruned": cands.pruned, "kept_for_solver": len(cands)},
+        candidates={"considered": cands.considered, "pruned": cands.pruned, **cands.reasons},
         warnings=tuple(warnings),
     )
 
