@@ -1,0 +1,72 @@
+"""ais.rpmenv against real rpm: scriptlets run in the root, and their failures are caught.
+
+rpm 4.18 exits 0 when a %post scriptlet fails; AIS must not take that for success.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ais.errors import BuildError, ToolError
+from ais.repo.build import build_repo
+from ais.rpmenv import installed_nevras, rpm_install, verify
+
+PACKAGES = Path(__file__).resolve().parents[2] / "packages"
+FAILING_POST = """\
+%define debug_package %{nil}
+Name: failpost
+Version: 1.0
+Release: 1
+Summary: its post scriptlet fails
+License: MIT
+BuildArch: x86_64
+AutoReqProv: no
+%description
+Test package.
+%install
+mkdir -p %{buildroot}/usr/share/failpost && echo x > %{buildroot}/usr/share/failpost/x
+%post
+exit 3
+%files
+/usr/share/failpost
+"""
+
+
+@pytest.fixture(scope="module")
+def failpost_rpm(tmp_path_factory) -> Path:
+    specs = tmp_path_factory.mktemp("specs")
+    for name in ("ais.macros", "gen.awk"):
+        shutil.copy(PACKAGES / name, specs / name)
+    (specs / "failpost.spec").write_text(FAILING_POST)
+    out = tmp_path_factory.mktemp("out")
+    build_repo(specs, out, echo=lambda line: None)
+    return next(out.rglob("failpost-*.rpm"))
+
+
+def rpms(repo: Path, *names: str) -> list[Path]:
+    return [next((repo / "RPMS").rglob(f"{name}-[0-9]*.rpm")) for name in names]
+
+
+BASE = ("filesystem", "busybox-base", "setup", "libc")
+
+
+def test_install_runs_scriptlets_and_records_set(repo_dir, tmp_path):
+    rpm_install(tmp_path, rpms(repo_dir, *BASE, "logrotate"))
+    nevras = installed_nevras(tmp_path)
+    assert {n.split("-0:")[0] for n in nevras} == set(BASE) | {"logrotate"}
+    assert (tmp_path / "var/lib/logrotate/post-ran").read_text().strip() == "post 1"
+    assert verify(tmp_path) == ""
+    assert (tmp_path / "var/lib/rpm").is_dir() and not (tmp_path / "root/.rpmdb").exists()
+
+
+def test_failing_post_scriptlet_is_an_error_although_rpm_exits_0(repo_dir, failpost_rpm, tmp_path):
+    with pytest.raises(BuildError, match=r"%post\(failpost-1.0-1.x86_64\) scriptlet failed"):
+        rpm_install(tmp_path, rpms(repo_dir, *BASE) + [failpost_rpm])
+
+
+def test_missing_shell_is_refused(repo_dir, failpost_rpm, tmp_path):
+    with pytest.raises(ToolError, match="/bin/sh"):
+        rpm_install(tmp_path, rpms(repo_dir, "filesystem") + [failpost_rpm])
