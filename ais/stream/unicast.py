@@ -91,6 +91,7 @@ class ImageCatalog:
         self.directory = Path(directory)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Path, ImageHeader, int, bytes]] = {}
+        self._tags: dict[int, str] = {}
 
     def lookup(self, image_id: str) -> tuple[Path, ImageHeader, int, bytes] | None:
         """(path, header, data offset, header JSON bytes) or None."""
@@ -115,10 +116,15 @@ class ImageCatalog:
         return None
 
     def by_tag(self, tag: int) -> tuple[Path, ImageHeader, int, bytes] | None:
-        for image_id in self.ids():
-            if image_tag(image_id) == tag:
-                return self.lookup(image_id)
-        return None
+        """Lookup by multicast tag; rescans the directory only on a miss."""
+        with self._lock:
+            image_id = self._tags.get(tag)
+        if image_id is None:
+            tags = {image_tag(i): i for i in self.ids()}
+            with self._lock:
+                self._tags = tags
+            image_id = tags.get(tag)
+        return None if image_id is None else self.lookup(image_id)
 
     def ids(self) -> list[str]:
         out = []

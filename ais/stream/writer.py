@@ -218,8 +218,9 @@ class Journal:
 class _Pipeline:
     """Worker threads that verify, decompress and write chunks from a queue."""
 
-    def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int):
+    def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int, journal_every: int):
         self.fd, self.header, self.journal = fd, header, journal
+        self.journal_every = journal_every
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.lock = threading.Lock()
         self.done: set[int] = set(journal.done)
@@ -269,7 +270,7 @@ class _Pipeline:
             self.done.add(index)
             self.unflushed.append(index)
             self.data_bytes += self.header.chunks[index].raw_length
-            flush = len(self.unflushed) >= JOURNAL_EVERY
+            flush = len(self.unflushed) >= self.journal_every
         if flush:
             self.flush_journal()
 
@@ -304,6 +305,7 @@ def write_image(
     threads: int = 2,
     queue_depth: int = 8,
     max_rounds: int = 6,
+    journal_every: int = JOURNAL_EVERY,
 ) -> WriteResult:
     """Write the image from source onto target; see the module docstring."""
     started = time.monotonic()
@@ -322,7 +324,7 @@ def write_image(
             journal.load()
         journal.open(resume)
         resumed = len(journal.done)
-        pipeline = _Pipeline(fd, header, journal, threads, queue_depth)
+        pipeline = _Pipeline(fd, header, journal, threads, queue_depth, journal_every)
         try:
             zero_bytes = 0
             if not journal.zeros_done:
@@ -331,8 +333,8 @@ def write_image(
                     os.fdatasync(fd)
                     journal.record(zeros=True)
             rounds = _fetch_rounds(source, header, pipeline, max_rounds)
-            pipeline.flush_journal()
         finally:
+            _record_what_is_done(pipeline)
             pipeline.stop()
         os.fsync(fd)
         journal.finish()
@@ -349,6 +351,15 @@ def write_image(
         zero_bytes=zero_bytes,
         seconds=time.monotonic() - started,
     )
+
+
+def _record_what_is_done(pipeline: _Pipeline) -> None:
+    """On success or failure, journal every chunk written so far (a resume skips them)."""
+    try:
+        pipeline.queue.join()
+        pipeline.flush_journal()
+    except OSError as err:
+        log.warning("could not record progress: %s", err)
 
 
 def _missing(header: ImageHeader, pipeline: _Pipeline) -> list[int]:

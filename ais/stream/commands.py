@@ -1,0 +1,159 @@
+"""`ais image ...` subcommands: write, get, verify, serve-stream.
+
+What it does: `register(subparsers)` adds `image` with four subcommands.
+- `write IMAGE TARGET`: write a local .aisimg onto a disk or file (resumable).
+- `get --server HOST:PORT --image ID TARGET [--multicast GROUP:PORT]`: fetch
+  the header over TCP (pinned with `--header-sha256` when the control channel
+  gave one), then the chunks over TCP or multicast, and write them.
+- `verify IMAGE`: check the header and every chunk (hash, decompression).
+- `serve-stream DIR`: run a `StreamServer` until interrupted (or `--seconds`).
+Each handler prints a one-line summary (JSON with `--json`).
+
+What it reads: parsed arguments. What it fails on: `UsageError` for a
+malformed HOST:PORT; `StreamError` from the stream modules.
+What it returns: exit code 0; errors are raised for `ais.cli` to map.
+
+`python -m ais.stream.commands image ...` runs these without `ais.cli`
+(the tests and the benchmark start receivers that way inside namespaces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from ais.errors import AisError, UsageError
+from ais.stream.format import decode_chunk, iter_chunks, read_header
+from ais.stream.multicast import MulticastSource
+from ais.stream.server import StreamServer
+from ais.stream.unicast import UnicastSource, fetch_header
+from ais.stream.writer import write_image
+
+
+def host_port(text: str, *, allow_zero: bool = False) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (0 if allow_zero else 1) <= int(port) < 65536:
+        raise UsageError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def register(subparsers) -> None:
+    image = subparsers.add_parser("image", help="write, fetch, verify and serve chunked images")
+    sub = image.add_subparsers(dest="image_command", required=True)
+
+    p = sub.add_parser("write", help="write a local .aisimg onto a disk or file")
+    p.add_argument("image", type=Path)
+    p.add_argument("target", type=Path)
+    p.add_argument("--journal", type=Path, help="progress journal (default TARGET.ais-progress for files)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing progress journal")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_write)
+
+    p = sub.add_parser("get", help="fetch an image from a stream server and write it")
+    p.add_argument("--server", required=True, help="HOST:PORT of the TCP stream server")
+    p.add_argument("--image", required=True, help="image id")
+    p.add_argument("--header-sha256", help="pin the header (from the control channel)")
+    p.add_argument("--multicast", help="GROUP:PORT to receive chunks by multicast")
+    p.add_argument("--interface", default="0.0.0.0", help="local address to join the group on")
+    p.add_argument("--journal", type=Path)
+    p.add_argument("--stall-timeout", type=float, default=30.0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("target", type=Path)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("verify", help="check an .aisimg: header, chunk hashes, decompression")
+    p.add_argument("image", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("serve-stream", help="serve the .aisimg files of a directory (TCP, multicast)")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for TCP (port 0: any free port)")
+    p.add_argument("--multicast", help="GROUP:PORT to serve by multicast")
+    p.add_argument("--interface", default="127.0.0.1", help="local address to send multicast from")
+    p.add_argument("--rate", type=float, default=100.0, help="multicast send cap, MB/s")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM/SIGINT)")
+    p.set_defaults(func=cmd_serve_stream)
+
+
+def _report(args, summary: dict) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def cmd_write(args) -> int:
+    journal = args.journal if args.journal else "default"
+    result = write_image(args.image, args.target, journal_path=journal, resume=not args.no_resume)
+    _report(args, asdict(result))
+    return 0
+
+
+def cmd_get(args) -> int:
+    address = host_port(args.server.replace("0.0.0.0", "127.0.0.1"))
+    header = fetch_header(address, args.image, sha256=args.header_sha256)
+    journal = args.journal if args.journal else "default"
+    if args.multicast:
+        group, port = host_port(args.multicast)
+        with MulticastSource(
+            group, port, args.image, header, interface=args.interface, stall_timeout=args.stall_timeout
+        ) as source:
+            result = write_image(source, args.target, header=header, journal_path=journal)
+            extra = {f"mcast_{k}": v for k, v in source.stats.items()}
+    else:
+        source = UnicastSource(address, args.image, header)
+        result = write_image(source, args.target, header=header, journal_path=journal)
+        extra = {"tcp_bytes": source.bytes_received, "connections": source.connections}
+    _report(args, {**asdict(result), **extra})
+    return 0
+
+
+def cmd_verify(args) -> int:
+    header = read_header(args.image)
+    raw = 0
+    for index, stored in iter_chunks(args.image, header):
+        raw += sum(len(d) for _, d in decode_chunk(header, index, stored))
+    _report(
+        args,
+        {"image_id": header.image_id, "chunks": len(header.chunks), "raw_bytes": raw,
+         "stored_bytes": header.stored_bytes, "fs_bytes": header.fs_bytes, "ok": True},
+    )
+    return 0
+
+
+def cmd_serve_stream(args) -> int:
+    host, port = host_port(args.listen, allow_zero=True)
+    multicast = host_port(args.multicast) if args.multicast else None
+    server = StreamServer(
+        args.directory, host=host, port=port, multicast=multicast,
+        multicast_interface=args.interface, rate=args.rate * 1e6,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        print(json.dumps({"listening": list(server.address)}), flush=True)
+        stop.wait(args.seconds)
+        print(json.dumps(server.stats()), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ais-stream")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""A test and benchmark lab for the streamer: ext4 images and network namespaces.
+
+What it does: `make_tree` writes a deterministic directory tree (random and
+text files, some empty, a sparse one); `make_fs_image` builds an ext4 image of
+a tree with `mke2fs -d`; `NetLab` creates N namespaces joined by a bridge in
+its own namespace (veth pairs, 198.51.100.0/24, MTU 9000, a multicast route),
+and deletes them all on exit, whatever happened. Long-running peers (servers)
+are started with `NetLab.spawn` (subprocess.Popen: `ais.run.run` has no
+background mode) and killed by pid in `close()`.
+
+What it reads: nothing but its arguments. What it fails on: `ToolError` from
+`ip`/`mke2fs`. What it returns: paths, and host addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from ais.run import run
+
+SUBNET = "198.51.100"
+
+
+def make_tree(root: Path, *, seed: int = 1, random_kib: int = 4096, text_files: int = 200) -> Path:
+    """A tree with incompressible and compressible files; returns root."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "empty").write_bytes(b"")
+    (root / "bin").mkdir(exist_ok=True)
+    left = random_kib
+    n = 0
+    while left > 0:
+        size = min(left, rng.randint(1, 700))
+        (root / "bin" / f"blob{n}").write_bytes(rng.randbytes(size * 1024))
+        left -= size
+        n += 1
+    words = [rng.choice(["alpha", "beta", "gamma", "delta", "rpm", "disk", "block"]) for _ in range(500)]
+    for i in range(text_files):
+        d = root / "etc" / f"d{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"file{i}.conf").write_text(" ".join(rng.choices(words, k=rng.randint(10, 3000))) + "\n")
+    with open(root / "sparse", "wb") as f:  # a hole in the middle of a file
+        f.write(b"head")
+        f.seek(3 << 20)
+        f.write(b"tail")
+    return root
+
+
+def make_fs_image(src: Path, image: Path, size_mib: int, label: str = "aistest") -> Path:
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-d", str(src), "-L", label, str(image), f"{size_mib}M"])
+    return image
+
+
+class NetLab:
+    """N hosts (namespaces) on one bridge; use as a context manager."""
+
+    def __init__(self, hosts: int, tag: str | None = None):
+        self.tag = tag or f"ais{os.getpid() % 100000}"
+        self.bridge_ns = f"{self.tag}br"
+        self.names = [f"{self.tag}h{i}" for i in range(hosts)]
+        self.procs: list[subprocess.Popen] = []
+        self._made: list[str] = []
+
+    def address(self, i: int) -> str:
+        return f"{SUBNET}.{i + 1}"
+
+    def __enter__(self) -> "NetLab":
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        self._add_ns(self.bridge_ns)
+        run(["ip", "-n", self.bridge_ns, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
+        for i, ns in enumerate(self.names):
+            self._add_ns(ns)
+            run(["ip", "-n", ns, "link", "add", "eth0", "mtu", "9000", "type", "veth",
+                 "peer", "name", f"p{i}", "mtu", "9000", "netns", self.bridge_ns])
+            run(["ip", "-n", self.bridge_ns, "link", "set", f"p{i}", "master", "br0", "up"])
+            run(["ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0"])
+            run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])
+        run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "mtu", "9000", "up"])
+
+    def _add_ns(self, name: str) -> None:
+        run(["ip", "netns", "add", name])
+        self._made.append(name)
+
+    def argv(self, i: int, argv: list[str]) -> list[str]:
+        """argv run inside host i."""
+        return ["ip", "netns", "exec", self.names[i], *argv]
+
+    def python(self, i: int, *args: str) -> list[str]:
+        return self.argv(i, [sys.executable, "-m", "ais.stream.commands", *args])
+
+    def spawn(self, i: int, argv: list[str], **kw) -> subprocess.Popen:
+        proc = subprocess.Popen(self.argv(i, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.communicate(timeout=10)
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+        self.procs.clear()
+        for name in reversed(self._made):
+            run(["ip", "netns", "del", name], check=False)
+        self._made.clear()

@@ -1,0 +1,150 @@
+"""format.py: round trip on a real ext4 image, and hostile headers refused."""
+
+import json
+import os
+import struct
+
+import pytest
+import zstandard
+
+from ais.errors import StreamError
+from ais.stream import format as F
+
+
+def test_round_trip_places_every_used_block(small_fs, small_image):
+    _, fs_img = small_fs
+    header = F.read_header(small_image)
+    info = F.read_fs_info(fs_img)
+    assert header.image_id == "small-1"
+    assert header.packages == ("a-1-1.noarch", "b-2-1.noarch")
+    assert header.fs_label == "aistest" and header.fs_uuid == info.uuid
+    assert len(header.chunks) > 3
+    source = fs_img.read_bytes()
+    covered = set()
+    for index, stored in F.iter_chunks(small_image, header):
+        assert stored == F.read_chunk(small_image, header, index)
+        for offset, data in F.decode_chunk(header, index, stored):
+            assert bytes(data) == source[offset : offset + len(data)]
+            covered.update(range(offset // 4096, (offset + len(data)) // 4096))
+    zeros = {b for first, n in header.zero_ranges for b in range(first, first + n)}
+    for b in zeros:
+        assert source[b * 4096 : (b + 1) * 4096] == bytes(4096)
+    used = {b for first, n in info.used for b in range(first, first + n)}
+    assert covered | zeros == used and not covered & zeros
+    assert header.totals["chunks"] == len(header.chunks)
+
+
+def test_header_json_round_trip_is_stable(small_image):
+    header = F.read_header(small_image)
+    again = F.ImageHeader.from_json(header.to_json())
+    assert again == header and again.to_json() == header.to_json()
+
+
+def test_chunks_hold_about_one_mib(small_image):
+    header = F.read_header(small_image)
+    assert all(c.raw_length <= F.CHUNK_RAW_TARGET for c in header.chunks)
+    assert all(c.raw_length == F.CHUNK_RAW_TARGET for c in header.chunks[:-1])
+
+
+def test_complement_of_free_ranges():
+    assert F.complement([(2, 4), (8, 9)], 12) == ((0, 2), (5, 3), (10, 2))
+    assert F.complement([(0, 10)], 12) == ((11, 1),)
+    assert F.complement([], 3) == ((0, 3),)
+
+
+def _obj(small_image):
+    return json.loads(F.read_header(small_image).to_json())
+
+
+def _set(path, value):
+    def edit(obj):
+        target = obj
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return edit
+
+
+HOSTILE = [
+    ("unknown version", _set(["version"], 99), "unknown format version"),
+    ("range beyond fs", lambda o: o["zero_ranges"].append([o["fs_blocks"] - 1, 5]), "beyond the filesystem"),
+    ("overlap chunk/zero", lambda o: o["zero_ranges"].append(o["chunks"][0]["ranges"][0]), "overlaps"),
+    ("overlap chunk/chunk", lambda o: o["chunks"][1].__setitem__("ranges", o["chunks"][0]["ranges"]), "overlaps"),
+    ("raw length over limit", _set(["chunks", 0, "raw_length"], F.MAX_CHUNK_RAW + 4096), "raw_length"),
+    ("raw length vs ranges", _set(["chunks", 0, "raw_length"], 4096), "does not match its ranges"),
+    ("absurd stored length", _set(["chunks", 0, "stored_length"], 1 << 40), "stored_length"),
+    ("absurd fs size", _set(["fs_blocks"], 1 << 50), "fs_blocks"),
+    ("odd block size", _set(["block_size"], 3000), "power of two"),
+    ("negative range", _set(["zero_ranges"], [[-1, 2]]), "negative"),
+    ("string count", _set(["zero_ranges"], [[1, "2"]]), r"not \[first, count\]"),
+    ("bad sha", _set(["chunks", 0, "sha256"], "zz"), "sha256"),
+    ("offsets overlap", _set(["chunks", 1, "offset"], 0), "offset"),
+    ("not an object", lambda o: o.clear(), "format is not"),
+]
+
+
+@pytest.mark.parametrize("name,edit,message", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_header_is_refused(small_image, name, edit, message):
+    obj = _obj(small_image)
+    edit(obj)
+    with pytest.raises(F.ImageFormatError, match=message):
+        F.header_from_obj(obj)
+
+
+def _write_with_header(tmp_path, small_image, text: bytes, magic=F.MAGIC, length=None):
+    path = tmp_path / f"hostile{len(list(tmp_path.iterdir()))}.aisimg"
+    data_start = F.data_offset_of(small_image)
+    with open(small_image, "rb") as f:
+        f.seek(data_start)
+        data = f.read()
+    path.write_bytes(struct.pack("<8sQ", magic, len(text) if length is None else length) + text + data)
+    return path
+
+
+def test_file_level_refusals(tmp_path, small_image):
+    good = F.read_header(small_image).to_json().encode()
+    cases = [
+        (_write_with_header(tmp_path, small_image, good, magic=b"NOTMAGIC"), "bad magic"),
+        (_write_with_header(tmp_path, small_image, good, length=1 << 40), "exceeds"),
+        (_write_with_header(tmp_path, small_image, b"{not json"), "not valid JSON"),
+    ]
+    for path, message in cases:
+        with pytest.raises(F.ImageFormatError, match=message):
+            F.read_header(path)
+    truncated = tmp_path / "short.aisimg"
+    truncated.write_bytes(small_image.read_bytes()[:-10])
+    with pytest.raises(StreamError, match="truncated"):
+        F.read_header(truncated)
+
+
+def test_corrupt_chunk_fails_hash_before_decompressing(small_image):
+    header = F.read_header(small_image)
+    stored = bytearray(F.read_chunk(small_image, header, 0))
+    stored[100] ^= 0xFF
+    with pytest.raises(F.ImageFormatError, match="sha256 mismatch"):
+        F.decode_chunk(header, 0, bytes(stored))
+
+
+def test_decompression_bomb_is_refused(small_image):
+    """A frame that hashes right (hostile header) but expands past raw_length."""
+    header = F.read_header(small_image)
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 << 20))
+    chunk = header.chunks[0]
+    forged = F.Chunk(chunk.offset, len(bomb), chunk.raw_length, F.hashlib.sha256(bomb).hexdigest(), chunk.ranges)
+    hostile = F.ImageHeader(**{**header.__dict__, "chunks": (forged,) + header.chunks[1:]})
+    with pytest.raises(F.ImageFormatError, match="frame declares"):
+        F.decode_chunk(hostile, 0, bomb)
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(64 << 20))
+    forged = F.Chunk(chunk.offset, len(no_size), chunk.raw_length, F.hashlib.sha256(no_size).hexdigest(), chunk.ranges)
+    hostile = F.ImageHeader(**{**header.__dict__, "chunks": (forged,) + header.chunks[1:]})
+    with pytest.raises(F.ImageFormatError):
+        F.decode_chunk(hostile, 0, no_size)
+
+
+def test_pack_refuses_a_file_smaller_than_its_filesystem(tmp_path, small_fs):
+    cut = tmp_path / "cut.img"
+    cut.write_bytes(small_fs[1].read_bytes()[: 1 << 20])
+    with pytest.raises(Exception, match="smaller|dumpe2fs|Bad magic|short"):
+        F.pack(cut, tmp_path / "x.aisimg", image_id="x", packages=[])
+    assert not (tmp_path / "x.aisimg").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
