@@ -135,9 +135,27 @@ def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
                    image_overhead_bytes=overhead, image_fixed_s=fixed + grow_and_check)
 
 
+def measure_host_files(site: Site, work: Path) -> float:
+    """Seconds to write one host's files the way the client does (temp, fsync, rename)."""
+    files = [f for h in site.hosts for f in h.files]
+    if not files:
+        return 0.0
+    area = Path(tempfile.mkdtemp(prefix="files-", dir=work))
+    started = time.monotonic()
+    for n, host_file in enumerate(files):
+        tmp = area / f".{n}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(host_file.content)
+            os.fsync(handle.fileno())
+        os.rename(tmp, area / str(n))
+    per_file = (time.monotonic() - started) / len(files)
+    shutil.rmtree(area, ignore_errors=True)
+    return per_file * len(files) / max(len(site.hosts), 1)
+
+
 def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None = None,
               echo=print) -> tuple[CostModel, list[RpmSample], list[ImageSample]]:
-    """Measure and fit every coefficient except host_files_s (kept at its default)."""
+    """Measure everything the cost model needs on this machine and fit it."""
     if not site.configurations:
         raise BadInput("no configurations to measure; add SCDs")
     work_dir = Path(tempfile.mkdtemp(prefix="ais-calibrate-", dir=work))
@@ -156,6 +174,7 @@ def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None =
             echo(f"image: {conf.name}: {sample.stored_bytes / 2**20:.1f} MiB stored, written in {sample.seconds:.2f}s")
             image_samples.append(sample)
         model = fit_image(image_samples, model)
+        model = replace(model, host_files_s=measure_host_files(site, work_dir))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return model, rpm_samples, image_samples
