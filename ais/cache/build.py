@@ -173,7 +173,6 @@ def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str) ->
     started = time.monotonic()
     check_fs(image, planned, work / "check")
     seconds["check"] = time.monotonic() - started
-    shutil.rmtree(root)  # free the space before packing; the image holds it all now
     return BuiltFs(image, size, content, planned, seconds)
 
 
@@ -199,7 +198,7 @@ def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLi
     work = store.work_dir(iid)
     started = time.monotonic()
     try:
-        built = build_fs(packages, Path(repo_dir), work, label=f"ais-{iid[:12]}")
+        built = build_fs(packages, Path(repo_dir).absolute(), work, label=f"ais-{iid[:12]}")
         t0 = time.monotonic()
         packed = work / "image.aisimg"
         header = pack_fs(built, packed, iid)
@@ -209,17 +208,33 @@ def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLi
     except OSError as err:
         raise _as_build_error(err, store, iid) from err
     except ToolError as err:
-        if "No space left" in err.stderr or "needs" in err.stderr and "space" in err.stderr:
+        if disk_full(err.stderr, store.root):
             raise _as_build_error(OSError(errno.ENOSPC, err.stderr.strip()[-300:]), store, iid) from err
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            store.discard(work)  # deleted in the background while the next image builds
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
     record = header_record(store, iid, header)
     record.update(key=key, packages=sorted(built.nevras), fs_bytes=built.fs_bytes,
                   content_bytes=built.content_bytes,
                   build_seconds=round(time.monotonic() - started, 3),
                   step_seconds={k: round(v, 3) for k, v in built.seconds.items()})
     return record
+
+
+FULL_MARKERS = ("No space left", "disk is full", "more space on the")
+LOW_FREE_BYTES = 16 * MiB
+
+
+def disk_full(stderr: str, where: Path) -> bool:
+    """Did a tool fail because the cache filesystem is full? Its message says so, or
+    the filesystem has almost nothing left (rpm and sqlite word it many ways)."""
+    if any(marker in stderr for marker in FULL_MARKERS):
+        return True
+    st = os.statvfs(where)
+    return st.f_bavail * st.f_frsize < LOW_FREE_BYTES
 
 
 def _as_build_error(err: OSError, store: Store, iid: str) -> BuildError:

@@ -2,8 +2,9 @@
 
 Reads the environment: `AIS_TEST_PAUSE_AT` (a step name, e.g. `rpm`, `mkfs`,
 `pack`, `publish`) and `AIS_TEST_PAUSE_FILE` (a path to touch; default
-`/tmp/ais-paused-<step>`). When the step matches, `pause_point` touches the
-file and sleeps for a long time (until killed). Never fails; returns None.
+`/tmp/ais-paused-<step>`), `AIS_TEST_PAUSE_SECONDS` (default 3600). When the
+step matches, `pause_point` writes its pid to the file and sleeps that long
+(a test kills it meanwhile, or lets it go on after a short pause). Never fails; returns None.
 Outside tests the variables are unset and this costs one dict lookup.
 
 Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
@@ -23,6 +24,7 @@ from pathlib import Path
 
 ENV_STEP = "AIS_TEST_PAUSE_AT"
 ENV_FILE = "AIS_TEST_PAUSE_FILE"
+ENV_SECONDS = "AIS_TEST_PAUSE_SECONDS"
 
 
 def pause_point(step: str) -> None:
@@ -31,4 +33,4 @@ def pause_point(step: str) -> None:
         return
     marker = Path(os.environ.get(ENV_FILE) or f"/tmp/ais-paused-{step}")
     marker.write_text(f"{os.getpid()}\n")
-    time.sleep(3600)
+    time.sleep(float(os.environ.get(ENV_SECONDS) or 3600))

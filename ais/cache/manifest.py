@@ -61,7 +61,16 @@ def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
 
 
 def publish(store: Store, manifest: dict) -> None:
-    """Replace manifest.json atomically and durably."""
+    """Replace manifest.json atomically and durably; BuildError if the disk refuses."""
+    try:
+        _publish(store, manifest)
+    except OSError as err:
+        (store.tmp / "manifest.json.new").unlink(missing_ok=True)
+        raise BuildError(f"cannot publish {store.manifest_path}: {err}; "
+                         "the previous manifest still serves") from err
+
+
+def _publish(store: Store, manifest: dict) -> None:
     store.tmp.mkdir(parents=True, exist_ok=True)
     staged = store.tmp / "manifest.json.new"
     data = json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"

@@ -130,7 +130,10 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         info["summary"] = f"{len(corrupt)} corrupt" if corrupt else "all hashes match"
     changes = diff(wanted, store, corrupt)
     result = Result(changes, budget=budget)
-    records = _build_all(changes, store, opts, rep, result)
+    try:
+        records = _build_all(changes, store, opts, rep, result)
+    finally:
+        store.drain()
     records.update(_kept_records(changes, store, published))
     new = manifests.make(previous=published, plan_json=plan, images=records,
                          configurations=configurations(plan, wanted))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,11 +63,12 @@ class Store:
     """Paths and file moves of one cache directory."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # rpm --root needs an absolute path
         self.images = self.root / "images"
         self.tmp = self.root / "tmp"
         self.manifest_path = self.root / "manifest.json"
         self.lock_path = self.root / "lock"
+        self._deleting: list[threading.Thread] = []
 
     def ensure(self) -> None:
         """Create the cache layout (idempotent)."""
@@ -95,6 +98,27 @@ class Store:
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
+
+    def discard(self, path: Path) -> None:
+        """Delete a work directory in the background (a staging root of thousands of
+        files takes longer to unlink than to build). It is renamed into tmp/.trash
+        first, so a crash leaves it to `clean_tmp`; `drain` waits for the deletions."""
+        trash = self.tmp / ".trash"
+        trash.mkdir(exist_ok=True)
+        target = trash / uuid.uuid4().hex
+        os.rename(path, target)
+        thread = threading.Thread(target=shutil.rmtree, args=(target,), kwargs={"ignore_errors": True},
+                                  daemon=True)
+        thread.start()
+        self._deleting.append(thread)
+
+    def drain(self) -> None:
+        """Wait until every background deletion finished."""
+        while self._deleting:
+            self._deleting.pop().join()
+        trash = self.tmp / ".trash"
+        if trash.is_dir() and not any(trash.iterdir()):
+            trash.rmdir()
 
     def clean_tmp(self) -> int:
         """Remove everything under tmp/ (call with the lock held). Returns entries removed."""
