@@ -77,24 +77,17 @@ def install_root(packages: list[Package], repo_dir: Path, root: Path) -> None:
     """Install the whole set into a fresh root in one rpm transaction and check its rpmdb."""
     paths = rpm_paths(packages, repo_dir)
     root.mkdir(parents=True)
-    _init_db(root)
     pause_point("rpm")
     _rpm_install(root, paths)
     check_set(installed_nevras(root), frozenset(p.nevra for p in packages), f"staging root {root}")
 
 
-def _init_db(root: Path) -> None:
-    """rpm --initdb in root. (ais.rpmenv.init_db passes --force-debian, which
-    `rpm --initdb` rejects on Debian's rpm 4.18; until that is fixed there, the
-    cache initialises the database itself.)"""
-    Path(root, DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    run(["rpm", "--root", str(root), "--dbpath", DBPATH, "--initdb"])
-
-
 def _rpm_install(root: Path, paths: list[Path]) -> None:
     """One `rpm -i` transaction of every path (rpm orders them; scriptlets run in root).
 
-    Same command and scriptlet check as ais.rpmenv.rpm_install, minus its init_db.
+    Same command and scriptlet check as ais.rpmenv.rpm_install, minus its init_db:
+    `rpm -i` creates the database itself, and ais.rpmenv.init_db passes
+    --force-debian to `rpm --initdb`, which Debian's rpm 4.18 rejects.
     """
     proc = run(rpm_cmd(root, "-i", "--quiet", *map(str, paths)))
     bad = [line for line in (proc.stdout + proc.stderr).splitlines()
@@ -125,17 +118,17 @@ def fs_size(content_bytes: int, inodes: int, attempt: int = 0) -> int:
     return -(-size // MiB) * MiB
 
 
-def make_fs(root: Path, image: Path, label: str) -> int:
-    """mke2fs -d root into image; returns the filesystem size in bytes."""
+def make_fs(root: Path, image: Path, label: str) -> tuple[int, int]:
+    """mke2fs -d root into image; returns (filesystem bytes, content bytes)."""
     content, inodes = content_usage(root)
     for attempt in range(MKFS_ATTEMPTS):
         size = fs_size(content, inodes, attempt)
         image.unlink(missing_ok=True)
-        argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(BLOCK), "-N", str(inodes * 5 // 4 + 64),
+        argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(BLOCK), "-N", str(inodes * 5 // 4 + 64), "-E", "nodiscard",
                 "-d", str(root), "-L", label, str(image), f"{size // 1024}k"]
         try:
             run(argv)
-            return size
+            return size, content
         except ToolError as err:
             if "No space left on device" in err.stderr or "Could not allocate" not in err.stderr:
                 raise
@@ -167,8 +160,7 @@ def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str) ->
     pause_point("mkfs")
     started = time.monotonic()
     image = work / "fs.img"
-    size = make_fs(root, image, label)
-    content, _ = content_usage(root)
+    size, content = make_fs(root, image, label)
     seconds["mkfs"] = time.monotonic() - started
     started = time.monotonic()
     check_fs(image, planned, work / "check")

@@ -8,7 +8,7 @@ step matches, `pause_point` writes its pid to the file and sleeps that long
 Outside tests the variables are unset and this costs one dict lookup.
 
 Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
-`rpm` (staging root created, rpm database initialised, transaction about to
+`rpm` (staging root created, the one rpm transaction about to
 run), `mkfs` (root installed and checked, before mke2fs), `pack` (filesystem
 image checked, before packing), `install` (packed file complete in tmp/,
 before its rename into images/), `publish` (new manifest written and fsynced
