@@ -29,12 +29,6 @@ def rpm_cmd(root: str | os.PathLike, *args: str) -> list[str]:
     return ["rpm", "--root", os.fspath(root), *RPM_FLAGS, *args]
 
 
-def init_db(root: str | os.PathLike) -> None:
-    """Create an empty rpm database in root (idempotent)."""
-    Path(root, DBPATH.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    run(rpm_cmd(root, "--initdb"))
-
-
 def rpm_install(root: str | os.PathLike, rpm_paths: list[str | os.PathLike], *,
                 upgrade: bool = False) -> None:
     """Install rpm_paths into root in ONE transaction; rpm orders by dependencies.
@@ -44,7 +38,7 @@ def rpm_install(root: str | os.PathLike, rpm_paths: list[str | os.PathLike], *,
     """
     if not rpm_paths:
         return
-    init_db(root)
+    Path(root).mkdir(parents=True, exist_ok=True)  # rpm -i creates the database itself
     mode = "-U" if upgrade else "-i"
     proc = run(rpm_cmd(root, mode, *INSTALL_FLAGS, "--quiet", *[os.fspath(p) for p in rpm_paths]))
     _check_scriptlets(proc.stdout + proc.stderr)

@@ -39,7 +39,7 @@ from ais.cache.build import build_fs, build_image, content_usage  # noqa: E402
 from ais.cache.store import Store  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.planner.cost import CostModel, save_calibration  # noqa: E402
-from ais.rpmenv import rpm_cmd  # noqa: E402
+from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.stream.format import pack  # noqa: E402
 
@@ -57,7 +57,7 @@ def plain_install_and_mkfs(packages, repo: Path, work: Path) -> float:
     root = work / "root"
     root.mkdir(parents=True)
     started = time.perf_counter()
-    run(rpm_cmd(root, "-i", "--quiet", *[str(repo / p.filename) for p in packages]))
+    rpm_install(root, [repo / p.filename for p in packages])
     content, inodes = content_usage(root)
     size = (content * 5 // 4 + inodes * 256 + 16 * MiB) // MiB + 1
     run(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-d", str(root), str(work / "fs.img"), f"{size}M"])

@@ -34,7 +34,7 @@ from ais.cache.hooks import pause_point
 from ais.cache.store import Store, image_id
 from ais.errors import BuildError, ToolError
 from ais.model import Package
-from ais.rpmenv import DBPATH, SCRIPTLET_FAILURES, installed_nevras, rpm_cmd
+from ais.rpmenv import DBPATH, installed_nevras, rpm_install
 from ais.run import run
 
 log = logging.getLogger("ais.cache.build")
@@ -78,22 +78,8 @@ def install_root(packages: list[Package], repo_dir: Path, root: Path) -> None:
     paths = rpm_paths(packages, repo_dir)
     root.mkdir(parents=True)
     pause_point("rpm")
-    _rpm_install(root, paths)
+    rpm_install(root, paths)
     check_set(installed_nevras(root), frozenset(p.nevra for p in packages), f"staging root {root}")
-
-
-def _rpm_install(root: Path, paths: list[Path]) -> None:
-    """One `rpm -i` transaction of every path (rpm orders them; scriptlets run in root).
-
-    Same command and scriptlet check as ais.rpmenv.rpm_install, minus its init_db:
-    `rpm -i` creates the database itself, and ais.rpmenv.init_db passes
-    --force-debian to `rpm --initdb`, which Debian's rpm 4.18 rejects.
-    """
-    proc = run(rpm_cmd(root, "-i", "--quiet", *map(str, paths)))
-    bad = [line for line in (proc.stdout + proc.stderr).splitlines()
-           if any(s in line for s in SCRIPTLET_FAILURES)]
-    if bad:
-        raise BuildError("rpm reported failing scriptlets:\n" + "\n".join(bad[:10]))
 
 
 def content_usage(root: Path) -> tuple[int, int]:
