@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rpm
@@ -173,4 +173,18 @@ def load_repo(repo_dir: str | os.PathLike) -> RepoIndex:
         files[pkg.nevra] = pkg_files
     if not packages:
         raise BadInput(f"{root}: no RPMs found (run `make packages`)")
-    return RepoIndex(packages, files)
+    return RepoIndex(with_file_provides(packages, files), files)
+
+
+def with_file_provides(packages: list[Package], files: dict[str, tuple[str, ...]]) -> list[Package]:
+    """Add to each package's provides the files it ships that some package requires.
+
+    rpm satisfies a file requirement (`/bin/sh`) from file lists; carrying just the
+    required paths keeps later phases (closure of image sets) free of file lists.
+    """
+    wanted = {Dep.parse(r).name for p in packages for r in p.requires if r.startswith("/")}
+    out = []
+    for pkg in packages:
+        shipped = tuple(f for f in files.get(pkg.nevra, ()) if f in wanted and f not in pkg.provides)
+        out.append(replace(pkg, provides=pkg.provides + shipped) if shipped else pkg)
+    return out

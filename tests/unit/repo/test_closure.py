@@ -1,0 +1,51 @@
+"""Closed subsets on hand-drawn package sets and on the real demo configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ais.descriptors import load_site
+from ais.model import Package
+from ais.repo.closure import DependencyIndex
+
+DEMO = Path(__file__).resolve().parents[3] / "descriptors"
+
+
+def pkg(name: str, version: str = "1", requires=(), provides=()) -> Package:
+    return Package(name, 0, version, "1", "x86_64", f"{name}.rpm", 1, 1, 1, 0, "0" * 64,
+                   tuple(requires), tuple(provides))
+
+
+def nevra(name: str, version: str = "1") -> str:
+    return f"{name}-0:{version}-1.x86_64"
+
+
+def test_drops_transitively_what_lacks_a_provider():
+    universe = [pkg("sh", provides=("/bin/sh",)), pkg("ssl", "1"), pkg("ssl", "2"),
+                pkg("httpd", requires=("ssl", "/bin/sh")), pkg("mod", requires=("httpd",)),
+                pkg("php", requires=("webserver",)), pkg("nginx", provides=("webserver",))]
+    idx = DependencyIndex(universe)
+    shared = frozenset({nevra("sh"), nevra("httpd"), nevra("mod")})  # web-1 ∩ web-2: no ssl
+    assert idx.largest_closed_subset(shared) == {nevra("sh")}
+    with_ssl = shared | {nevra("ssl", "2")}
+    assert idx.largest_closed_subset(with_ssl) == with_ssl
+    assert idx.largest_closed_subset(frozenset({nevra("php")})) == frozenset()
+    assert idx.is_closed(frozenset({nevra("php"), nevra("nginx")}))
+
+
+def test_versioned_requirement_respected():
+    universe = [pkg("lib", "1"), pkg("lib", "2"), pkg("app", requires=("lib >= 0:2",))]
+    idx = DependencyIndex(universe)
+    assert idx.largest_closed_subset(frozenset({nevra("app"), nevra("lib", "1")})) == {nevra("lib", "1")}
+
+
+def test_demo_configurations_are_closed_and_their_intersections_shrink(repo_dir):
+    site = load_site(DEMO, repo_dir)
+    idx = DependencyIndex(site.packages)
+    for conf in site.configurations:
+        assert idx.is_closed(conf.nevras), conf.name
+    common = site.configuration("web-1").nevras & site.configuration("web-2").nevras
+    closed = idx.largest_closed_subset(common)
+    assert not idx.is_closed(common)
+    assert idx.is_closed(closed) and closed < common
+    assert not any(n.startswith(("httpd-0", "mod_ssl-0")) for n in closed)
