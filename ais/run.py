@@ -58,3 +58,20 @@ def _as_text(data: bytes | str | None) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace")
     return data
+
+
+def start(argv: list[str], *, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text: bool = True, **popen) -> subprocess.Popen:
+    """Start a long-running process (a server, a peer) in the background.
+
+    The caller owns it: poll, communicate, kill. A missing program is a ToolError,
+    as with `run`.
+    """
+    argv = [os.fspath(a) for a in argv]
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=stdout, stderr=stderr, text=text, **popen)
+    except FileNotFoundError as err:
+        raise ToolError(argv, 127, "", why=f"{argv[0]} is not installed") from err
+    log.debug("started %s as pid %d", argv[0], proc.pid)
+    return proc

@@ -5,8 +5,7 @@ text files, some empty, a sparse one); `make_fs_image` builds an ext4 image of
 a tree with `mke2fs -d`; `NetLab` creates N namespaces joined by a bridge in
 its own namespace (veth pairs, 198.51.100.0/24, MTU 9000, a multicast route),
 and deletes them all on exit, whatever happened. Long-running peers (servers)
-are started with `NetLab.spawn` (subprocess.Popen: `ais.run.run` has no
-background mode) and killed by pid in `close()`.
+are started with `NetLab.spawn` (`ais.run.start`) and killed by pid in `close()`.
 
 What it reads: nothing but its arguments. What it fails on: `ToolError` from
 `ip`/`mke2fs`. What it returns: paths, and host addresses.
@@ -20,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ais.run import run
+from ais.run import run, start
 
 SUBNET = "198.51.100"
 
@@ -105,7 +104,7 @@ class NetLab:
         return self.argv(i, [sys.executable, "-m", "ais.stream.commands", *args])
 
     def spawn(self, i: int, argv: list[str], **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(self.argv(i, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        proc = start(self.argv(i, argv), **kw)
         self.procs.append(proc)
         return proc
 
