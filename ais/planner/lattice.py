@@ -39,7 +39,9 @@ MAX_CANDIDATES = 2500
 MIN_SHARE = 1e-5  # of the packages-only objective
 CUT_FRACTIONS = (1.0, 0.5, 0.25, 0.1)  # budget fractions that cut sets are cut to
 CUT_SOURCES = 40  # how many top candidates get cut-to-fit variants
-FULL_CLOSURE_UP_TO = 16  # configurations: below this the closure is small, take it all
+FULL_CLOSURE_UP_TO = 16
+CHAIN_SEEDS = 400  # configurations (by weighted saving) that start a chain
+CHAIN_STEPS = 16  # intersections per chain  # configurations: below this the closure is small, take it all
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +56,8 @@ class Candidates:
     considered: int  # distinct sets generated
     pruned: int  # of those, removed by the rules above
     reasons: dict[str, int] = field(default_factory=dict)  # pruned, by rule
+    evaluator: object = field(default=None, repr=False)  # computes served sets (pricing reuses it)
+    priced: int = 0  # columns added by pricing (ais.planner.pricing)
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -174,6 +178,52 @@ def served_by(problem: Problem, sets: list[int]) -> list[np.ndarray]:
     return out
 
 
+def chain_candidates(problem: Problem, evaluator: "_Evaluator", seeds: int = CHAIN_SEEDS, steps: int = CHAIN_STEPS) -> set[int]:
+    """Cores of growing groups: from a seed configuration, repeatedly intersect
+    with the configuration that keeps the most weighted saving, recording each
+    intersection. Neighbour intersections find small groups; these chains find
+    the large ones (e.g. every configuration with the same desktop), which are
+    what a tight budget wants. Worked in atom space, batched over seeds as one
+    matrix product per step.
+    """
+    n_conf = len(problem.configs)
+    member = evaluator.atom_membership  # atoms x configurations (bool)
+    if n_conf < 2:
+        return set()
+    cost = problem.cost
+    weights = problem.weights
+    atom_rpm = np.bincount(evaluator.atom_of, weights=problem.rpm_seconds, minlength=member.shape[0])
+    atom_bytes = np.bincount(evaluator.atom_of, weights=problem.installed_bytes, minlength=member.shape[0])
+    conf_atoms = member.T.astype(np.float32)  # configurations x atoms
+    own = np.array([problem.saving(c) for c in problem.configs])
+    order = np.argsort(-(weights * np.maximum(own, 0)), kind="stable")[: min(seeds, n_conf)]
+    current = member[:, order].copy()  # atoms x seeds: the running intersection
+    in_group = np.zeros((n_conf, len(order)), dtype=bool)
+    in_group[order, np.arange(len(order))] = True
+    group_weight = weights[order].astype(float)
+    found: set[int] = set()
+    for _ in range(steps):
+        rpm = conf_atoms @ (atom_rpm[:, None] * current).astype(np.float32)
+        size = conf_atoms @ (atom_bytes[:, None] * current).astype(np.float32)
+        stored = cost.image_overhead_bytes + cost.stored_factor * size.astype(float)
+        saving = rpm - (cost.image_fixed_s + stored / cost.stream_bytes_per_s)
+        value = (group_weight[None, :] + weights[:, None]) * saving
+        value[in_group] = -np.inf
+        pick = np.argmax(value, axis=0)
+        alive = value[pick, np.arange(len(order))] > 0
+        if not alive.any():
+            break
+        cols = np.flatnonzero(alive)
+        current[:, cols] &= member[:, pick[cols]]
+        in_group[pick[cols], cols] = True
+        group_weight[cols] += weights[pick[cols]]
+        current[:, ~alive] = False  # a dead chain stays dead
+        for col in cols:
+            found.add(evaluator.bits_of_atoms(current[:, col]))
+    found.discard(0)
+    return found
+
+
 class _Evaluator:
     """Saving, size and served configurations of sets, computed fast.
 
@@ -192,7 +242,13 @@ class _Evaluator:
         signatures, self.atom_of = np.unique(packed, axis=0, return_inverse=True)
         self.atom_of = self.atom_of.ravel()
         self.atom_configs = [int.from_bytes(row.tobytes(), "little") for row in signatures]
+        self.atom_membership = np.unpackbits(signatures, axis=1, bitorder="little")[:, :n_conf].astype(bool)
         self.all_configs = (1 << n_conf) - 1
+
+    def bits_of_atoms(self, atoms: np.ndarray) -> int:
+        """Package bitset of the packages in the given atoms (bool over atoms)."""
+        mask = atoms[self.atom_of]
+        return int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
 
     def served(self, s: int) -> int:
         """Bitset over configuration indices of those containing s."""
@@ -239,13 +295,13 @@ def build_candidates(
 ) -> Candidates:
     """Generate, evaluate and prune candidate images (rules in the module doc)."""
     evaluator = _Evaluator(problem)
-    raw = raw_candidates(problem)
+    raw = raw_candidates(problem) | chain_candidates(problem, evaluator)
     table = _evaluate(problem, evaluator, raw)
     _add_cut_to_fit(problem, evaluator, table)
     considered = len(table)
     reasons: dict[str, int] = {}
     kept = _prune(problem, table, max_candidates, min_share, reasons)
-    return _as_candidates(problem, table, kept, considered, reasons)
+    return _as_candidates(problem, table, kept, considered, reasons, evaluator)
 
 
 def _evaluate(problem: Problem, evaluator: _Evaluator, sets) -> dict[int, tuple[float, int, int]]:
@@ -335,7 +391,9 @@ def _undominated(table: dict, useful: dict) -> list[int]:
     return out
 
 
-def _as_candidates(problem: Problem, table: dict, kept: list[int], considered: int, reasons: dict) -> Candidates:
+def _as_candidates(
+    problem: Problem, table: dict, kept: list[int], considered: int, reasons: dict, evaluator=None
+) -> Candidates:
     pair_config, pair_cand = [], []
     for k, s in enumerate(kept):
         idx = _bit_indices(table[s][2]) if s else np.arange(len(problem.configs))
@@ -350,6 +408,30 @@ def _as_candidates(problem: Problem, table: dict, kept: list[int], considered: i
         considered=considered,
         pruned=considered - len(kept),
         reasons={k: v for k, v in reasons.items() if v},
+        evaluator=evaluator,
+    )
+
+
+def with_sets(problem: Problem, cands: Candidates, extra: list[tuple[int, float, int, int]]) -> Candidates:
+    """cands plus new sets given as (set, saving, size, served-configurations bitset)."""
+    sets = list(cands.sets)
+    pair_config, pair_cand = [cands.pair_config], [cands.pair_cand]
+    for s, _, _, served in extra:
+        idx = _bit_indices(served)
+        pair_config.append(idx)
+        pair_cand.append(np.full(len(idx), len(sets), dtype=np.int64))
+        sets.append(s)
+    return Candidates(
+        sets=sets,
+        saving=np.concatenate([cands.saving, [e[1] for e in extra]]),
+        size=np.concatenate([cands.size, np.array([e[2] for e in extra], dtype=np.int64)]),
+        pair_config=np.concatenate(pair_config),
+        pair_cand=np.concatenate(pair_cand),
+        considered=cands.considered + len(extra),
+        pruned=cands.pruned,
+        reasons=cands.reasons,
+        evaluator=cands.evaluator,
+        priced=cands.priced + len(extra),
     )
 
 

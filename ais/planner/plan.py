@@ -26,6 +26,8 @@ from ais.planner.cost import CostModel
 from ais.planner.heuristics import base_times, baselines, best_assignment, best_greedy, objective_of
 from ais.planner.lattice import Candidates, build_candidates
 from ais.planner.model import Solved, build_model, solve_model
+from ais.planner.pricing import ROUNDS as PRICE_ROUNDS
+from ais.planner.pricing import price
 from ais.planner.problem import Problem, ids_of, problem_from_site
 
 PLAN_FORMAT = 1
@@ -167,10 +169,13 @@ def solve_problem(
     solver: str | None = None,
     max_candidates: int | None = None,
     threads: int | None = None,
+    price_rounds: int = PRICE_ROUNDS,
 ) -> Plan:
-    """Candidates, greedy, ILP; the better of greedy and ILP becomes the plan."""
+    """Candidates (generated, pruned, then priced), greedy, ILP; the better of greedy and ILP becomes the plan."""
     options = {} if max_candidates is None else {"max_candidates": max_candidates}
     cands = build_candidates(problem, **options)
+    if price_rounds and len(cands) > 1:
+        cands = price(problem, cands, price_rounds)
     warm = best_greedy(problem, cands)
     warnings: list[str] = []
     if len(cands) == 1:
@@ -230,7 +235,7 @@ def _assemble(problem: Problem, cands: Candidates, warm, solved: Solved, hash_: 
         status=status,
         solver=solved.solver,
         baselines=baselines(problem, cands),
-        candidates={"considered": cands.considered, "pruned": cands.pruned, **cands.reasons},
+        candidates={"considered": cands.considered, "pruned": cands.pruned, **cands.reasons, "priced": cands.priced},
         warnings=tuple(warnings),
     )
 
