@@ -1,0 +1,89 @@
+"""`ais serve`: run the control API, package/file server and block streamer.
+
+What it does: `register(subparsers)` adds `serve`; the handler builds a
+`ais.server.service.Config` from the options (plus the shared --descriptors,
+--repo, --cache), starts the server, prints one JSON line with the addresses
+it listens on (tests and scripts read it; ports 0 pick free ports), then runs
+until SIGTERM or SIGINT (or --seconds).
+
+Reads: parsed arguments. Fails with `UsageError` (exit 2) for a malformed
+HOST:PORT or address, and with what `Server` raises (exit 1/2).
+Returns exit code 0 after a clean stop.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+from ais.errors import UsageError
+from ais.server.service import Config, Server
+
+
+def host_port(text: str, what: str, *, allow_zero: bool = True) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (0 if allow_zero else 1) <= int(port) < 65536:
+        raise UsageError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve install plans, packages, host files and images to reinstalling hosts",
+        description="Answer clients at boot: GET /v1/hosts/<name-or-mac>/plan (install plan), "
+                    "/v1/packages/<file>.rpm, /v1/hosts/<name>/files/<n> (Range supported), "
+                    "/v1/images/<id>/header, POST /v1/hosts/<name>/report; stream images over TCP "
+                    "(and multicast). Re-reads the published cache manifest and the descriptors "
+                    "when they change: no restart after `ais rebuild`. Plain HTTP with per-host "
+                    "bearer tokens: run it on the provisioning network only (docs/server.md).")
+    p.add_argument("--listen", default="127.0.0.1:8470", metavar="HOST:PORT",
+                   help="control API address; port 0 picks a free port [%(default)s]")
+    p.add_argument("--stream-listen", default="127.0.0.1:8471", metavar="HOST:PORT",
+                   help="TCP block-streamer address; port 0 picks a free port [%(default)s]")
+    p.add_argument("--multicast", default=None, metavar="GROUP:PORT",
+                   help="also stream images by multicast to GROUP:PORT (requests on PORT+1) [off]")
+    p.add_argument("--multicast-interface", default="127.0.0.1", metavar="ADDRESS",
+                   help="local address multicast is sent from [%(default)s]")
+    p.add_argument("--multicast-rate", type=float, default=100.0, metavar="MB/S",
+                   help="multicast send cap in MB/s [%(default)s]")
+    p.add_argument("--advertise", default=None, metavar="ADDRESS",
+                   help="address clients dial for the stream, put in plans "
+                        "[the --stream-listen address; required when that is 0.0.0.0]")
+    p.add_argument("--history", type=Path, default=Path("build/history.sqlite"), metavar="FILE",
+                   help="SQLite database of install reports [%(default)s]")
+    p.add_argument("--cost", type=Path, default=None, metavar="FILE",
+                   help="cost model calibration JSON (from `ais calibrate`) used to rank fallback "
+                        "images [the planner's defaults]")
+    p.add_argument("--max-report-bytes", type=int, default=1 << 20, metavar="BYTES",
+                   help="largest report body accepted; larger gets 413 [%(default)s]")
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="how often the descriptors are checked for changes; the manifest is "
+                        "checked on every request [%(default)s]")
+    p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long [run until SIGTERM/SIGINT]")
+    p.set_defaults(handler=cmd_serve)
+
+
+def config_from_args(args) -> Config:
+    return Config(
+        descriptors=Path(args.descriptors), repo=Path(args.repo), cache=Path(args.cache),
+        listen=host_port(args.listen, "--listen"),
+        stream_listen=host_port(args.stream_listen, "--stream-listen"),
+        multicast=host_port(args.multicast, "--multicast", allow_zero=False) if args.multicast else None,
+        multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
+        advertise=args.advertise, history=args.history, cost=args.cost,
+        max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
+    )
+
+
+def cmd_serve(args) -> int:
+    server = Server(config_from_args(args))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        print(json.dumps({"listening": server.addresses()}), flush=True)
+        stop.wait(args.seconds)
+    return 0

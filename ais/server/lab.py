@@ -1,0 +1,192 @@
+"""Set-ups for tests and benchmarks of the server: small sites, real caches, a real server process.
+
+What it does:
+- `subset_descriptors(src, dst, scds, hosts)`: copy a few SCDs (plus the bases
+  they build on) and HCDs of the demo descriptors, so a cache builds in seconds.
+- `rebuild_cache(...)`: the real `ais rebuild` (planner + builder + publish).
+- `publish_base_cache(...)`: the real builder and publisher, with every
+  configuration served from its installation base image plus a remainder (the
+  case where the client installs the most RPMs), whatever the planner would pick.
+- `ServeProcess`: `ais serve` as a subprocess on ephemeral ports; reads the
+  JSON line it prints to learn its URL; stop() (SIGTERM) or kill() (SIGKILL).
+
+Reads: the demo descriptors and the built repository. Fails with what the
+cache code raises, or `WorldError` when the server does not come up.
+Returns paths, manifests and the running process handle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ais.errors import WorldError
+from ais.run import start
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def subset_descriptors(src: Path, dst: Path, scds: list[str], hosts: list[str]) -> Path:
+    """A descriptors tree with only these SCDs (and their bases) and these hosts."""
+    from lxml import etree
+
+    src, dst = Path(src), Path(dst)
+    wanted, todo = set(), list(scds)
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        base = etree.parse(str(src / "scd" / f"{name}.xml")).getroot().get("base")
+        if base:
+            todo.append(base)
+    (dst / "scd").mkdir(parents=True, exist_ok=True)
+    (dst / "hcd").mkdir(parents=True, exist_ok=True)
+    for name in wanted:
+        shutil.copy2(src / "scd" / f"{name}.xml", dst / "scd")
+    for name in hosts:
+        shutil.copy2(src / "hcd" / f"{name}.xml", dst / "hcd")
+    if (src / "files").is_dir():
+        shutil.copytree(src / "files", dst / "files", dirs_exist_ok=True)
+    return dst
+
+
+def rebuild_cache(descriptors: Path, repo: Path, cache: Path, *, budget: int | None = None,
+                  cost: Path | None = None) -> dict:
+    """Run the real rebuild; returns the published manifest."""
+    from ais.cache import manifest as manifests
+    from ais.cache.rebuild import Options, rebuild
+    from ais.cache.report import Reporter
+    from ais.cache.store import Store
+
+    rebuild(Options(descriptors=Path(descriptors), repo=Path(repo), cache=Path(cache), budget=budget,
+                    cost=cost), Reporter(quiet=True))
+    return manifests.read(Store(cache))
+
+
+def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path | None = None) -> dict:
+    """Build each configuration's base image and publish a manifest serving every
+    configuration from its base image plus the rest as remainder."""
+    from ais.cache import manifest as manifests
+    from ais.cache.build import build_image
+    from ais.cache.store import Store, image_id
+    from ais.descriptors import load_site
+    from ais.planner.cost import CostModel, load_calibration
+    from ais.server.plans import predict
+
+    model = load_calibration(cost) if cost else CostModel()
+    site = load_site(descriptors, repo)
+    store = Store(cache)
+    store.ensure()
+    previous = manifests.read(store)
+    images, confs = {}, {}
+    for conf in site.configurations:
+        base = site.configuration(conf.base) if conf.kind != "base" else conf
+        iid = image_id(base.packages)
+        if iid not in images:
+            if store.image_path(iid).exists() and iid in previous.get("images", {}):
+                images[iid] = previous["images"][iid]
+            else:
+                images[iid] = build_image(store, list(base.packages), repo, key=f"base-{base.name}")
+        base_set = {p.nevra for p in base.packages}
+        remainder = [p for p in conf.packages if p.nevra not in base_set]
+        confs[conf.name] = {"image": iid, "remainder": sorted(p.nevra for p in remainder),
+                            "predicted_seconds": round(predict(model, images[iid]["stored_bytes"], remainder), 6)}
+    store.drain()
+    plan = {"format": 1, "note": "every configuration served from its base image (ais.server.lab)",
+            "images": [{"key": r["key"], "packages": r["packages"], "size_bytes": r["stored_bytes"]}
+                       for r in images.values()]}
+    manifests.publish(store, manifests.make(previous=previous, plan_json=plan, images=images, configurations=confs))
+    return manifests.read(store)
+
+
+class ServeProcess:
+    """`ais serve` in a subprocess on ephemeral loopback ports."""
+
+    def __init__(self, descriptors: Path, repo: Path, cache: Path, history: Path, *extra: str,
+                 log_path: Path | None = None, timeout: float = 30.0):
+        argv = [sys.executable, "-m", "ais.cli", "serve", "--descriptors", str(descriptors), "--repo", str(repo),
+                "--cache", str(cache), "--history", str(history), "--listen", "127.0.0.1:0",
+                "--stream-listen", "127.0.0.1:0", "--poll", "0.2", *extra]
+        self.log_path = Path(log_path or Path(history).with_suffix(".log"))
+        self._log = open(self.log_path, "ab")
+        self.proc = start(argv, stderr=self._log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"}, text=False)
+        line = self._first_line(timeout)
+        try:
+            self.info = json.loads(line)["listening"]
+        except (ValueError, KeyError) as err:
+            self.kill()
+            raise WorldError(f"ais serve did not start: {line!r}; log {self.log_path}:\n{self.log()[-2000:]}") from err
+        self.url = self.info["url"]
+
+    def _first_line(self, timeout: float) -> str:
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().decode() if ready else ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+    def __enter__(self) -> "ServeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def request(server, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
+            timeout: float = 30.0) -> tuple[int, dict, bytes]:
+    """One HTTP exchange with a server (anything with `.url`): (status, headers, body)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]:
+    status, _, body = request(server, "GET", path, headers)
+    return status, json.loads(body)

@@ -1,0 +1,129 @@
+"""The `ais serve` process: control API + package/file serving + embedded block streamer.
+
+What it does: `Server(config)` loads the first snapshot (`StateHolder`; a
+broken site refuses to start), opens the history database, starts the
+streamer's `StreamServer` on the cache's images/ directory (TCP, and
+multicast when a group is configured) and a `ThreadingHTTPServer` for the
+control API (`ais.server.http`). `start()` runs both in threads, `stop()`
+shuts both down; `serve_forever` is what the command runs until SIGTERM.
+
+Images stay streamable while a rebuild replaces the manifest: the stream
+server opens an image file when a transfer starts, so a transfer in flight
+keeps reading an image the rebuild's gc unlinks (the open file keeps the
+inode); a *new* request for an image no longer published finds no file, and
+the control API no longer hands that image out (tests/integration/
+test_server_reload.py checks both).
+
+Reads: `Config`. Fails with `UsageError` for an advertised address that
+cannot work (binding 0.0.0.0 without --advertise), `StreamError`/`WorldError`
+when a port cannot be bound or the history cannot be opened, and whatever
+loading the site raises. Returns nothing; `addresses()` tells where it listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from ais.errors import UsageError, WorldError
+from ais.planner.cost import CostModel, load_calibration
+from ais.server.history import History
+from ais.server.http import make_handler
+from ais.server.images import ImageChecker
+from ais.server.plans import Endpoints, host_plan
+from ais.server.state import StateHolder
+from ais.stream.server import StreamServer
+
+log = logging.getLogger("ais.server")
+
+
+@dataclass(frozen=True)
+class Config:
+    descriptors: Path
+    repo: Path
+    cache: Path
+    listen: tuple[str, int] = ("127.0.0.1", 8470)
+    stream_listen: tuple[str, int] = ("127.0.0.1", 8471)
+    multicast: tuple[str, int] | None = None
+    multicast_interface: str = "127.0.0.1"
+    multicast_rate: float = 100e6
+    advertise: str | None = None  # address clients dial for the stream; default: the bound one
+    history: Path = Path("build/history.sqlite")
+    cost: Path | None = None
+    max_report_bytes: int = 1 << 20
+    poll_seconds: float = 1.0
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class Server:
+    """One `ais serve`: see the module docstring."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        if config.stream_listen[0] in ("0.0.0.0", "") and not config.advertise:
+            raise UsageError("the stream listens on all addresses: give --advertise ADDRESS "
+                             "(the address clients dial)")
+        self.cost: CostModel = load_calibration(config.cost) if config.cost else CostModel()
+        self.max_report_bytes = config.max_report_bytes
+        self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
+        self.checker = ImageChecker()
+        self.history = History(config.history)
+        images = Path(config.cache) / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        self.stream = StreamServer(images, host=config.stream_listen[0], port=config.stream_listen[1],
+                                   multicast=config.multicast,
+                                   multicast_interface=config.multicast_interface, rate=config.multicast_rate)
+        try:
+            self.http = _HTTPServer(config.listen, make_handler(self))
+        except OSError as err:
+            self.stream.stop()
+            raise WorldError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {err}") from err
+        self._thread: threading.Thread | None = None
+
+    def endpoints(self) -> Endpoints:
+        host, port = self.stream.address
+        advertised = self.config.advertise or host
+        mcast = self.config.multicast
+        return Endpoints(tcp=f"{advertised}:{port}", multicast=f"{mcast[0]}:{mcast[1]}" if mcast else None)
+
+    def plan_for(self, snapshot, host) -> dict:
+        return host_plan(snapshot, host, self.checker, self.cost, self.endpoints())
+
+    def addresses(self) -> dict:
+        h_host, h_port = self.http.server_address[:2]
+        s_host, s_port = self.stream.address
+        return {"http": f"{h_host}:{h_port}", "url": f"http://{h_host}:{h_port}",
+                "stream_tcp": f"{s_host}:{s_port}",
+                "multicast": self.endpoints().multicast,
+                "generation": self.state.current().generation}
+
+    def start(self) -> "Server":
+        self.stream.start()
+        self._thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.2},
+                                        daemon=True, name="ais-serve-http")
+        self._thread.start()
+        log.info("serving %s (stream tcp %s, multicast %s), manifest generation %d",
+                 self.addresses()["url"], self.endpoints().tcp, self.endpoints().multicast or "off",
+                 self.state.current().generation)
+        return self
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.stream.stop()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
