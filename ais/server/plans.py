@@ -115,8 +115,8 @@ def _fallback(snapshot: Snapshot, conf: Configuration, checker: ImageChecker, co
 
 def _package_entry(pkg: Package) -> dict:
     name = pkg.filename.rsplit("/", 1)[-1]
-    return {"nevra": pkg.nevra, "filename": name, "size": pkg.size, "sha256": pkg.digest,
-            "url": f"/v1/packages/{quote(name)}"}
+    return {"nevra": pkg.nevra, "filename": name, "size": pkg.size, "installed_size": pkg.installed_size,
+            "file_count": pkg.file_count,             "sha256": pkg.digest, "url": f"/v1/packages/{quote(name)}"}
 
 
 def _file_entries(host: Host) -> list[dict]:

@@ -1,0 +1,160 @@
+"""Talking to `ais serve`: the plan, downloads checked against sha256, the report.
+
+What it does: `Api(server, token)` asks for a host's plan
+(GET /v1/hosts/<name-or-mac>/plan), downloads a URL of the plan into a file
+(resuming with Range after a dropped connection) and checks its sha256 and
+size BEFORE the file is used, and posts the install report. Every request is
+retried a bounded number of times with exponential back-off when the server
+cannot be reached or the connection drops; an answer from the server (a 4xx
+with its JSON message) is final and never retried.
+
+Reads: HTTP answers (plan JSON per docs/server.md). Fails with `ClientError`:
+server unreachable after the retries ("cannot reach the AIS server at ...
+after N attempts"), an error answer (the server's own message, e.g.
+"unknown host nosuch01: no HCD names it"), a digest or size mismatch (the
+file is deleted), a plan that is not a plan. Returns the plan dict, nothing
+for downloads, the server's answer for the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from ais.errors import ClientError
+
+log = logging.getLogger("ais.client.api")
+
+
+class ServerAnswer(ClientError):
+    """The server answered with an error status; its message is in the text."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Api:
+    def __init__(self, server: str, token: str | None = None, *, retries: int = 5, retry_delay: float = 0.5,
+                 timeout: float = 30.0):
+        url = urlsplit(server if "://" in server else f"http://{server}")
+        if url.scheme != "http" or not url.hostname:
+            raise ClientError(f"server must be http://HOST[:PORT], not {server!r}")
+        self.server = f"http://{url.hostname}:{url.port or 80}"
+        self.host, self.port = url.hostname, url.port or 80
+        self.token = token
+        self.retries, self.retry_delay, self.timeout = max(1, retries), retry_delay, timeout
+
+    # ------------------------------------------------------------ plumbing
+
+    def _headers(self, auth: bool) -> dict:
+        headers = {"User-Agent": "ais-client/1"}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _retrying(self, what: str, attempt_once):
+        delay = self.retry_delay
+        last: Exception | None = None
+        for attempt in range(1, self.retries + 1):
+            try:
+                return attempt_once()
+            except (OSError, http.client.HTTPException) as err:
+                last = err
+                if attempt < self.retries:
+                    log.warning("%s: %s (attempt %d of %d, again in %.1fs)", what, err, attempt, self.retries, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        raise ClientError(f"cannot reach the AIS server at {self.server} after {self.retries} attempts "
+                          f"({what}): {last}")
+
+    def _exchange(self, method: str, path: str, *, auth: bool, body: bytes | None = None,
+                  headers: dict | None = None) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=body, headers={**self._headers(auth), **(headers or {})})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _error(status: int, body: bytes, what: str) -> ServerAnswer:
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body[:200].decode("utf-8", "replace")
+        return ServerAnswer(status, f"the server refused {what} (HTTP {status}): {message}")
+
+    # ------------------------------------------------------------ calls
+
+    def plan(self, host: str) -> dict:
+        what = f"the plan of {host}"
+        status, _, body = self._retrying(what, lambda: self._exchange(
+            "GET", f"/v1/hosts/{quote(host, safe=':')}/plan", auth=True))
+        if status != 200:
+            raise self._error(status, body, what)
+        try:
+            plan = json.loads(body)
+        except ValueError as err:
+            raise ClientError(f"the server sent a plan that is not JSON: {err}") from err
+        if not isinstance(plan, dict) or plan.get("format") != 1 or "configuration" not in plan:
+            raise ClientError("the server sent something that is not a format-1 install plan")
+        return plan
+
+    def download(self, url: str, dest: Path, *, sha256: str, size: int | None = None, auth: bool = False) -> None:
+        """Fetch url into dest; resume with Range after a drop; check sha256 before returning."""
+        dest = Path(dest)
+        dest.unlink(missing_ok=True)
+        self._retrying(f"downloading {url}", lambda: self._fetch_into(url, dest, sha256, auth))
+        digest = _sha256(dest)
+        if digest != sha256 or (size is not None and dest.stat().st_size != size):
+            dest.unlink(missing_ok=True)
+            raise ClientError(f"{url}: sha256 {digest[:16]}... does not match the plan's {sha256[:16]}...; "
+                              "refusing to use it (tampered or corrupted)")
+
+    def _fetch_into(self, url: str, dest: Path, sha256: str, auth: bool) -> None:
+        """One attempt: stream the body to dest (appending after a Range answer)."""
+        have = dest.stat().st_size if dest.exists() else 0
+        extra = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if have else {}
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request("GET", url, headers={**self._headers(auth), **extra})
+            resp = conn.getresponse()
+            if resp.status not in (200, 206) or (resp.status == 206 and not have):
+                raise self._error(resp.status, resp.read(), url)
+            with open(dest, "ab" if resp.status == 206 else "wb") as f:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    f.write(block)
+            if resp.length:  # the server closed before Content-Length bytes
+                raise http.client.IncompleteRead(b"", resp.length)
+        finally:
+            conn.close()
+
+    def report(self, host: str, report: dict) -> dict:
+        body = json.dumps(report, sort_keys=True).encode()
+        what = f"the report of {host}"
+        status, _, answer = self._retrying(what, lambda: self._exchange(
+            "POST", f"/v1/hosts/{quote(host)}/report", auth=True, body=body,
+            headers={"Content-Type": "application/json"}))
+        if status != 201:
+            raise self._error(status, answer, what)
+        return json.loads(answer)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return _sha256(Path(path))

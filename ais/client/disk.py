@@ -1,0 +1,107 @@
+"""The target's filesystem: image it, or make a fresh one; grow, mount, unmount, fsck.
+
+What it does:
+- `write_planned_image(plan, target, transport, interface)`: checks the plan's
+  inline header against `header_sha256`, then streams the chunks with the
+  streamer's `UnicastSource` (TCP) or `MulticastSource` and writes them with
+  `ais.stream.writer.write_image` (every chunk's sha256 checked before a byte
+  of it is written).
+- `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
+  packages-only path, image null).
+- `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
+  host gets its own filesystem UUID (`tune2fs -U random`), not the image's.
+- `mount` / `unmount` / `fsck` (`e2fsck -fn`: any problem is a failure).
+
+Host tools: mkfs.ext4, resize2fs, tune2fs, e2fsck, mount, umount (through
+`ais.run.run`). Fails with `ClientError` (header does not match its pin) or
+`StreamError`/`ToolError` from the streamer and the tools. Returns stream
+statistics for the image, nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from ais.cache.hooks import pause_point
+from ais.errors import ClientError
+from ais.run import run
+from ais.stream.format import ImageHeader
+from ais.stream.writer import write_image
+
+
+def trusted_header(plan: dict) -> ImageHeader:
+    """The plan's inline header, accepted only if it hashes to the plan's header_sha256."""
+    image = plan["image"]
+    header = ImageHeader.from_json(json.dumps(image["header"]))
+    if header.sha256() != image["header_sha256"] or header.image_id != image["id"]:
+        raise ClientError(f"the plan's header of image {image['id'][:12]} does not match its header_sha256")
+    return header
+
+
+class _PauseAfterFirst:
+    """Wraps a chunk source; calls the test pause point after the first chunk (tests kill the server there)."""
+
+    def __init__(self, source):
+        self.source, self.seen = source, 0
+
+    def fetch(self, wanted):
+        for item in self.source.fetch(wanted):
+            yield item
+            self.seen += 1
+            if self.seen == 1:
+                pause_point("client-image")
+
+
+def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str = "127.0.0.1") -> dict:
+    """Stream the plan's image onto target; returns statistics."""
+    from ais.stream.multicast import MulticastSource
+    from ais.stream.unicast import UnicastSource
+
+    header = trusted_header(plan)
+    stream = plan["image"]["stream"]
+    host, port = stream["tcp"].rsplit(":", 1)
+    if transport == "multicast":
+        if not stream.get("multicast"):
+            raise ClientError("multicast asked for, but the server does not stream by multicast (no --multicast)")
+        group, mport = stream["multicast"].rsplit(":", 1)
+        with MulticastSource(group, int(mport), header.image_id, header, interface=interface) as source:
+            result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+    elif transport == "unicast":
+        source = UnicastSource((host, int(port)), header.image_id, header)
+        result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+    else:
+        raise ClientError(f"transport must be unicast or multicast, not {transport!r}")
+    return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,
+            "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes}
+
+
+def make_fresh_fs(target: str, label: str) -> None:
+    run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-E", "nodiscard", "-L", label[:16], target])
+
+
+def grow(target: str) -> None:
+    """Grow the imaged filesystem to fill the target (resize2fs reads the size itself)."""
+    run(["resize2fs", target])
+
+
+def new_uuid(target: str) -> None:
+    run(["tune2fs", "-U", "random", target])
+
+
+def mount(target: str, root: str) -> None:
+    Path(root).mkdir(parents=True, exist_ok=True)
+    options = ["-o", "loop"] if stat.S_ISREG(os.stat(target).st_mode) else []
+    run(["mount", "-t", "ext4", *options, target, root])
+
+
+def unmount(root: str) -> None:
+    run(["umount", root])
+
+
+def fsck(target: str) -> None:
+    proc = run(["e2fsck", "-fn", target], check=False)
+    if proc.returncode != 0:
+        raise ClientError(f"e2fsck -fn {target} found problems (exit {proc.returncode}):\n{proc.stdout[-1500:]}")

@@ -1,0 +1,83 @@
+"""Install the remainder: fetch every RPM of the plan, check it, install all in ONE transaction.
+
+What it does: `install_remainder(api, plan, root)` first checks that the
+target holds exactly the image's packages (the rpmdb inside the imaged
+filesystem; empty for a fresh filesystem), then downloads every RPM the plan
+lists into a staging directory on the target's own disk (`<root>/.ais-staging`,
+not RAM), checking each file's sha256 and size against the plan before it is
+used, then installs them all with `ais.rpmenv.rpm_install(root, paths)`: one
+`rpm --root` transaction, scriptlets running chrooted in the target, failing
+scriptlets caught. The staging directory is removed afterwards.
+
+Reads: the plan, the server (through `Api`). Fails with `ClientError` (a digest
+mismatch: nothing is installed; the image's rpmdb is not what the plan says)
+or `ToolError`/`BuildError` from rpm. Returns the NEVRAs installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ais.cache.hooks import pause_point
+from ais.client.api import Api
+from ais.errors import ClientError
+from ais.rpmenv import installed_nevras, rpm_install
+
+STAGING = ".ais-staging"
+
+
+def check_image_content(plan: dict, root: str) -> None:
+    """The rpmdb in the target must list exactly the image's packages."""
+    expected = set(plan["image"]["packages"]) if plan.get("image") else set()
+    found = installed_nevras(root) if Path(root, "var/lib/rpm").is_dir() else set()
+    if found != expected:
+        raise ClientError(f"the target's rpm database does not match image "
+                          f"{(plan.get('image') or {}).get('id', 'none')[:12]}: "
+                          f"extra {sorted(found - expected)[:5]}, missing {sorted(expected - found)[:5]}")
+
+
+def fetch_packages(api: Api, plan: dict, staging: Path) -> list[Path]:
+    """Download and check every RPM of the plan; returns their paths in plan order."""
+    staging.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, pkg in enumerate(plan["packages"]):
+        name = Path(pkg["filename"]).name
+        if name != pkg["filename"] or not name.endswith(".rpm"):
+            raise ClientError(f"the plan names a package file {pkg['filename']!r} that is not a plain .rpm name")
+        dest = staging / name
+        api.download(pkg["url"], dest, sha256=pkg["sha256"], size=pkg.get("size"))
+        paths.append(dest)
+        if n == 0:
+            pause_point("client-rpm")
+    return paths
+
+
+def check_room(plan: dict, root: str) -> None:
+    """Enough free inodes and bytes on the target for the remainder, said before rpm says it worse."""
+    st = os.statvfs(root)
+    inodes = sum(int(p.get("file_count") or 0) for p in plan["packages"]) + 64
+    space = sum(int(p.get("installed_size") or 0) for p in plan["packages"])
+    free_bytes = st.f_bavail * st.f_frsize
+    if st.f_favail < inodes:
+        raise ClientError(f"the target filesystem has {st.f_favail} free inodes, the remainder needs about {inodes}: "
+                          "the image has too few inodes to grow into (its inode count is fixed per block group); "
+                          "use a larger disk or rebuild the image with more inodes")
+    if free_bytes < space:
+        raise ClientError(f"the target filesystem has {free_bytes >> 20} MiB free, the remainder needs "
+                          f"{space >> 20} MiB: use a larger disk")
+
+
+def install_remainder(api: Api, plan: dict, root: str) -> list[str]:
+    check_image_content(plan, root)
+    if not plan["packages"]:
+        return []
+    check_room(plan, root)
+    staging = Path(root, STAGING)
+    try:
+        paths = fetch_packages(api, plan, staging)
+        rpm_install(root, paths)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [p["nevra"] for p in plan["packages"]]

@@ -1,0 +1,106 @@
+"""The state a reinstall carries from step to step, and per-phase timing and progress.
+
+What it does: `Session` holds what the steps share (server URL, host, token,
+target, mount point, transport, the plan, timings per phase, the outcome) and
+persists it as `<state dir>/session.json` after every change, so `ais-boot`
+can run each step as its own `ais client <step> --state DIR` process.
+`Session.phase(name)` times a step, records it, and prints progress: one
+rewriting status line per phase on a terminal, plain lines otherwise.
+
+Reads/writes: the state directory (created if needed; the token is stored
+mode 0600). Fails with `ClientError` when a step needs a session that was not
+created (`ais client plan` comes first) or the session file is unreadable.
+Returns `Session` objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ais.errors import ClientError
+
+FILE = "session.json"
+PHASES = ("identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
+          "record", "unmount", "fsck", "report")
+
+
+@dataclass
+class Session:
+    state_dir: str
+    server: str
+    host: str | None = None  # name or MAC given; plan.host is the name the server resolved
+    token: str | None = None
+    target: str | None = None
+    root: str | None = None  # mount point of the target
+    transport: str = "unicast"
+    interface: str = "127.0.0.1"  # local address to join multicast on
+    plan: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    phase_now: str | None = None
+    mounted: bool = False
+    started_at: float = field(default_factory=time.time)
+    dry_run: bool = False
+    results: dict = field(default_factory=dict)  # what steps found: allowed rpm -Va lines, the record, ...
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self) -> None:
+        path = Path(self.state_dir, FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, state_dir: str | os.PathLike) -> "Session":
+        path = Path(state_dir, FILE)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as err:
+            raise ClientError(f"no session in {state_dir}: run `ais client plan --state {state_dir}` first") from err
+        except (OSError, ValueError) as err:
+            raise ClientError(f"cannot read the session {path}: {err}") from err
+        return cls(**data)
+
+    def need_plan(self) -> dict:
+        if self.plan is None:
+            raise ClientError("the session has no plan yet: run `ais client plan` first")
+        return self.plan
+
+    # ------------------------------------------------------------ phases
+
+    @contextlib.contextmanager
+    def phase(self, name: str, detail: str = "") -> Iterator[None]:
+        """Time one step; record its duration (saved) and show progress."""
+        self.phase_now = name
+        started = time.monotonic()
+        show(f"{name}{': ' + detail if detail else ''} ...", final=False)
+        yield
+        seconds = time.monotonic() - started
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 4)
+        self.phase_now = None
+        show(f"{name}{': ' + detail if detail else ''} done in {seconds:.2f}s")
+        self.save()
+
+
+def show(text: str, *, final: bool = True) -> None:
+    """Progress: on a terminal a status line rewritten in place; otherwise only final lines."""
+    stream = sys.stderr
+    if stream.isatty():
+        stream.write(f"\r\033[K[ais] {text}" + ("\n" if final else ""))
+        stream.flush()
+    elif final:
+        print(f"[ais] {text}", file=stream, flush=True)
+
+
+def say(text: str) -> None:
+    print(f"[ais] {text}", file=sys.stderr, flush=True)

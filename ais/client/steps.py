@@ -1,0 +1,208 @@
+"""The reinstall steps, one small function each, shared by `ais client <step>` and `reinstall`.
+
+Order (ais-boot runs the same): identify -> plan -> check -> image (or mkfs)
+-> grow -> mount -> install -> files -> verify -> record -> unmount -> fsck ->
+report. Each step takes the `Session`, times itself as one phase, and in a
+dry run prints what it would do instead of touching the target. `fail()` is
+the one way out on an error: unmount if mounted, report "failed" with the
+phase and message (best effort: an unreachable server is said, not hidden),
+and leave a readable message on the console. A success report is only ever
+sent by `report()` after every earlier step passed.
+
+Reads: the session, the server, the target. Fails with `ClientError` and the
+tools' and streamer's errors. Returns nothing; results go into the session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ais.client import disk
+from ais.client.api import Api
+from ais.client.hostfiles import write_host_files
+from ais.client.packages import install_remainder
+from ais.client.record import make_record, report_body, write_record
+from ais.client.session import Session, say
+from ais.client.target import check_target
+from ais.client.verify import verify_target
+from ais.errors import AisError, ClientError
+
+MiB = 1 << 20
+
+
+def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5) -> Api:
+    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay)
+
+
+def mac_of(interface: str) -> str:
+    """MAC address of a network interface (the boot interface)."""
+    try:
+        return Path("/sys/class/net", interface, "address").read_text().strip().lower()
+    except OSError as err:
+        raise ClientError(f"cannot read the MAC address of interface {interface}: {err.strerror}") from err
+
+
+def identify(session: Session, interface: str | None = None) -> None:
+    with session.phase("identify"):
+        if not session.host:
+            if not interface:
+                raise ClientError("no host name and no boot interface given: cannot identify this machine")
+            session.host = mac_of(interface)
+        say(f"this machine is {session.host}")
+
+
+def plan(session: Session, api: Api) -> None:
+    with session.phase("plan", f"asking {api.server}"):
+        session.plan = api.plan(session.host)
+    p = session.plan
+    image = p["image"]["id"][:12] if p["image"] else "none (packages only)"
+    say(f"plan: host {p['host']}, SCD {p['scd']}, image {image}, {len(p['packages'])} packages, "
+        f"{len(p['files'])} host files, predicted {p['predicted_seconds']['total']:.2f}s")
+    if p.get("fallback"):
+        say(f"fallback: {p['fallback']['reason']} -> {p['fallback']['chosen']}")
+
+
+def needed_bytes(p: dict) -> int:
+    if p["image"]:
+        return int(p["image"]["fs_bytes"])
+    installed = sum(int(x.get("installed_size") or x["size"] * 3) for x in p["packages"])
+    return installed * 5 // 4 + 32 * MiB
+
+
+def check(session: Session) -> None:
+    p = session.need_plan()
+    with session.phase("check", f"target {session.target}"):
+        size = check_target(session.target, needed_bytes(p))
+        say(f"target {session.target}: {size // MiB} MiB, needs {needed_bytes(p) // MiB} MiB, not mounted")
+
+
+def image(session: Session) -> None:
+    p = session.need_plan()
+    if session.dry_run:
+        what = (f"stream image {p['image']['id'][:12]} ({p['image']['stored_bytes'] // MiB} MiB stored) by "
+                f"{session.transport} onto {session.target}") if p["image"] else f"mkfs.ext4 {session.target}"
+        return say(f"would {what}")
+    if p["image"]:
+        with session.phase("image", f"{p['image']['id'][:12]} by {session.transport}"):
+            session.results["image"] = disk.write_planned_image(p, session.target, transport=session.transport,
+                                                                 interface=session.interface)
+    else:
+        with session.phase("image", "packages only: fresh filesystem"):
+            disk.make_fresh_fs(session.target, f"ais-{p['host']}")
+
+
+def grow(session: Session) -> None:
+    p = session.need_plan()
+    if session.dry_run:
+        return say(f"would resize2fs {session.target} and give it a new UUID" if p["image"] else "would not grow (fresh filesystem)")
+    if p["image"]:
+        with session.phase("grow"):
+            disk.grow(session.target)
+            disk.new_uuid(session.target)
+
+
+def mount(session: Session) -> None:
+    session.root = session.root or str(Path(session.state_dir, "root"))
+    if session.dry_run:
+        return say(f"would mount {session.target} on {session.root}")
+    with session.phase("mount", session.root):
+        disk.mount(session.target, session.root)
+        session.mounted = True
+
+
+def install(session: Session, api: Api) -> None:
+    p = session.need_plan()
+    if session.dry_run:
+        return say(f"would install {len(p['packages'])} RPMs in one transaction: "
+                   + " ".join(x["filename"] for x in p["packages"]))
+    with session.phase("install", f"{len(p['packages'])} RPMs, one transaction"):
+        session.results["remainder"] = install_remainder(api, p, session.root)
+
+
+def files(session: Session, api: Api) -> None:
+    p = session.need_plan()
+    if session.dry_run:
+        return say("would write host files: " + " ".join(f"{f['path']}({f['mode']} {f['owner']}:{f['group']})"
+                                                         for f in p["files"]))
+    with session.phase("files", f"{len(p['files'])} host files"):
+        write_host_files(api, p, session.root, Path(session.state_dir, "scratch"))
+
+
+def verify(session: Session) -> None:
+    if session.dry_run:
+        return say("would verify: rpm -qa equals the configuration, rpm -Va, host files")
+    with session.phase("verify"):
+        session.results["rpm_va_allowed"] = verify_target(session.need_plan(), session.root)
+
+
+def record(session: Session) -> None:
+    if session.dry_run:
+        return say("would write /var/lib/ais/install.json")
+    with session.phase("record"):
+        rec = make_record(session, remainder=session.results.get("remainder"),
+                          allowed_va=session.results.get("rpm_va_allowed"))
+        write_record(session.root, rec)
+        session.results["record"] = rec
+
+
+def unmount(session: Session) -> None:
+    if session.dry_run:
+        return say(f"would unmount {session.root}")
+    with session.phase("unmount"):
+        disk.unmount(session.root)
+        session.mounted = False
+
+
+def fsck(session: Session) -> None:
+    if session.dry_run:
+        return say(f"would e2fsck -fn {session.target}")
+    with session.phase("fsck"):
+        disk.fsck(session.target)
+
+
+def report(session: Session, api: Api) -> None:
+    if session.dry_run:
+        return say("would report success to the server")
+    with session.phase("report"):
+        answer = api.report(session.need_plan()["host"], report_body(session, "ok", record=session.results.get("record")))
+    session.results["report_id"] = answer.get("stored")
+    say(f"reinstalled {session.plan['host']} in {sum(session.timings.values()):.2f}s "
+        f"(predicted {session.plan['predicted_seconds']['total']:.2f}s); report stored as #{answer.get('stored')}")
+
+
+def fail(session: Session, api: Api | None, phase: str, err: BaseException) -> None:
+    """The one failure path: unmount, tell the server, leave a readable message."""
+    message = str(err) or type(err).__name__
+    if session.mounted and session.root:
+        try:
+            disk.unmount(session.root)
+            session.mounted = False
+        except AisError as unmount_err:
+            message += f"\n(also: could not unmount {session.root}: {unmount_err})"
+    host = (session.plan or {}).get("host") or session.host
+    told = "not told (no host known)"
+    if api is not None and host and not session.dry_run:
+        try:
+            api.retries = min(api.retries, 2)
+            answer = api.report(host, report_body(session, "failed", phase=phase, message=message[:4000]))
+            told = f"told the server (report #{answer.get('stored')})"
+        except AisError as report_err:
+            told = f"could NOT tell the server: {report_err}"
+    session.results["failed"] = {"phase": phase, "message": message}
+    session.save()
+    say("=" * 60)
+    say(f"REINSTALL FAILED in phase '{phase}': {message}")
+    say(f"{told}. The target is NOT a good installation; nothing was reported as success.")
+    say("=" * 60)
+
+
+def new_session(state_dir: str, server: str, host: str | None, token: str | None, target: str | None, *,
+                transport: str = "unicast", interface: str = "127.0.0.1", root: str | None = None,
+                dry_run: bool = False) -> Session:
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    if transport not in ("unicast", "multicast"):
+        raise ClientError(f"transport must be unicast or multicast, not {transport!r}")
+    return Session(state_dir=str(state_dir), server=server, host=host, token=token, target=target,
+                   root=root, transport=transport, interface=interface, dry_run=dry_run)
