@@ -52,10 +52,11 @@ def used_images(problem: Problem, cands: Candidates, kept) -> list[int]:
     return sorted(set(int(k) for k in best_assignment(problem, cands, kept)) - {0})
 
 
-def greedy(problem: Problem, cands: Candidates, *, per_byte: bool = True) -> list[int]:
+def greedy(problem: Problem, cands: Candidates, *, per_byte: bool = True, start=()) -> list[int]:
     """Add the candidate with the best marginal gain (per byte) while it fits.
 
     Gain of k = Σ_{c ⊇ k} w_c · max(0, saving(k) − saving already given to c).
+    `start` is kept first (it must fit).
     """
     weights = problem.weights[cands.pair_config]
     current = np.zeros(len(problem.configs))
@@ -63,6 +64,12 @@ def greedy(problem: Problem, cands: Candidates, *, per_byte: bool = True) -> lis
     kept: list[int] = []
     available = np.ones(len(cands), dtype=bool)
     available[0] = False
+    for k in start:
+        kept.append(int(k))
+        available[k] = False
+        room -= int(cands.size[k])
+        served = cands.pair_config[cands.pair_cand == k]
+        current[served] = np.maximum(current[served], cands.saving[k])
     while True:
         lift = np.maximum(0.0, cands.saving[cands.pair_cand] - current[cands.pair_config])
         gain = np.bincount(cands.pair_cand, weights=weights * lift, minlength=len(cands))
@@ -78,9 +85,25 @@ def greedy(problem: Problem, cands: Candidates, *, per_byte: bool = True) -> lis
         current[served] = np.maximum(current[served], cands.saving[k])
 
 
-def best_greedy(problem: Problem, cands: Candidates) -> list[int]:
-    """The better of greedy per byte and greedy by gain (the classic budgeted pair)."""
+def lp_rounding(problem: Problem, cands: Candidates, keep_values) -> list[int]:
+    """Keep candidates in decreasing LP keep value while they fit, then fill greedily."""
+    order = np.argsort(-np.asarray(keep_values), kind="stable")
+    room, start = problem.budget_bytes, []
+    for k in order:
+        if k == 0 or keep_values[k] < 0.05:
+            continue
+        if cands.size[k] <= room:
+            start.append(int(k))
+            room -= int(cands.size[k])
+    return greedy(problem, cands, per_byte=True, start=start)
+
+
+def best_greedy(problem: Problem, cands: Candidates, keep_values=None) -> list[int]:
+    """The best of greedy per byte, greedy by gain (the classic budgeted pair) and,
+    when LP keep values are given, LP rounding."""
     options = [greedy(problem, cands, per_byte=True), greedy(problem, cands, per_byte=False)]
+    if keep_values is not None:
+        options.append(lp_rounding(problem, cands, keep_values))
     return min(options, key=lambda kept: objective_of(problem, cands, kept))
 
 

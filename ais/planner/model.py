@@ -34,7 +34,7 @@ from ais.planner.heuristics import base_times
 from ais.planner.lattice import Candidates
 from ais.planner.problem import Problem
 
-REL_GAP = 1e-4  # stop when the proven gap is this small (relative, on total seconds)
+REL_GAP = 5e-4  # stop when the proven gap is this small (relative, on total seconds)
 
 
 @dataclass

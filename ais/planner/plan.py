@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from ais.planner.pricing import price
 from ais.planner.problem import Problem, ids_of, problem_from_site
 
 PLAN_FORMAT = 1
+MIN_SOLVER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -172,11 +174,17 @@ def solve_problem(
     price_rounds: int = PRICE_ROUNDS,
 ) -> Plan:
     """Candidates (generated, pruned, then priced), greedy, ILP; the better of greedy and ILP becomes the plan."""
+    # time_limit covers the whole planning: pricing may use a third of it,
+    # the solver gets what is left (at least MIN_SOLVER_SECONDS)
+    started = time.monotonic()
     options = {} if max_candidates is None else {"max_candidates": max_candidates}
     cands = build_candidates(problem, **options)
+    keep_values = None
     if price_rounds and len(cands) > 1:
-        cands = price(problem, cands, price_rounds)
-    warm = best_greedy(problem, cands)
+        cands, keep_values = price(problem, cands, price_rounds, deadline=started + time_limit / 3)
+    if keep_values is not None:
+        keep_values = np.concatenate([keep_values, np.zeros(len(cands) - len(keep_values))])
+    warm = best_greedy(problem, cands, keep_values)
     warnings: list[str] = []
     if len(cands) == 1:
         solved = Solved([], "optimal", "none", None, None)
@@ -192,7 +200,8 @@ def solve_problem(
             )
     else:
         model = build_model(problem, cands)
-        solved = solve_model(model, problem, cands, warm, time_limit=time_limit, solver=solver, threads=threads)
+        left = max(MIN_SOLVER_SECONDS, time_limit - (time.monotonic() - started))
+        solved = solve_model(model, problem, cands, warm, time_limit=left, solver=solver, threads=threads)
         warnings += solved.warnings
     return _assemble(problem, cands, warm, solved, hash_, warnings)
 

@@ -21,6 +21,8 @@ What it returns: new `Candidates` (the old ones plus the priced columns).
 
 from __future__ import annotations
 
+import time
+
 import highspy
 import numpy as np
 
@@ -34,8 +36,8 @@ MAX_NEW_PER_ROUND = 400
 BRANCH = 6  # first partners tried per seed
 
 
-def lp_duals(problem: Problem, cands: Candidates) -> tuple[np.ndarray, float, float] | None:
-    """(π per configuration, λ per byte, LP objective) of the LP relaxation, or None."""
+def lp_duals(problem: Problem, cands: Candidates) -> tuple[np.ndarray, float, float, np.ndarray] | None:
+    """(π per configuration, λ per byte, LP objective, keep values) of the LP relaxation, or None."""
     n_conf, n_cand = len(problem.configs), len(cands)
     base = np.array([problem.base_time(i) for i in range(n_conf)])
     pc, pk = cands.pair_config, cands.pair_cand
@@ -66,11 +68,13 @@ def lp_duals(problem: Problem, cands: Candidates) -> tuple[np.ndarray, float, fl
     highs.run()
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
-    dual = np.array(highs.getSolution().row_dual)
+    solution = highs.getSolution()
+    dual = np.array(solution.row_dual)
     u = dual[:n_conf]
     lam = max(0.0, -dual[-1])
     pi = problem.weights * base - u
-    return pi, lam, highs.getInfo().objective_function_value
+    keep = np.concatenate([[1.0], np.array(solution.col_value[:n_keep])])  # index 0: ∅
+    return pi, lam, highs.getInfo().objective_function_value, keep
 
 
 def _priced_chains(problem: Problem, cands: Candidates, pi: np.ndarray, lam: float) -> set[int]:
@@ -87,7 +91,7 @@ def _priced_chains(problem: Problem, cands: Candidates, pi: np.ndarray, lam: flo
     seeds = np.argsort(-unmet, kind="stable")[: min(SEEDS, n_conf)]
     seeds = seeds[unmet[seeds] > 0] if (unmet[seeds] > 0).any() else seeds[:1]
     current = member[:, seeds].copy()
-    groups = [[int(x)] for x in seeds]
+    groups = seeds[:, None].astype(np.int64)  # chains x members: every chain grows by one a step
     found: set[int] = set()
     for step in range(STEPS):
         n_chains = current.shape[1]
@@ -98,31 +102,30 @@ def _priced_chains(problem: Problem, cands: Candidates, pi: np.ndarray, lam: flo
         # choose partners by the gross value (ignoring λ·size): with the penalty the
         # first step always jumps to the tiny shared base, the largest cut in size
         value = np.maximum(0.0, weights[:, None] * saving - pi[:, None])
-        for b, group in enumerate(groups):
-            g = np.array(group)
-            value[:, b] += np.maximum(0.0, weights[g][:, None] * saving[:, b][None, :] - pi[g][:, None]).sum(axis=0)
-            value[g, b] = -np.inf
+        chains = np.arange(n_chains)
+        for col in groups.T:
+            value += np.maximum(0.0, weights[col][None, :] * saving - pi[col][None, :])
+        for col in groups.T:
+            value[col, chains] = -np.inf
         value[saving <= 0] = -np.inf
         # branch at the first step: the first partner decides the group (e.g. the
         # patch-level twin vs. a configuration at the same patch level), and a
         # greedy chain would only ever try the nearest one
-        width = BRANCH if step == 0 else 1
-        picks = np.argsort(-value, axis=0, kind="stable")[:width]  # width x chains
-        next_current, next_groups = [], []
-        for b in range(n_chains):
-            for d in picks[:, b]:
-                v = value[d, b] - lam * size[d, b]
-                if not np.isfinite(v):
-                    continue
-                atoms = current[:, b] & member[:, d]
-                next_current.append(atoms)
-                next_groups.append([*groups[b], int(d)])
-                if v > 0:
-                    found.add(ev.bits_of_atoms(atoms))
-        if not next_current:
+        width = min(BRANCH if step == 0 else 1, n_conf - groups.shape[1])
+        if width <= 0:
             break
-        current = np.column_stack(next_current)
-        groups = next_groups
+        picks = np.argsort(-value, axis=0, kind="stable")[:width]  # width x chains
+        pick_value = np.take_along_axis(value, picks, axis=0)
+        ok = np.isfinite(pick_value)
+        if not ok.any():
+            break
+        branch, chain = np.nonzero(ok)
+        partner = picks[branch, chain]
+        current = current[:, chain] & member[:, partner]
+        groups = np.column_stack([groups[chain], partner])
+        net = pick_value[branch, chain] - lam * size[partner, chain]
+        for b in np.flatnonzero(net > 0):
+            found.add(ev.bits_of_atoms(current[:, b]))
     found.discard(0)
     return found
 
@@ -132,13 +135,22 @@ def reduced_cost(problem: Problem, served: int, saving: float, size: int, pi: np
     return float(np.maximum(0.0, problem.weights[idx] * saving - pi[idx]).sum()) - lam * size
 
 
-def price(problem: Problem, cands: Candidates, rounds: int = ROUNDS) -> Candidates:
-    """Add priced columns for up to `rounds` rounds (see module doc)."""
+def price(
+    problem: Problem, cands: Candidates, rounds: int = ROUNDS, deadline: float | None = None
+) -> tuple[Candidates, np.ndarray | None]:
+    """Add priced columns for up to `rounds` rounds or until `deadline` (monotonic).
+
+    Returns the candidates and the last LP's keep values (indexed like the
+    candidates it was solved over; new columns come after), for LP rounding.
+    """
+    keep = None
     for _ in range(rounds):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         duals = lp_duals(problem, cands)
         if duals is None:
             break
-        pi, lam, _ = duals
+        pi, lam, _, keep = duals
         known = set(cands.sets)
         fresh = _priced_chains(problem, cands, pi, lam) - known
         # cut-to-fit variants: under a tight budget a smaller core may price out better
@@ -161,4 +173,4 @@ def price(problem: Problem, cands: Candidates, rounds: int = ROUNDS) -> Candidat
             break
         scored.sort(key=lambda t: (-t[0], t[1]))
         cands = with_sets(problem, cands, [t[1:] for t in scored[:MAX_NEW_PER_ROUND]])
-    return cands
+    return cands, keep
