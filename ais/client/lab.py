@@ -63,3 +63,34 @@ class Mounted:
     def __exit__(self, *exc) -> None:
         run(["umount", str(self.root)], check=False)
         self.root.rmdir()
+
+
+def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *extra: str) -> list[str]:
+    """argv of `ais client reinstall` run as its own process (as at boot)."""
+    import sys
+
+    argv = [sys.executable, "-m", "ais.cli", "client", "reinstall", "--server", url, "--host", host,
+            "--target", target, "--state", str(state), *extra]
+    return argv + (["--token", token] if token else [])
+
+
+def target_facts(device: str, paths: list[str]) -> dict:
+    """What is on an installed target: rpm -qa, rpm -Va, the given files (bytes, mode, uid, gid),
+    the install record, and whether e2fsck -fn passes (checked after unmounting)."""
+    import json
+    import stat
+
+    from ais.rpmenv import installed_nevras, verify
+
+    with Mounted(device) as root:
+        files = {}
+        for path in paths:
+            full = root / path.lstrip("/")
+            st = os.lstat(full)
+            files[path] = (full.read_bytes(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        record_path = root / "var/lib/ais/install.json"
+        facts = {"nevras": installed_nevras(root), "rpm_va": verify(root), "files": files,
+                 "record": json.loads(record_path.read_text()) if record_path.exists() else None,
+                 "staging_left": (root / ".ais-staging").exists()}
+    facts["fsck_rc"] = run(["e2fsck", "-fn", device], check=False).returncode
+    return facts

@@ -1,0 +1,146 @@
+"""Real reinstalls: a real `ais serve` subprocess over a real cache, real loop devices, real rpm.
+
+After each reinstall the target must hold exactly the SCD's packages (`rpm -qa`), `rpm -Va`
+must be empty (mail and db have no scriptlet-written %config files), host files must be
+byte-identical with the planned mode and owner, `e2fsck -fn` must pass, and the install
+record inside the target must equal the record the server's history stored. The same
+holds for a disk holding the previous configuration, a disk of random garbage, the
+packages-only path, ais-boot driven by a kernel command line, and a dry run writes nothing.
+"""
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ais.client.lab import LoopDisk, reinstall_argv, target_facts
+from ais.descriptors import load_site
+from ais.planner.cost import CostModel, save_calibration
+from ais.run import run
+from ais.server.lab import ServeProcess, publish_base_cache, subset_descriptors
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKENS = {"mail01": "9d4bf7abd55eb7e7da9043caf50c4203", "db01": "fb9577bf9257dd86cd19d77acdaf07b7"}
+EXTRA_FILE = '  <file path="/var/spool/drop/owned-by-nobody" mode="0604" owner="nobody" group="nobody">x\n</file>\n'
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, repo_dir):
+    base = tmp_path_factory.mktemp("client")
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["mail", "db"], ["mail01", "db01"])
+    hcd = descriptors / "hcd" / "mail01.xml"  # one file owned by a non-root user of the TARGET's passwd
+    hcd.write_text(hcd.read_text().replace("</hcd>", EXTRA_FILE + "</hcd>"))
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
+    site = load_site(descriptors, repo_dir)
+    with ServeProcess(descriptors, repo_dir, base / "cache", base / "history.sqlite", "--cost", str(cost)) as server:
+        yield {"base": base, "site": site, "server": server, "manifest": manifest, "descriptors": descriptors}
+
+
+@pytest.fixture()
+def disk(tmp_path):
+    with LoopDisk(tmp_path / "disk.img", 1024) as d:
+        yield d
+
+
+def reinstall(lab, host, disk, state, *extra, check=True):
+    proc = run(reinstall_argv(lab["server"].url, host, TOKENS[host], disk.device, state, *extra), check=False,
+               timeout=240)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def history(lab, host):
+    with sqlite3.connect(lab["base"] / "history.sqlite") as db:
+        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
+    return [(status, json.loads(report)) for status, report in rows]
+
+
+def assert_installed(lab, host, disk):
+    site = lab["site"]
+    hcd = next(h for h in site.hosts if h.name == host)
+    facts = target_facts(disk.device, [f.path for f in hcd.files])
+    assert facts["nevras"] == set(site.configuration(hcd.scd).nevras)  # exactly the SCD's set
+    assert facts["rpm_va"] == ""
+    for f in hcd.files:
+        content, mode, uid, gid = facts["files"][f.path]
+        assert content == f.content and mode == f.mode
+        assert (uid, gid) == ((65534, 65534) if f.owner == "nobody" else (0, 0))
+    assert facts["fsck_rc"] == 0 and not facts["staging_left"]
+    record = facts["record"]
+    assert record["host"] == host and record["scd"] == hcd.scd
+    status, report = history(lab, host)[-1]
+    assert status == "ok" and report["record"] == record  # the target and the server's history agree
+    return record
+
+
+def test_reinstall_image_plus_remainder(lab, disk, tmp_path):
+    proc = reinstall(lab, "mail01", disk, tmp_path / "state")
+    record = assert_installed(lab, "mail01", disk)
+    assert record["image"]["id"] == lab["manifest"]["configurations"]["mail"]["image"]
+    assert record["remainder"] == ["postfix-0:3.7.5-1.x86_64", "dovecot-0:2.3.19-1.x86_64"]
+    assert set(record["timings"]) >= {"image", "grow", "mount", "install", "files", "verify"}
+    assert record["predicted_seconds"] == lab["manifest"]["configurations"]["mail"]["predicted_seconds"]
+    assert record["measured_seconds"] > 0
+    assert "reinstalled mail01" in proc.stderr
+
+
+def test_disk_with_previous_configuration_and_garbage_give_the_same_result(lab, disk, tmp_path):
+    reinstall(lab, "db01", disk, tmp_path / "s1")
+    assert_installed(lab, "db01", disk)
+    reinstall(lab, "mail01", disk, tmp_path / "s2")  # over db01's installation
+    first = assert_installed(lab, "mail01", disk)
+    disk.fill_random(96)  # garbage over the filesystem's whole extent and beyond
+    reinstall(lab, "mail01", disk, tmp_path / "s3")
+    second = assert_installed(lab, "mail01", disk)
+    assert first["remainder"] == second["remainder"] and first["image"] == second["image"]
+
+
+def test_packages_only_when_the_image_is_gone(lab, disk, tmp_path):
+    cache = lab["base"] / "cache"
+    image_file = cache / lab["manifest"]["images"][lab["manifest"]["configurations"]["db"]["image"]]["file"]
+    saved = tmp_path / "saved.aisimg"
+    shutil.move(image_file, saved)
+    try:
+        proc = reinstall(lab, "db01", disk, tmp_path / "state")
+    finally:
+        shutil.move(saved, image_file)
+    record = assert_installed(lab, "db01", disk)
+    assert record["image"] is None and "unreadable" in record["fallback"]["reason"]
+    assert sorted(record["remainder"]) == sorted(record["configuration"])
+    assert "fallback:" in proc.stderr
+
+
+def test_dry_run_writes_nothing(lab, disk, tmp_path):
+    before = len(history(lab, "db01"))
+    proc = reinstall(lab, "db01", disk, tmp_path / "state", "--dry-run")
+    assert "would stream image" in proc.stderr and "would install 3 RPMs" in proc.stderr
+    assert "dry run: nothing was written" in proc.stderr
+    with open(disk.device, "rb") as f:
+        assert f.read(64 << 20).count(0) == 64 << 20  # still all zeros
+    assert len(history(lab, "db01")) == before
+
+
+def test_ais_boot_from_a_kernel_command_line(lab, disk, tmp_path):
+    run(["shellcheck", str(ROOT / "ais/client/ais-boot")])  # the Makefile installs shellcheck
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"BOOT_IMAGE=/vmlinuz quiet ais.server={lab['server'].url} ais.target={disk.device} "
+                       f"ais.host=db01 ais.token={TOKENS['db01']} ais.transport=unicast\n")
+    env = {"AIS": str(ROOT / ".venv/bin/ais")}
+    proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state", str(tmp_path / "st"),
+                "--no-reboot"], env=env, check=False, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "reinstalled; staying up" in proc.stderr
+    assert_installed(lab, "db01", disk)
+
+
+def test_ais_boot_needs_its_settings(tmp_path):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("quiet ais.server=http://127.0.0.1:1\n")
+    proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state", str(tmp_path / "st")],
+               env={"AIS": str(ROOT / ".venv/bin/ais")}, check=False)
+    assert proc.returncode == 2 and "ais.target= are required" in proc.stderr
