@@ -1,0 +1,171 @@
+"""Reinstall demo hosts three ways onto loop devices and compare (run by `make bench-install`).
+
+(a) packages only: a fresh filesystem and every RPM in one transaction (Kickstart-like);
+(b) the full image of each host's exact configuration (built with the cache builder);
+(c) AIS: the planned image plus the remainder. The plan comes from the real `ais rebuild`
+    under a budget of 1/3 of (b)'s image bytes; if that fails, every configuration is served
+    from its installation base image (`ais.server.lab.publish_base_cache`) and the table says so.
+Each way: a real `ais serve` subprocess, a real `ais client reinstall` subprocess per host
+onto a 1 GiB sparse loop device, three runs per host (median). Prints wall time per
+phase, server disk per approach, AIS's predicted vs measured time, and the goals.
+
+Reads: descriptors/, build/repo, build/calibration.json (from `ais calibrate`; the
+planner's defaults otherwise). Writes under build/bench-install/. Needs root (losetup, mount).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ais.cache import manifest as manifests  # noqa: E402
+from ais.cache.build import build_image  # noqa: E402
+from ais.cache.store import Store, image_id  # noqa: E402
+from ais.client.lab import LoopDisk, reinstall_argv  # noqa: E402
+from ais.descriptors import load_site  # noqa: E402
+from ais.errors import AisError  # noqa: E402
+from ais.run import run  # noqa: E402
+from ais.server.lab import ServeProcess, publish_base_cache, rebuild_cache  # noqa: E402
+
+HOSTS = ["mail01", "db01", "web01", "mon01"]
+RUNS = 3
+PHASES = ["plan", "image", "grow", "mount", "install", "files", "verify", "record", "unmount", "fsck"]
+SPAN = PHASES[1:]  # what the planner predicts: imaging through a checked filesystem
+WORK = ROOT / "build" / "bench-install"
+DESCRIPTORS, REPO = ROOT / "descriptors", ROOT / "build" / "repo"
+COST = ROOT / "build" / "calibration.json"
+
+
+def packages_only_cache(site, cache: Path) -> dict:
+    store = Store(cache)
+    store.ensure()
+    confs = {c.name: {"image": None, "remainder": sorted(c.nevras), "predicted_seconds": None}
+             for c in site.configurations}
+    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json={"note": "packages only"},
+                                            images={}, configurations=confs))
+    return manifests.read(store)
+
+
+def full_image_cache(site, cache: Path) -> dict:
+    store = Store(cache)
+    store.ensure()
+    images, confs = {}, {}
+    for conf in site.configurations:
+        iid = image_id(conf.packages)
+        images[iid] = build_image(store, list(conf.packages), REPO, key=conf.name)
+        confs[conf.name] = {"image": iid, "remainder": [], "predicted_seconds": None}
+    store.drain()
+    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json={"note": "one image each"},
+                                            images=images, configurations=confs))
+    return manifests.read(store)
+
+
+def ais_cache(site, cache: Path, budget: int) -> tuple[dict, str]:
+    cost = COST if COST.exists() else None
+    try:
+        return rebuild_cache(DESCRIPTORS, REPO, cache, budget=budget, cost=cost), f"ais rebuild, budget {budget >> 20} MiB"
+    except AisError as err:
+        first = str(err).splitlines()[0][:120]
+        shutil.rmtree(cache, ignore_errors=True)
+        return (publish_base_cache(DESCRIPTORS, REPO, cache, cost=cost),
+                f"base image + remainder (ais rebuild under the budget failed: {first})")
+
+
+def reinstall_once(server, site, host: str, state: Path) -> dict:
+    token = next(h.token for h in site.hosts if h.name == host)
+    with LoopDisk(WORK / "disk.img", 1024) as disk:
+        started = time.monotonic()
+        proc = run(reinstall_argv(server.url, host, token, disk.device, state), check=False, timeout=600)
+        wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"reinstall of {host} failed:\n{proc.stderr[-3000:]}")
+    session = json.loads((state / "session.json").read_text())
+    timings = session["timings"]
+    return {"timings": timings, "span": sum(timings.get(p, 0.0) for p in SPAN), "wall": wall,
+            "predicted": session["plan"]["predicted_seconds"]["total"],
+            "remainder": len(session["plan"]["packages"]), "image": bool(session["plan"]["image"])}
+
+
+def run_way(name: str, site, cache: Path) -> dict[str, dict]:
+    results = {}
+    extra = ["--cost", str(COST)] if COST.exists() else []
+    with ServeProcess(DESCRIPTORS, REPO, cache, WORK / f"history-{name}.sqlite", *extra) as server:
+        for host in HOSTS:
+            runs = [reinstall_once(server, site, host, WORK / f"state-{name}-{host}-{i}") for i in range(RUNS)]
+            best = sorted(runs, key=lambda r: r["span"])[len(runs) // 2]  # the median run
+            results[host] = best
+    return results
+
+
+def disk_bytes(site, manifest: dict, with_repo: bool) -> int:
+    images = sum(int(r["stored_bytes"]) for r in manifest["images"].values())
+    used = {p.filename for c in site.configurations for p in c.packages}
+    repo = sum((REPO / f).stat().st_size for f in used) if with_repo else 0
+    return images + repo
+
+
+def main() -> int:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    site = load_site(DESCRIPTORS, REPO)
+    t0 = time.monotonic()
+    caches = {"a": packages_only_cache(site, WORK / "cache-a"), "b": full_image_cache(site, WORK / "cache-b")}
+    b_images = disk_bytes(site, caches["b"], with_repo=False)
+    caches["c"], variant = ais_cache(site, WORK / "cache-c", b_images // 3)
+    print(f"caches built in {time.monotonic() - t0:.1f}s; AIS plan: {variant}")
+    results = {way: run_way(way, site, WORK / f"cache-{way}") for way in "abc"}
+
+    names = {"a": "packages only", "b": "full image", "c": "AIS"}
+    print(f"\nwall seconds per phase, median of {RUNS} runs, 1 GiB loop device, hosts {', '.join(HOSTS)}")
+    print(f"{'host':8} {'way':14} {'rpms':>4} " + " ".join(f"{p:>7}" for p in PHASES) + f" {'span':>7} {'process':>8}")
+    for host in HOSTS:
+        for way in "abc":
+            r = results[way][host]
+            cells = " ".join(f"{r['timings'].get(p, 0.0):7.3f}" for p in PHASES)
+            print(f"{host:8} {names[way]:14} {r['remainder']:4d} {cells} {r['span']:7.3f} {r['wall']:8.3f}")
+    totals = {way: sum(results[way][h]["span"] for h in HOSTS) for way in "abc"}
+    print("\nsum of spans (image..fsck) over the hosts: " + ", ".join(f"{names[w]} {totals[w]:.3f}s" for w in "abc"))
+
+    disk = {"a": disk_bytes(site, caches["a"], True), "b": b_images, "c": disk_bytes(site, caches["c"], False),
+            "c+repo": disk_bytes(site, caches["c"], True)}
+    print(f"\nserver disk for all {len(site.configurations)} demo configurations:")
+    print(f"  (a) packages only: {disk['a'] / 1e6:8.1f} MB (the RPMs)")
+    print(f"  (b) full images:   {disk['b'] / 1e6:8.1f} MB ({len(caches['b']['images'])} images)")
+    print(f"  (c) AIS:           {disk['c'] / 1e6:8.1f} MB images ({len(caches['c']['images'])}), "
+          f"{disk['c+repo'] / 1e6:.1f} MB with the RPMs it also needs")
+
+    print("\nAIS predicted vs measured (span image..fsck):")
+    errors = []
+    for host in HOSTS:
+        r = results["c"][host]
+        err = (r["predicted"] - r["span"]) / r["span"]
+        errors.append(abs(err))
+        modelled = sum(r["timings"].get(p, 0.0) for p in ("image", "install", "files"))
+        print(f"  {host:8} predicted {r['predicted']:7.3f}s measured {r['span']:7.3f}s  error {err:+.0%}"
+              f"   (phases the cost model has terms for, image+install+files: {modelled:.3f}s, "
+              f"error {(r['predicted'] - modelled) / modelled:+.0%})")
+
+    ratio_b = totals["c"] / totals["b"]
+    ratio_a = totals["a"] / totals["c"]
+    print("\ngoals:")
+    print(f"  AIS within 1.25x of full images:     {ratio_b:.2f}x  {'met' if ratio_b <= 1.25 else 'MISSED'}")
+    print(f"  AIS >= 3x faster than packages only: {ratio_a:.2f}x  {'met' if ratio_a >= 3 else 'MISSED'}")
+    share = disk["c"] / disk["b"]
+    print(f"  AIS images <= 1/3 of (b)'s disk:     {share:.2f}  {'met' if share <= 1 / 3 else 'MISSED'}"
+          f"  (with RPMs: {disk['c+repo'] / disk['b']:.2f})")
+    worst = max(errors)
+    print(f"  predicted within +-20% of measured:  worst {worst:.0%}  {'met' if worst <= 0.2 else 'MISSED'}")
+    (WORK / "results.json").write_text(json.dumps({"variant": variant, "results": results, "disk": disk},
+                                                  indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
