@@ -42,6 +42,7 @@ log = logging.getLogger("ais.cache.build")
 BLOCK = 4096
 MiB = 1 << 20
 MKFS_ATTEMPTS = 3
+INODE_RESERVE = 16384  # files the remainder may add (4 MiB of inode table, stored as zeros)
 
 
 @dataclass
@@ -96,6 +97,17 @@ def content_usage(root: Path) -> tuple[int, int]:
     return blocks * BLOCK, inodes
 
 
+def inode_count(content_inodes: int) -> int:
+    """Inodes for the image: its own files twice over plus a fixed reserve.
+
+    The client installs the remainder into this filesystem after growing it, and
+    growing adds inodes only with new block groups (none on a disk under 128 MiB),
+    so the room for the remainder's files must be made here. Unused inode tables
+    are in-use zero blocks: they cost the client a zeroing, not stored bytes.
+    """
+    return content_inodes * 2 + INODE_RESERVE
+
+
 def fs_size(content_bytes: int, inodes: int, attempt: int = 0) -> int:
     """Filesystem bytes for the content: 25% headroom, inode tables, journal, metadata."""
     journal = 4 * MiB if content_bytes < 96 * MiB else 16 * MiB if content_bytes < 900 * MiB else 64 * MiB
@@ -108,9 +120,9 @@ def make_fs(root: Path, image: Path, label: str) -> tuple[int, int]:
     """mke2fs -d root into image; returns (filesystem bytes, content bytes)."""
     content, inodes = content_usage(root)
     for attempt in range(MKFS_ATTEMPTS):
-        size = fs_size(content, inodes, attempt)
+        size = fs_size(content, inode_count(inodes), attempt)
         image.unlink(missing_ok=True)
-        argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(BLOCK), "-N", str(inodes * 5 // 4 + 64), "-E", "nodiscard",
+        argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(BLOCK), "-N", str(inode_count(inodes)), "-E", "nodiscard",
                 "-d", str(root), "-L", label, str(image), f"{size // 1024}k"]
         try:
             run(argv)
