@@ -185,7 +185,7 @@ class MulticastServer:
         entry = self.catalog.by_tag(tag)
         if entry is None:
             return
-        chunks = len(entry[1].chunks)
+        chunks = len(entry.header.chunks)
         self.stats["requests"] += 1
         current = self._current
         for i in indexes:
@@ -205,10 +205,12 @@ class MulticastServer:
         entry = self.catalog.by_tag(tag)
         if entry is None:
             return False
-        path, header, data_offset, _ = entry
-        chunk = header.chunks[index]
-        with open(path, "rb") as f:
-            data = os.pread(f.fileno(), chunk.stored_length, data_offset + chunk.offset)
+        chunk = entry.header.chunks[index]
+        try:
+            data = os.pread(entry.file.fileno(), chunk.stored_length, entry.data_offset + chunk.offset)
+        except OSError as err:  # the disk failed us; the clients will ask again
+            log.warning("cannot read chunk %d of %s: %s", index, entry.path, err)
+            return False
         self._current = [tag, index, memoryview(data), 0]
         return True
 

@@ -33,8 +33,9 @@ import socketserver
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 from ais.errors import StreamError
 from ais.stream.format import PREAMBLE, ImageFormatError, ImageHeader, read_header_and_data_offset
@@ -84,38 +85,71 @@ def image_tag(image_id: str) -> int:
     return int.from_bytes(hashlib.sha256(image_id.encode()).digest()[:8], "little")
 
 
+@dataclass(frozen=True, eq=False)
+class ServedImage:
+    """An image as served: its header, and an open file that outlives a deletion.
+
+    Senders read through `file` (pread/sendfile at offsets), never by path, so a
+    rebuild that removes the image mid-stream does not cut in-flight transfers.
+    """
+
+    path: Path
+    header: ImageHeader
+    data_offset: int
+    raw_header: bytes
+    file: BinaryIO
+
+    def is_current(self) -> bool:
+        """Still the file at `path` (not removed, not replaced by a rebuilt one)?"""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino
+        except OSError:
+            return False
+
+
 class ImageCatalog:
     """Images in a directory, found by id: `<id>.aisimg` first, else by header."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[Path, ImageHeader, int, bytes]] = {}
+        self._cache: dict[str, ServedImage] = {}
         self._tags: dict[int, str] = {}
 
-    def lookup(self, image_id: str) -> tuple[Path, ImageHeader, int, bytes] | None:
-        """(path, header, data offset, header JSON bytes) or None."""
+    def lookup(self, image_id: str) -> ServedImage | None:
+        """The image with this id, or None. Stale entries (removed or replaced) are dropped;
+        whoever still holds one keeps reading its open file."""
         if not ID_PATTERN.fullmatch(image_id):
             return None
         with self._lock:
-            if image_id in self._cache:
-                return self._cache[image_id]
+            cached = self._cache.get(image_id)
+            if cached is not None and cached.is_current():
+                return cached
+            self._cache.pop(image_id, None)
         for path in self._candidates(image_id):
-            try:
-                header, offset = read_header_and_data_offset(path)
-            except ImageFormatError as err:
-                log.warning("skipping %s: %s", path, err)
-                continue
-            if header.image_id == image_id:
-                with open(path, "rb") as f:
-                    raw = f.read(offset)[PREAMBLE.size :]
-                entry = (path, header, offset, raw)
+            entry = self._open(path)
+            if entry is not None and entry.header.image_id == image_id:
                 with self._lock:
                     self._cache[image_id] = entry
                 return entry
         return None
 
-    def by_tag(self, tag: int) -> tuple[Path, ImageHeader, int, bytes] | None:
+    @staticmethod
+    def _open(path: Path) -> ServedImage | None:
+        try:
+            handle = open(path, "rb")
+        except OSError:
+            return None  # removed between the directory scan and here
+        try:
+            header, offset = read_header_and_data_offset(path)
+            raw = os.pread(handle.fileno(), offset, 0)[PREAMBLE.size:]
+        except (ImageFormatError, OSError) as err:
+            log.warning("skipping %s: %s", path, err)
+            handle.close()
+            return None
+        return ServedImage(path, header, offset, raw, handle)
+
+    def by_tag(self, tag: int) -> ServedImage | None:
         """Lookup by multicast tag; rescans the directory only on a miss."""
         with self._lock:
             image_id = self._tags.get(tag)
@@ -168,7 +202,7 @@ class _Handler(socketserver.BaseRequestHandler):
         entry = self.server.catalog.lookup(image_id)
         if entry is None:
             return self._refuse(sock, ST_UNKNOWN_IMAGE, f"unknown image {image_id}")
-        path, header, data_offset, raw_header = entry
+        header, data_offset, raw_header = entry.header, entry.data_offset, entry.raw_header
         if op == OP_HEADER:
             sock.sendall(RESPONSE.pack(RESP_MAGIC, VERSION, ST_OK, 0, len(raw_header)) + raw_header)
             return
@@ -176,12 +210,11 @@ class _Handler(socketserver.BaseRequestHandler):
             return self._refuse(sock, ST_BAD_REQUEST, f"image {image_id} has {len(header.chunks)} chunks, not {count}")
         wanted = decode_bitmap(bitmap, count)
         sock.sendall(RESPONSE.pack(RESP_MAGIC, VERSION, ST_OK, 0, len(wanted)))
-        with open(path, "rb") as f:
-            for index in wanted:
-                chunk = header.chunks[index]
-                sock.sendall(FRAME.pack(index, chunk.stored_length))
-                _sendfile_all(sock, f.fileno(), data_offset + chunk.offset, chunk.stored_length)
-                self.server.count_sent(FRAME.size + chunk.stored_length)
+        for index in wanted:
+            chunk = header.chunks[index]
+            sock.sendall(FRAME.pack(index, chunk.stored_length))
+            _sendfile_all(sock, entry.file.fileno(), data_offset + chunk.offset, chunk.stored_length)
+            self.server.count_sent(FRAME.size + chunk.stored_length)
         sock.sendall(FRAME.pack(END_INDEX, 0))
 
     def _refuse(self, sock: socket.socket, status: int, message: str) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import socket
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -221,6 +222,10 @@ def test_one_log_line_per_request(server):
     for _ in range(3):
         request(server, "GET", "/v1/health")
     request(server, "GET", "/v1/hosts/nosuch01/plan")
+    # The server logs after it has answered: wait (bounded) for the last line to land.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(server.log().splitlines()[before:]) < 4:
+        time.sleep(0.05)
     lines = server.log().splitlines()[before:]
     assert sum('"GET /v1/health" 200' in line for line in lines) == 3
     assert sum('"GET /v1/hosts/nosuch01/plan" 404' in line for line in lines) == 1
