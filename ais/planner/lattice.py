@@ -8,7 +8,9 @@ fractions: under a budget such a set can beat every intersection that fits).
 The full intersection closure explodes (60 configurations give thousands of
 sets, 1,000 give hundreds of thousands), so intersections are taken only
 between near neighbours (smallest symmetric difference), to depth two, and
-then pruned:
+along "chains" (from a seed configuration, keep intersecting with the
+configuration that keeps the most weighted saving: the cores of large groups),
+and then pruned:
   - larger than the budget, or saving no time (saving ≤ 0): can never pay off;
   - too small to matter: the most it could ever save, Σ weights served × saving,
     is under `min_share` of the packages-only objective;
@@ -22,7 +24,8 @@ family of sets, used by `--explain` and the tests.
 What it reads: a `Problem`.
 What it fails on: nothing on valid Problems (validation is in problem.py).
 What it returns: `Candidates`: bitsets, saving, size, which configurations each
-can serve (as flat (config, candidate) pair arrays), and counts.
+can serve (as flat (config, candidate) pair arrays), and counts. Column
+generation (ais/planner/pricing.py) adds priced sets afterwards (`with_sets`).
 """
 
 from __future__ import annotations
@@ -169,16 +172,9 @@ def raw_candidates(problem: Problem) -> set[int]:
     return raw
 
 
-def served_by(problem: Problem, sets: list[int]) -> list[np.ndarray]:
-    """For each set, the configuration indices that contain it."""
-    configs = problem.configs
-    out = []
-    for s in sets:
-        out.append(np.array([i for i, c in enumerate(configs) if s & ~c == 0], dtype=np.int64))
-    return out
-
-
-def chain_candidates(problem: Problem, evaluator: "_Evaluator", seeds: int = CHAIN_SEEDS, steps: int = CHAIN_STEPS) -> set[int]:
+def chain_candidates(
+    problem: Problem, evaluator: "_Evaluator", seeds: int = CHAIN_SEEDS, steps: int = CHAIN_STEPS
+) -> set[int]:
     """Cores of growing groups: from a seed configuration, repeatedly intersect
     with the configuration that keeps the most weighted saving, recording each
     intersection. Neighbour intersections find small groups; these chains find

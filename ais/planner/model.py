@@ -217,4 +217,5 @@ def _solve_cbc(model: Model, warm: dict, time_limit: float, threads: int | None)
     if status == "optimal" and objective is not None:
         bound = objective if bound is None else max(bound, objective * (1 - REL_GAP))
     notes = [] if status == "optimal" else ["CBC stopped before proving optimality; bound is the LP relaxation's"]
-    return Solved(_kept_from(model) if solved else [], status if solved else "no_solution", "cbc", objective, bound, notes)
+    kept = _kept_from(model) if solved else []
+    return Solved(kept, status if solved else "no_solution", "cbc", objective, bound, notes)
