@@ -186,6 +186,8 @@ def solve_problem(
         keep_values = np.concatenate([keep_values, np.zeros(len(cands) - len(keep_values))])
     warm = best_greedy(problem, cands, keep_values)
     warnings: list[str] = []
+    if not problem.weights.any():
+        warnings.append("no host is reinstalled (every configuration has weight 0): nothing to gain from images")
     if len(cands) == 1:
         solved = Solved([], "optimal", "none", None, None)
         if cands.reasons.get("over_budget"):
