@@ -301,9 +301,9 @@ def build_candidates(
 
 
 def _evaluate(problem: Problem, evaluator: _Evaluator, sets) -> dict[int, tuple[float, int, int]]:
-    """set -> (saving, size, served-configurations bitset)."""
+    """set -> (saving, size, served-configurations bitset); sets are made installable first."""
     table = {}
-    for s in sets:
+    for s in {problem.installable(s) for s in sets}:
         if s in table:
             continue
         table[s] = (problem.saving(s), problem.stored_bytes(s), evaluator.served(s))

@@ -159,6 +159,7 @@ def price(
                 cut = cut_to_fit(problem, s, int(problem.stored_bytes(s) * fraction))
                 if cut and cut not in known:
                     fresh.add(cut)
+        fresh = {problem.installable(s) for s in fresh} - known
         scored = []
         for s in fresh:
             size = problem.stored_bytes(s)

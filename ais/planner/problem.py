@@ -22,6 +22,7 @@ import numpy as np
 
 from ais.errors import BadInput
 from ais.planner.cost import CostModel
+from ais.repo.closure import DependencyIndex
 
 
 def bits_of(ids) -> int:
@@ -66,6 +67,10 @@ class Problem:
     cost: CostModel
     bases: tuple[int, ...] = ()
     known_sizes: dict[int, int] = field(default_factory=dict)
+    # requires[j]: masks of alternative providers, one per requirement of package j
+    # that other packages meet; an image keeps j only if each mask meets the image.
+    requires: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    _installable: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
     def n_packages(self) -> int:
@@ -100,11 +105,38 @@ class Problem:
         """t(c, ∅): configuration i installed by RPM only."""
         return self.cost.transaction_s + self.cost.host_files_s + self.rpm_time(self.configs[i])
 
+    def installable(self, bits: int) -> int:
+        """The largest subset of bits that rpm can install alone (dependency-closed).
+
+        An intersection of configurations need not be closed (web-1 and web-2
+        share httpd but not the libssl it needs); shrinking keeps it a subset of
+        every configuration it could serve.
+        """
+        if not self.requires:
+            return bits
+        found = self._installable.get(bits)
+        if found is None:
+            found = close_bits(bits, self.requires)
+            self._installable[bits] = found
+        return found
+
     def time(self, i: int, bits: int) -> float:
         """t(c, k) for configuration i served by the image of `bits` (⊆ config)."""
         if not is_subset(bits, self.configs[i]):
             raise ValueError(f"image is not a subset of {self.names[i]}")
         return self.base_time(i) - self.saving(bits)
+
+
+def close_bits(bits: int, requires: dict[int, tuple[int, ...]]) -> int:
+    """Drop packages with an unmet requirement until none is left (see installable)."""
+    changed = True
+    while changed:
+        changed = False
+        for j in ids_of(bits):
+            if any(not alternatives & bits for alternatives in requires.get(j, ())):
+                bits &= ~(1 << j)
+                changed = True
+    return bits
 
 
 def problem_from_sets(
@@ -117,12 +149,14 @@ def problem_from_sets(
     cost: CostModel | None = None,
     bases=(),
     known_sizes: dict[frozenset, int] | None = None,
+    requires: dict | None = None,
 ) -> Problem:
     """Build a Problem from plain sets of package keys (any sortable hashables).
 
     rpm_seconds/installed_bytes map each package key to its figures; bases are
     package sets (installation bases); known_sizes maps package sets to
-    measured stored bytes.
+    measured stored bytes; requires maps a package key to its requirements, each
+    a set of alternative provider keys (None: every set is installable).
     """
     check_inputs(configs, weights, budget_bytes)
     keys = sorted(set().union(*configs.values(), *bases))
@@ -144,6 +178,10 @@ def problem_from_sets(
         cost=cost or CostModel(),
         bases=tuple(sorted({to_bits(b) for b in bases if b})),
         known_sizes=sizes,
+        requires={
+            index[k]: tuple(bits_of(index[p] for p in alts if p in index) for alts in needs)
+            for k, needs in (requires or {}).items() if k in index and needs
+        },
     )
 
 
@@ -171,6 +209,7 @@ def problem_from_site(site, budget_bytes: int, cost: CostModel | None = None, kn
     weights = site.weights()
     packages = {p.nevra: p for c in site.configurations for p in c.packages}
     bases = [c.nevras for c in site.configurations if c.kind == "base"]
+    dependencies = DependencyIndex(packages.values())
     return problem_from_sets(
         configs,
         weights=weights,
@@ -180,4 +219,5 @@ def problem_from_site(site, budget_bytes: int, cost: CostModel | None = None, kn
         cost=cost,
         bases=bases,
         known_sizes=known_sizes,
+        requires=dependencies.needs,
     )
