@@ -4,17 +4,20 @@ What it does: installs real package sets (every configuration of the site, plus
 unions of pairs) into fresh staging roots with one `rpm --root` transaction each,
 times them, and fits `transaction + Σ per-package costs` by non-negative least
 squares; then builds ext4 images of the smallest and largest configuration,
-packs them in the streamer's format and writes them onto a target file the way
-a client does, and fits `image_fixed + stored_bytes / rate` and the stored-bytes
-estimate through the two points.
+packs them, and runs the client's own disk steps on a loop device (fresh mkfs,
+image write, grow, mount + rpm -Va + record + unmount + fsck), fitting the image,
+fresh-filesystem and finish terms through the two points; last, it times
+host-file writes.
 What it reads: the `Site` (configurations and their real RPMs) and the repository.
-What it fails on: `ToolError`/`BuildError` from rpm, mke2fs or the writer; a site
-with no configuration is `BadInput`.
+Host tools: rpm, mke2fs, losetup, mount, resize2fs, tune2fs, e2fsck (root).
+What it fails on: `ToolError`/`BuildError` from rpm, mke2fs, losetup or the
+writer; a site with no configuration is `BadInput`.
 What it returns: a `CostModel` with measured coefficients, and the samples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -28,12 +31,12 @@ import numpy as np
 
 from ais.errors import BadInput
 from ais.model import Configuration, Package, Site
-from ais.planner.cost import CostModel
-from ais.planner.cost import _nonnegative_least_squares as nonnegative_least_squares  # TODO: make public
-from ais.rpmenv import rpm_install
+from ais.planner.cost import CostModel, nonnegative_least_squares
+from ais.rpmenv import rpm_install, verify
 from ais.run import run
 
 log = logging.getLogger("ais.calibrate")
+DISK_BYTES = 1 << 30  # the target disk the image steps are timed on (sparse)
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,15 @@ class RpmSample:
 
 @dataclass(frozen=True)
 class ImageSample:
+    """One configuration reinstalled from its image onto a loop device, phase by phase."""
+
     installed_bytes: int
     stored_bytes: int
-    seconds: float  # write_image onto a target file, fsync included
-    fixed_seconds: float  # grow + check the written filesystem, as a client does
+    files: int  # installed files of the configuration
+    seconds: float  # write_image onto the device, fsync included
+    grow_seconds: float  # resize2fs + new UUID
+    finish_seconds: float  # mount, rpm -Va, install record, unmount, e2fsck -fn
+    fresh_fs_seconds: float  # mkfs of an empty filesystem on the same device
 
 
 def package_sets(site: Site, max_sets: int) -> list[tuple[Package, ...]]:
@@ -93,9 +101,14 @@ def fit_rpm(samples: list[RpmSample], base: CostModel) -> CostModel:
                    rpm_per_scriptlet_s=float(coef[4]))
 
 
-def measure_image(conf: Configuration, repo: Path, work: Path) -> ImageSample:
-    """Install, mke2fs, pack, then time writing it onto a file target like a client."""
+def measure_image(conf: Configuration, repo: Path, work: Path, disk_bytes: int) -> ImageSample:
+    """Build and pack conf's image, then run the client's disk steps on a loop device.
+
+    The steps are the client's own (ais.client.disk), so what is timed here is
+    what a reinstall spends outside rpm.
+    """
     from ais.cache.build import make_fs
+    from ais.client import disk
     from ais.stream.format import pack
     from ais.stream.writer import write_image
 
@@ -103,36 +116,76 @@ def measure_image(conf: Configuration, repo: Path, work: Path) -> ImageSample:
     try:
         rpm_install(area / "root", [repo / p.filename for p in conf.packages])
         make_fs(area / "root", area / "fs.img", "calibrate")
-        header = pack(area / "fs.img", area / "img.aisimg", image_id="calibrate",
-                      packages=sorted(conf.nevras))
-        os.sync()  # keep earlier dirty pages out of the timed write
-        started = time.monotonic()
-        write_image(area / "img.aisimg", area / "target", journal_path=None)
-        seconds = time.monotonic() - started
-        started = time.monotonic()
-        os.truncate(area / "target", header.fs_bytes * 2)
-        run(["resize2fs", "-f", str(area / "target")])
-        run(["e2fsck", "-fn", str(area / "target")])
-        fixed = time.monotonic() - started
+        header = pack(area / "fs.img", area / "img.aisimg", image_id="calibrate", packages=sorted(conf.nevras))
+        with loop_device(area / "disk", disk_bytes) as device:
+            fresh = timed(disk.make_fresh_fs, device, "calibrate")
+            os.sync()  # keep earlier dirty pages out of the timed write
+            seconds = timed(write_image, area / "img.aisimg", device, journal_path=None)
+            grow = timed(disk.grow, device) + timed(disk.new_uuid, device)
+            finish = timed(finish_like_client, device, area / "mnt")
     finally:
         shutil.rmtree(area, ignore_errors=True)
-    return ImageSample(sum(p.installed_size for p in conf.packages), header.stored_bytes, seconds, fixed)
+    return ImageSample(sum(p.installed_size for p in conf.packages), header.stored_bytes,
+                       sum(p.file_count for p in conf.packages), seconds, grow, finish, fresh)
+
+
+def timed(action, *args, **kwargs) -> float:
+    started = time.monotonic()
+    action(*args, **kwargs)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path, size: int):
+    """A loop device over a sparse file of `size` bytes, detached afterwards."""
+    with open(backing, "wb") as handle:
+        handle.truncate(size)
+    device = run(["losetup", "--find", "--show", str(backing)]).stdout.strip()
+    try:
+        yield device
+    finally:
+        run(["losetup", "-d", device], check=False)
+
+
+def finish_like_client(device: str, mountpoint: Path) -> None:
+    from ais.client import disk
+
+    mountpoint.mkdir()
+    disk.mount(device, str(mountpoint))
+    try:
+        verify(mountpoint)
+        record = mountpoint / "var/lib/ais/install.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with open(record, "w") as handle:
+            handle.write("{}")
+            os.fsync(handle.fileno())
+    finally:
+        disk.unmount(str(mountpoint))
+    disk.fsck(device)
 
 
 def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
-    """Through the points: seconds vs stored bytes, stored vs installed bytes."""
+    """Through the two points: write seconds vs stored bytes, stored vs installed
+    bytes, finish seconds vs files; grow and fresh filesystem are averages."""
     small, large = min(samples, key=lambda s: s.stored_bytes), max(samples, key=lambda s: s.stored_bytes)
-    if large.stored_bytes == small.stored_bytes or large.installed_bytes == small.installed_bytes:
-        rate = large.stored_bytes / max(large.seconds, 1e-6)
-        return replace(base, stream_bytes_per_s=rate, image_fixed_s=large.fixed_seconds)
-    rate = (large.stored_bytes - small.stored_bytes) / max(large.seconds - small.seconds, 1e-6)
-    rate = max(rate, 1.0)
+    grow = sum(s.grow_seconds for s in samples) / len(samples)
+    model = replace(base, fresh_fs_s=sum(s.fresh_fs_seconds for s in samples) / len(samples))
+    if large.stored_bytes == small.stored_bytes or large.installed_bytes == small.installed_bytes \
+            or large.files == small.files:
+        return replace(model, stream_bytes_per_s=large.stored_bytes / max(large.seconds, 1e-6),
+                       image_fixed_s=grow, finish_s=large.finish_seconds, finish_per_file_s=0.0)
+    rate = max((large.stored_bytes - small.stored_bytes) / max(large.seconds - small.seconds, 1e-6), 1.0)
     factor = (large.stored_bytes - small.stored_bytes) / (large.installed_bytes - small.installed_bytes)
-    overhead = max(0, int(small.stored_bytes - factor * small.installed_bytes))
-    fixed = max(0.0, small.seconds - small.stored_bytes / rate)
-    grow_and_check = max(s.fixed_seconds for s in samples)
-    return replace(base, stream_bytes_per_s=rate, stored_factor=max(factor, 0.01),
-                   image_overhead_bytes=overhead, image_fixed_s=fixed + grow_and_check)
+    per_file = max(0.0, (large.finish_seconds - small.finish_seconds) / (large.files - small.files))
+    return replace(
+        model,
+        stream_bytes_per_s=rate,
+        stored_factor=max(factor, 0.01),
+        image_overhead_bytes=max(0, int(small.stored_bytes - factor * small.installed_bytes)),
+        image_fixed_s=max(0.0, small.seconds - small.stored_bytes / rate) + grow,
+        finish_per_file_s=per_file,
+        finish_s=max(0.0, small.finish_seconds - per_file * small.files),
+    )
 
 
 def measure_host_files(site: Site, work: Path) -> float:
@@ -154,7 +207,7 @@ def measure_host_files(site: Site, work: Path) -> float:
 
 
 def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None = None,
-              echo=print) -> tuple[CostModel, list[RpmSample], list[ImageSample]]:
+              disk_bytes: int = DISK_BYTES, echo=print) -> tuple[CostModel, list[RpmSample], list[ImageSample]]:
     """Measure everything the cost model needs on this machine and fit it."""
     if not site.configurations:
         raise BadInput("no configurations to measure; add SCDs")
@@ -170,8 +223,10 @@ def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None =
         by_size = sorted(site.configurations, key=lambda c: sum(p.installed_size for p in c.packages))
         image_samples = []
         for conf in (by_size[0], by_size[-1]):
-            sample = measure_image(conf, repo, work_dir)
-            echo(f"image: {conf.name}: {sample.stored_bytes / 2**20:.1f} MiB stored, written in {sample.seconds:.2f}s")
+            sample = measure_image(conf, repo, work_dir, disk_bytes)
+            echo(f"image: {conf.name}: {sample.stored_bytes / 2**20:.1f} MiB stored, written in "
+                 f"{sample.seconds:.2f}s, grown in {sample.grow_seconds:.2f}s, finished "
+                 f"({sample.files} files) in {sample.finish_seconds:.2f}s; fresh mkfs {sample.fresh_fs_seconds:.2f}s")
             image_samples.append(sample)
         model = fit_image(image_samples, model)
         model = replace(model, host_files_s=measure_host_files(site, work_dir))
@@ -223,5 +278,7 @@ def cmd_calibrate(args) -> int:
           f"+ {model.rpm_per_scriptlet_s * 1e3:.1f}ms/scriptlet")
     print(f"image: {model.image_fixed_s:.2f}s fixed + {model.stream_bytes_per_s / 2**20:.0f} MiB/s stored; "
           f"stored bytes ~ {model.image_overhead_bytes / 2**20:.1f} MiB + {model.stored_factor:.2f} x installed")
+    print(f"fresh filesystem {model.fresh_fs_s:.2f}s; finish {model.finish_s:.2f}s + "
+          f"{model.finish_per_file_s * 1e3:.3f}ms/file; host files {model.host_files_s * 1e3:.1f}ms")
     print(f"wrote {args.out}")
     return 0

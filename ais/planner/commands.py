@@ -124,7 +124,7 @@ def explain(plan: Plan, site, name: str, cost: CostModel) -> str:
     def saving(pkgs: frozenset, size: int) -> float:
         rpm = sum(cost.rpm_seconds(packages[p].installed_size, packages[p].file_count, packages[p].scriptlets)
                   for p in pkgs)
-        return rpm - cost.image_seconds(size)
+        return cost.image_saving(rpm, size)
 
     lines = [f"why {name} is served this way:"]
     if serving.image is None:

@@ -33,9 +33,15 @@ class CostModel:
 
     RPM time of one package = per_package + per_byte * installed_size
     + per_file * file_count + per_scriptlet * scriptlets.
-    Image time = image_fixed + stored_bytes / stream_bytes_per_second.
+    Image time = image_fixed (write set-up, grow, new UUID)
+    + stored_bytes / stream_bytes_per_second.
     Stored bytes of an image (when not measured) = image_overhead_bytes
     + stored_factor * sum of installed sizes.
+    A reinstall (`reinstall_seconds`, the span the client times from the first
+    image byte to a checked filesystem) = the image time, or fresh_fs for a
+    packages-only install, + transaction + RPM time of the remainder
+    + host_files + finish + finish_per_file * files of the configuration
+    (mount, rpm -Va, install record, unmount, fsck).
     """
 
     rpm_per_package_s: float = 0.03
@@ -43,11 +49,14 @@ class CostModel:
     rpm_per_file_s: float = 0.0002
     rpm_per_scriptlet_s: float = 0.25
     transaction_s: float = 2.0  # opening the rpm db, ordering, verifying
-    host_files_s: float = 1.0  # writing host files and final checks
-    image_fixed_s: float = 5.0  # partition, mount, fsck of an imaged disk
+    host_files_s: float = 1.0  # writing one host's files
+    image_fixed_s: float = 2.0  # start of a stream, resize2fs, new UUID
     stream_bytes_per_s: float = 100e6  # stored (compressed) bytes per second
     stored_factor: float = 0.5  # compressed stored bytes per installed byte
     image_overhead_bytes: int = 16 * 2**20  # filesystem metadata of one image
+    fresh_fs_s: float = 2.0  # mkfs of an empty filesystem (packages-only install)
+    finish_s: float = 2.0  # mount, install record, unmount, fsck start-up
+    finish_per_file_s: float = 0.0002  # rpm -Va and fsck, per installed file
 
     def rpm_seconds(self, installed_size: float, file_count: float, scriptlets: float) -> float:
         """Predicted seconds to install one package by RPM."""
@@ -63,8 +72,21 @@ class CostModel:
         return int(self.image_overhead_bytes + self.stored_factor * installed_total)
 
     def image_seconds(self, stored_bytes: float) -> float:
-        """Predicted seconds to stream and write an image of this stored size."""
+        """Predicted seconds to stream, write and grow an image of this stored size."""
         return self.image_fixed_s + stored_bytes / self.stream_bytes_per_s
+
+    def image_saving(self, rpm_seconds: float, stored_bytes: float) -> float:
+        """Seconds an image saves over installing its packages by RPM onto a fresh filesystem.
+
+        The same for every configuration it serves: the planner's key fact.
+        """
+        return rpm_seconds + self.fresh_fs_s - self.image_seconds(stored_bytes)
+
+    def reinstall_seconds(self, *, stored_bytes: float | None, remainder_rpm_s: float, config_files: int) -> float:
+        """Predicted reinstall span; stored_bytes None means packages only."""
+        start = self.fresh_fs_s if stored_bytes is None else self.image_seconds(stored_bytes)
+        return (start + self.transaction_s + remainder_rpm_s + self.host_files_s
+                + self.finish_s + self.finish_per_file_s * config_files)
 
 
 def save_calibration(model: CostModel, path: str | Path) -> None:
@@ -112,7 +134,7 @@ def fit(samples, base: CostModel | None = None) -> CostModel:
     if rows.ndim != 2 or rows.shape[0] < 4 or rows.shape[1] != 4:
         raise BadInput("fit needs at least 4 samples of (installed_size, file_count, scriptlets, seconds)")
     design = np.column_stack([np.ones(len(rows)), rows[:, 0], rows[:, 1], rows[:, 2]])
-    coef = _nonnegative_least_squares(design, rows[:, 3])
+    coef = nonnegative_least_squares(design, rows[:, 3])
     base = base or CostModel()
     return replace(
         base,
@@ -123,7 +145,7 @@ def fit(samples, base: CostModel | None = None) -> CostModel:
     )
 
 
-def _nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+def nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     # Columns have wildly different scales (bytes vs counts): scale them so
     # lstsq's rank decisions are about information, not units.
     scale = np.maximum(np.abs(design).max(axis=0), 1e-300)

@@ -70,6 +70,7 @@ class Problem:
     # requires[j]: masks of alternative providers, one per requirement of package j
     # that other packages meet; an image keeps j only if each mask meets the image.
     requires: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    config_files: tuple[int, ...] = ()  # installed files of each configuration (verify, fsck)
     _installable: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -99,11 +100,13 @@ class Problem:
 
     def saving(self, bits: int) -> float:
         """Seconds saved by imaging this set instead of installing it by RPM."""
-        return self.rpm_time(bits) - self.image_time(bits) if bits else 0.0
+        return self.cost.image_saving(self.rpm_time(bits), self.stored_bytes(bits)) if bits else 0.0
 
     def base_time(self, i: int) -> float:
-        """t(c, ∅): configuration i installed by RPM only."""
-        return self.cost.transaction_s + self.cost.host_files_s + self.rpm_time(self.configs[i])
+        """t(c, ∅): configuration i installed by RPM only, onto a fresh filesystem."""
+        files = self.config_files[i] if self.config_files else 0
+        return self.cost.reinstall_seconds(stored_bytes=None, remainder_rpm_s=self.rpm_time(self.configs[i]),
+                                           config_files=files)
 
     def installable(self, bits: int) -> int:
         """The largest subset of bits that rpm can install alone (dependency-closed).
@@ -150,13 +153,15 @@ def problem_from_sets(
     bases=(),
     known_sizes: dict[frozenset, int] | None = None,
     requires: dict | None = None,
+    file_counts: dict | None = None,
 ) -> Problem:
     """Build a Problem from plain sets of package keys (any sortable hashables).
 
     rpm_seconds/installed_bytes map each package key to its figures; bases are
     package sets (installation bases); known_sizes maps package sets to
     measured stored bytes; requires maps a package key to its requirements, each
-    a set of alternative provider keys (None: every set is installable).
+    a set of alternative provider keys (None: every set is installable);
+    file_counts maps a package key to its installed files (None: not modelled).
     """
     check_inputs(configs, weights, budget_bytes)
     keys = sorted(set().union(*configs.values(), *bases))
@@ -178,6 +183,7 @@ def problem_from_sets(
         cost=cost or CostModel(),
         bases=tuple(sorted({to_bits(b) for b in bases if b})),
         known_sizes=sizes,
+        config_files=tuple(sum(file_counts[p] for p in configs[n]) for n in names) if file_counts else (),
         requires={
             index[k]: tuple(bits_of(index[p] for p in alts if p in index) for alts in needs)
             for k, needs in (requires or {}).items() if k in index and needs
@@ -220,4 +226,5 @@ def problem_from_site(site, budget_bytes: int, cost: CostModel | None = None, kn
         bases=bases,
         known_sizes=known_sizes,
         requires=dependencies.needs,
+        file_counts={n: p.file_count for n, p in packages.items()},
     )

@@ -96,7 +96,7 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
         base_set = {p.nevra for p in base.packages}
         remainder = [p for p in conf.packages if p.nevra not in base_set]
         confs[conf.name] = {"image": iid, "remainder": sorted(p.nevra for p in remainder),
-                            "predicted_seconds": round(predict(model, images[iid]["stored_bytes"], remainder), 6)}
+                            "predicted_seconds": round(predict(model, images[iid]["stored_bytes"], remainder, conf), 6)}
     store.drain()
     plan = {"format": 1, "note": "every configuration served from its base image (ais.server.lab)",
             "images": [{"key": r["key"], "packages": r["packages"], "size_bytes": r["stored_bytes"]}

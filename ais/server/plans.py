@@ -49,16 +49,14 @@ class Choice:
 
 
 def rpm_seconds(cost: CostModel, packages: list[Package]) -> float:
-    if not packages:
-        return 0.0
-    return cost.transaction_s + sum(
-        cost.rpm_seconds(p.installed_size, p.file_count, p.scriptlets) for p in packages
-    )
+    """RPM seconds of packages, without the transaction's fixed cost."""
+    return sum(cost.rpm_seconds(p.installed_size, p.file_count, p.scriptlets) for p in packages)
 
 
-def predict(cost: CostModel, stored_bytes: int | None, remainder: list[Package]) -> float:
-    image = 0.0 if stored_bytes is None else cost.image_seconds(stored_bytes)
-    return image + rpm_seconds(cost, remainder) + cost.host_files_s
+def predict(cost: CostModel, stored_bytes: int | None, remainder: list[Package], conf: Configuration) -> float:
+    """The planner's formula (CostModel.reinstall_seconds) for this image and remainder."""
+    return cost.reinstall_seconds(stored_bytes=stored_bytes, remainder_rpm_s=rpm_seconds(cost, remainder),
+                                  config_files=sum(p.file_count for p in conf.packages))
 
 
 def _remainder(conf: Configuration, image_nevras: set[str]) -> list[Package]:
@@ -77,7 +75,7 @@ def choose_image(snapshot: Snapshot, conf: Configuration, checker: ImageChecker,
                   f"(generation {snapshot.generation}): the cache has not been rebuilt since it was added")
     elif planned is None:
         remainder = _remainder(conf, set())
-        return Choice(None, None, None, _planned_seconds(entry, cost, None, remainder))
+        return Choice(None, None, None, _planned_seconds(entry, cost, None, remainder, conf))
     elif not set(images.get(planned, {}).get("packages", [])) <= conf_set:
         reason = f"planned image {planned[:12]} is no longer a subset of {conf.name} (descriptors changed since the rebuild)"
     else:
@@ -85,24 +83,25 @@ def choose_image(snapshot: Snapshot, conf: Configuration, checker: ImageChecker,
         if header is not None:
             remainder = _remainder(conf, set(header.packages))
             return Choice(planned, header, None,
-                          _planned_seconds(entry, cost, images[planned].get("stored_bytes"), remainder))
+                          _planned_seconds(entry, cost, images[planned].get("stored_bytes"), remainder, conf))
         reason = why
     return _fallback(snapshot, conf, checker, cost, reason, planned)
 
 
-def _planned_seconds(entry: dict, cost: CostModel, stored: int | None, remainder: list[Package]) -> float:
+def _planned_seconds(entry: dict, cost: CostModel, stored: int | None, remainder: list[Package],
+                     conf: Configuration) -> float:
     value = entry.get("predicted_seconds")
-    return float(value) if isinstance(value, (int, float)) else predict(cost, stored, remainder)
+    return float(value) if isinstance(value, (int, float)) else predict(cost, stored, remainder, conf)
 
 
 
 def _fallback(snapshot: Snapshot, conf: Configuration, checker: ImageChecker, cost: CostModel,
               reason: str, planned: str | None) -> Choice:
-    best = Choice(None, None, None, predict(cost, None, list(conf.packages)))
+    best = Choice(None, None, None, predict(cost, None, list(conf.packages), conf))
     for iid, record in sorted(snapshot.manifest.get("images", {}).items()):
         if iid == planned or not set(record.get("packages", [])) <= conf.nevras:
             continue
-        seconds = predict(cost, int(record.get("stored_bytes") or 0), _remainder(conf, set(record["packages"])))
+        seconds = predict(cost, int(record.get("stored_bytes") or 0), _remainder(conf, set(record["packages"])), conf)
         if seconds >= best.predicted_seconds:
             continue
         header, _ = checker.check(snapshot, iid)
@@ -162,8 +161,9 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
         "predicted_seconds": {
             "total": round(choice.predicted_seconds, 6),
             "source": "server cost model" if choice.fallback else "manifest",
-            "image": round(cost.image_seconds(stored), 6) if stored is not None else 0.0,
-            "rpm": round(rpm_seconds(cost, ordered), 6),
+            "image": round(cost.image_seconds(stored), 6) if stored is not None else cost.fresh_fs_s,
+            "rpm": round(cost.transaction_s + rpm_seconds(cost, ordered), 6),
             "host_files": cost.host_files_s,
+            "finish": round(cost.finish_s + cost.finish_per_file_s * sum(p.file_count for p in conf.packages), 6),
         },
     }

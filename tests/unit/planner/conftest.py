@@ -14,6 +14,9 @@ SIMPLE_COST = CostModel(
     stream_bytes_per_s=1e15,
     stored_factor=1.0,
     image_overhead_bytes=0,
+    fresh_fs_s=0.0,
+    finish_s=0.0,
+    finish_per_file_s=0.0,
 )
 
 

@@ -27,12 +27,16 @@ def test_fit_rpm_recovers_coefficients():
 
 
 def test_fit_image_through_two_points():
-    samples = [ImageSample(10 * 2**20, 9 * 2**20, 0.1 + 9 / 300, 0.5),
-               ImageSample(40 * 2**20, 30 * 2**20, 0.1 + 30 / 300, 0.7)]
+    # write: 0.1 s + 300 MiB/s; finish: 0.2 s + 1 ms per file; grow 0.3/0.5 s; mkfs 0.4/0.6 s
+    samples = [ImageSample(10 * 2**20, 9 * 2**20, 500, 0.1 + 9 / 300, 0.3, 0.2 + 0.5, 0.4),
+               ImageSample(40 * 2**20, 30 * 2**20, 2000, 0.1 + 30 / 300, 0.5, 0.2 + 2.0, 0.6)]
     model = fit_image(samples, CostModel())
     assert model.stream_bytes_per_s == pytest.approx(300 * 2**20, rel=1e-6)
     assert model.stored_factor == pytest.approx(0.7, rel=1e-6)
-    assert model.image_fixed_s == pytest.approx(0.1 + 0.7, rel=1e-6)
+    assert model.image_fixed_s == pytest.approx(0.1 + 0.4, rel=1e-6)
+    assert model.finish_per_file_s == pytest.approx(0.001, rel=1e-6)
+    assert model.finish_s == pytest.approx(0.2, rel=1e-6)
+    assert model.fresh_fs_s == pytest.approx(0.5, rel=1e-6)
 
 
 def test_calibrate_for_real_writes_a_loadable_model(repo_dir, tmp_path, capsys):

@@ -78,13 +78,14 @@ def test_every_plan_is_valid_and_its_objective_is_recomputable(problem):
         assert image <= config
         assert set(s.remainder) == config - image
         # the predicted time from scratch: RPM for the remainder, imaging for the image
+        # (a fresh filesystem without one), and the fixed finish
         rpm = sum(problem.rpm_seconds[problem.nevras.index(p)] for p in s.remainder)
-        imaging = 0.0
+        imaging = COST.fresh_fs_s
         if image:
             installed = sum(problem.installed_bytes[problem.nevras.index(p)] for p in image)
             assert images[s.image].size_bytes == COST.estimate_stored_bytes(installed)
             imaging = COST.image_seconds(images[s.image].size_bytes)
-        expected = COST.transaction_s + COST.host_files_s + rpm + imaging
+        expected = COST.transaction_s + COST.host_files_s + rpm + imaging + COST.finish_s
         assert s.predicted_seconds == pytest.approx(expected, rel=1e-6, abs=1e-5)
         total += problem.weights[c] * expected
     assert plan.objective == pytest.approx(total, rel=1e-6, abs=1e-5)
