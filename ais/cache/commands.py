@@ -53,7 +53,7 @@ def _common(p) -> None:
     p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
                    help="planner time limit [%(default)s]")
     p.add_argument("--cost", type=Path, default=None, metavar="FILE",
-                   help="cost model calibration JSON for the planner [the planner's defaults]")
+                   help="cost model from `ais calibrate` [CACHE/cost.json if present, else built-in defaults]")
 
 
 def _options(args) -> Options:

@@ -48,8 +48,8 @@ def read(store: Store) -> dict:
 
 
 def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
-         configurations: dict[str, dict]) -> dict:
-    """The next manifest: generation + 1, stamped now."""
+         configurations: dict[str, dict], cost: dict | None = None) -> dict:
+    """The next manifest: generation + 1, stamped now; `cost` is the planner's cost model."""
     return {
         "format": FORMAT,
         "generation": int(previous.get("generation", 0)) + 1,
@@ -57,6 +57,7 @@ def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
         "plan": plan_json,
         "images": images,
         "configurations": configurations,
+        "cost": cost,
     }
 
 

@@ -73,15 +73,17 @@ def budget_of(opts: Options) -> int:
     return parse_size(path.read_text().strip() if path.is_file() else DEFAULT_BUDGET)
 
 
-def make_plan_for(site: Site, budget: int, published: dict, opts: Options) -> dict:
-    """The planner's plan as a JSON object, fed the measured sizes of published images."""
-    from ais.planner.cost import load_calibration  # owned by the planner engineer
+def make_plan_for(site: Site, budget: int, published: dict, opts: Options) -> tuple[dict, dict]:
+    """The planner's plan as a JSON object, fed the measured sizes of published images,
+    and the cost model it used (the manifest records it, so the server predicts alike)."""
+    from ais.planner.cost import cost_for, cost_to_obj
     from ais.planner.plan import make_plan
 
-    cost = load_calibration(opts.cost) if opts.cost else None
+    cost, source = cost_for(opts.cache, opts.cost)
+    log.info("cost model: %s", source)
     plan = make_plan(site, budget, cost=cost, known_sizes=manifests.known_sizes(published),
                      time_limit=opts.time_limit)
-    return plan_obj(plan)
+    return plan_obj(plan), cost_to_obj(cost)
 
 
 def rebuild(opts: Options, reporter: Reporter | None = None) -> Result:
@@ -107,7 +109,7 @@ def rebuild(opts: Options, reporter: Reporter | None = None) -> Result:
 def _dry_run(site: Site, store: Store, budget: int, opts: Options, rep: Reporter) -> Result:
     published = manifests.read(store) if store.root.exists() else manifests.empty()
     with rep.step("plan") as info:
-        plan = make_plan_for(site, budget, published, opts)
+        plan, _ = make_plan_for(site, budget, published, opts)
         info["summary"] = f"{len(plan.get('images', []))} images"
     wanted = wanted_images(site, plan)
     with rep.step("verify"):
@@ -122,7 +124,7 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         info["summary"] = f"{store.clean_tmp()} leftovers removed from tmp/"
     published = manifests.read(store)
     with rep.step("plan") as info:
-        plan = make_plan_for(site, budget, published, opts)
+        plan, cost = make_plan_for(site, budget, published, opts)
         info["summary"] = f"{len(plan.get('images', []))} images, budget {human(budget)}"
     wanted = wanted_images(site, plan)
     with rep.step("verify") as info:
@@ -136,7 +138,7 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         store.drain()
     records.update(_kept_records(changes, store, published))
     new = manifests.make(previous=published, plan_json=plan, images=records,
-                         configurations=configurations(plan, wanted))
+                         configurations=configurations(plan, wanted), cost=cost)
     with rep.step("publish") as info:
         manifests.publish(store, new)
         used = sum(r["stored_bytes"] for r in records.values())

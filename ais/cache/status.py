@@ -46,7 +46,7 @@ def pending_changes(store: Store, published: dict, opts) -> dict:
 
     try:
         site = load_site(opts.descriptors, opts.repo)
-        plan = make_plan_for(site, budget_of(opts), published, opts)
+        plan, _ = make_plan_for(site, budget_of(opts), published, opts)
         wanted = wanted_images(site, plan)
     except DescriptorError as err:
         return {"error": f"descriptors invalid ({len(err.problems)} problems): rebuild would "

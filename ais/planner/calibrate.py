@@ -31,7 +31,7 @@ import numpy as np
 
 from ais.errors import BadInput
 from ais.model import Configuration, Package, Site
-from ais.planner.cost import CostModel, nonnegative_least_squares
+from ais.planner.cost import COST_FILE, CostModel, nonnegative_least_squares
 from ais.rpmenv import rpm_install, verify
 from ais.run import run
 
@@ -246,9 +246,6 @@ def prediction_error(model: CostModel, samples: list[RpmSample]) -> float:
     return worst
 
 
-DEFAULT_CALIBRATION = "build/calibration.json"
-
-
 def register(subparsers) -> None:
     """Add `ais calibrate`."""
     parser = subparsers.add_parser(
@@ -256,8 +253,8 @@ def register(subparsers) -> None:
         description="Install every configuration (and unions of pairs) for real with rpm --root, "
                     "build, pack and write two images, and fit the planner's cost model to the "
                     "timings. `ais plan` and `ais rebuild` read the file it writes.")
-    parser.add_argument("--out", default=DEFAULT_CALIBRATION, metavar="FILE",
-                        help="calibration file to write [%(default)s]")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help=f"calibration file to write [CACHE/{COST_FILE}, where plan and rebuild look]")
     parser.add_argument("--max-sets", type=int, default=24, metavar="N",
                         help="package sets to install for the rpm fit [%(default)s]")
     parser.set_defaults(handler=cmd_calibrate)
@@ -267,10 +264,11 @@ def cmd_calibrate(args) -> int:
     from ais.descriptors import load_site
     from ais.planner.cost import save_calibration
 
+    out = Path(args.out) if args.out else Path(args.cache, COST_FILE)
     site = load_site(args.descriptors, args.repo)
     model, rpm_samples, _ = calibrate(site, Path(args.repo), max_sets=args.max_sets)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_calibration(model, args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_calibration(model, out)
     print(f"fitted on {len(rpm_samples)} transactions; worst relative error on them "
           f"{prediction_error(model, rpm_samples):.0%}")
     print(f"rpm: {model.transaction_s:.3f}s/transaction + {model.rpm_per_package_s * 1e3:.2f}ms/package "
@@ -280,5 +278,5 @@ def cmd_calibrate(args) -> int:
           f"stored bytes ~ {model.image_overhead_bytes / 2**20:.1f} MiB + {model.stored_factor:.2f} x installed")
     print(f"fresh filesystem {model.fresh_fs_s:.2f}s; finish {model.finish_s:.2f}s + "
           f"{model.finish_per_file_s * 1e3:.3f}ms/file; host files {model.host_files_s * 1e3:.1f}ms")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0

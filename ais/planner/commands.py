@@ -5,7 +5,7 @@ prints a table (images kept, sizes, which configurations each serves, predicted
 time per configuration, totals, baselines on the same costs, bound and gap)
 or the plan JSON (`--json`), writes the plan JSON to `--out`, and with
 `--explain CONFIG` says why that configuration got its image.
-What it reads: --descriptors, --repo, --budget, --calibration (cost model JSON).
+What it reads: --descriptors, --repo, --budget, --cost (cost model JSON; see cost_for).
 What it fails on: bad sizes, unknown --explain configuration (UsageError), bad
 descriptors (DescriptorError), no configurations / hosts naming unknown ones
 (BadInput); solver trouble is a warning, never an error.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ais.cache.sizes import human, parse_size
 from ais.errors import UsageError
-from ais.planner.cost import CostModel, load_calibration
+from ais.planner.cost import COST_FILE, CostModel, cost_for
 from ais.planner.lattice import hasse_diagram
 from ais.planner.plan import Plan, make_plan
 
@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--explain", metavar="CONFIG", help="say why this configuration got its image")
     p.add_argument("--json", action="store_true", help="print the plan JSON instead of the table")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS", help="solver time limit [%(default)s]")
-    p.add_argument("--calibration", metavar="FILE", help="cost model JSON (ais.planner.cost) [built-in defaults]")
+    p.add_argument("--cost", metavar="FILE",
+                   help=f"cost model from `ais calibrate` [CACHE/{COST_FILE} if present, else built-in defaults]")
     p.set_defaults(handler=plan_command)
 
 
@@ -53,7 +54,7 @@ def plan_command(args) -> int:
     budget = parse_size(args.budget)
     if args.time_limit <= 0:
         raise UsageError("--time-limit must be positive")
-    cost = load_calibration(args.calibration) if args.calibration else CostModel()
+    cost, source = cost_for(args.cache, args.cost)
     site = load_site(args.descriptors, args.repo)
     if args.explain and args.explain not in {c.name for c in site.configurations}:
         raise UsageError(f"--explain {args.explain}: no such configuration")
@@ -65,6 +66,7 @@ def plan_command(args) -> int:
         sys.stdout.write(plan.to_json())
     else:
         print(format_plan(plan, site.weights()))
+        print(f"cost model: {source}")
         print(f"plan written to {out}")
     if args.explain:
         print(explain(plan, site, args.explain, cost))

@@ -5,7 +5,8 @@ scriptlets) into RPM install seconds, and an image's stored bytes into imaging
 seconds. `fit(samples)` turns measured installs into coefficients by least
 squares (non-negative: a negative cost per file would be nonsense).
 What it reads: a calibration JSON file (`load_calibration`), written by
-`save_calibration` (and, once the real measurement lands, by `ais calibrate`).
+`ais calibrate` (`save_calibration`) into the cache directory by default;
+`cost_for` picks the file to use.
 What it fails on: a missing or malformed calibration file raises `BadInput`;
 `fit` raises `BadInput` when there are too few samples to fit anything.
 What it returns: `CostModel` (frozen) instances.
@@ -17,6 +18,7 @@ measurements; `ais calibrate` replaces them with figures from this machine.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -89,14 +91,24 @@ class CostModel:
                 + self.finish_s + self.finish_per_file_s * config_files)
 
 
+COST_FILE = "cost.json"  # where `ais calibrate` writes, in the cache directory
+
+
+def cost_to_obj(model: CostModel) -> dict:
+    """The model as a JSON object (the calibration file, and the manifest's `cost`)."""
+    return {"format": CALIBRATION_FORMAT, **asdict(model)}
+
+
 def save_calibration(model: CostModel, path: str | Path) -> None:
-    """Write the model as JSON (format, coefficients)."""
-    data = {"format": CALIBRATION_FORMAT, **asdict(model)}
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write the model as JSON, atomically (a cron rebuild may be reading it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(cost_to_obj(model), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def load_calibration(path: str | Path) -> CostModel:
-    """Read a model written by save_calibration; unknown keys are an error."""
+    """Read a model written by save_calibration; BadInput naming the file if it is wrong."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -104,19 +116,38 @@ def load_calibration(path: str | Path) -> CostModel:
         raise BadInput(f"{path}: cannot read calibration: {err.strerror}") from err
     except json.JSONDecodeError as err:
         raise BadInput(f"{path}:{err.lineno}: calibration is not JSON: {err.msg}") from err
+    return cost_from_obj(data, str(path))
+
+
+def cost_from_obj(data: object, where: str) -> CostModel:
+    """Check and build a model from its JSON object; missing keys take the defaults."""
     if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
-        raise BadInput(f"{path}: not a calibration file of format {CALIBRATION_FORMAT}")
-    known = {f.name: f.type for f in fields(CostModel)}
+        raise BadInput(f"{where}: not a calibration of format {CALIBRATION_FORMAT}")
+    known = {f.name for f in fields(CostModel)}
     values = {k: v for k, v in data.items() if k != "format"}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise BadInput(f"{path}: unknown calibration keys {unknown}; write it again with ais calibrate")
+        raise BadInput(f"{where}: unknown calibration keys {unknown}; write it again with ais calibrate")
     for key, value in values.items():
-        if not isinstance(value, (int, float)) or value < 0:
-            raise BadInput(f"{path}: {key} must be a non-negative number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise BadInput(f"{where}: {key} must be a non-negative number, not {value!r}")
     if values.get("stream_bytes_per_s", 1) == 0:
-        raise BadInput(f"{path}: stream_bytes_per_s must be positive")
+        raise BadInput(f"{where}: stream_bytes_per_s must be positive")
     return CostModel(**values)
+
+
+def cost_for(cache_dir: str | Path, explicit: str | Path | None) -> tuple[CostModel, str]:
+    """The cost model to plan with, and where it came from.
+
+    An explicit file wins; else the calibration `ais calibrate` left in the cache
+    directory; else the built-in defaults (orders of magnitude, not measurements).
+    """
+    if explicit:
+        return load_calibration(explicit), str(explicit)
+    default = Path(cache_dir, COST_FILE)
+    if default.is_file():
+        return load_calibration(default), str(default)
+    return CostModel(), "built-in defaults (run `ais calibrate` to measure this machine)"
 
 
 def fit(samples, base: CostModel | None = None) -> CostModel:

@@ -53,9 +53,6 @@ def register(subparsers) -> None:
                         "[the --stream-listen address; required when that is 0.0.0.0]")
     p.add_argument("--history", type=Path, default=Path("build/history.sqlite"), metavar="FILE",
                    help="SQLite database of install reports [%(default)s]")
-    p.add_argument("--cost", type=Path, default=None, metavar="FILE",
-                   help="cost model calibration JSON (from `ais calibrate`) used to rank fallback "
-                        "images [the planner's defaults]")
     p.add_argument("--max-report-bytes", type=int, default=1 << 20, metavar="BYTES",
                    help="largest report body accepted; larger gets 413 [%(default)s]")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
@@ -73,7 +70,7 @@ def config_from_args(args) -> Config:
         stream_listen=host_port(args.stream_listen, "--stream-listen"),
         multicast=host_port(args.multicast, "--multicast", allow_zero=False) if args.multicast else None,
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
-        advertise=args.advertise, history=args.history, cost=args.cost,
+        advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
     )
 

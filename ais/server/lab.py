@@ -76,7 +76,7 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
     from ais.cache.build import build_image
     from ais.cache.store import Store, image_id
     from ais.descriptors import load_site
-    from ais.planner.cost import CostModel, load_calibration
+    from ais.planner.cost import CostModel, cost_to_obj, load_calibration
     from ais.server.plans import predict
 
     model = load_calibration(cost) if cost else CostModel()
@@ -101,7 +101,8 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
     plan = {"format": 1, "note": "every configuration served from its base image (ais.server.lab)",
             "images": [{"key": r["key"], "packages": r["packages"], "size_bytes": r["stored_bytes"]}
                        for r in images.values()]}
-    manifests.publish(store, manifests.make(previous=previous, plan_json=plan, images=images, configurations=confs))
+    manifests.publish(store, manifests.make(previous=previous, plan_json=plan, images=images, configurations=confs,
+                                            cost=cost_to_obj(model)))
     return manifests.read(store)
 
 

@@ -20,14 +20,18 @@ was looked up by the caller). Returns a JSON-ready dict.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ais.errors import BadInput
 from ais.model import Configuration, Host, Package
-from ais.planner.cost import CostModel
+from ais.planner.cost import CostModel, cost_from_obj
 from ais.server.images import ImageChecker
 from ais.server.order import install_order
 from ais.server.state import Snapshot
+
+log = logging.getLogger("ais.server.plans")
 
 PLAN_FORMAT = 1
 
@@ -46,6 +50,19 @@ class Choice:
     header: object | None  # ImageHeader
     fallback: dict | None
     predicted_seconds: float
+
+
+def manifest_cost(manifest: dict) -> CostModel:
+    """The cost model the rebuild planned with (recorded in the manifest), so that
+    fallback choices and predictions agree with the plan; defaults if absent."""
+    recorded = manifest.get("cost")
+    if recorded is None:
+        return CostModel()
+    try:
+        return cost_from_obj(recorded, "manifest cost")
+    except BadInput as err:
+        log.warning("%s; predicting with the built-in defaults", err)
+        return CostModel()
 
 
 def rpm_seconds(cost: CostModel, packages: list[Package]) -> float:

@@ -29,11 +29,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from ais.errors import UsageError, WorldError
-from ais.planner.cost import CostModel, load_calibration
 from ais.server.history import History
 from ais.server.http import make_handler
 from ais.server.images import ImageChecker
-from ais.server.plans import Endpoints, host_plan
+from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
 from ais.stream.server import StreamServer
 
@@ -52,7 +51,6 @@ class Config:
     multicast_rate: float = 100e6
     advertise: str | None = None  # address clients dial for the stream; default: the bound one
     history: Path = Path("build/history.sqlite")
-    cost: Path | None = None
     max_report_bytes: int = 1 << 20
     poll_seconds: float = 1.0
 
@@ -71,7 +69,6 @@ class Server:
         if config.stream_listen[0] in ("0.0.0.0", "") and not config.advertise:
             raise UsageError("the stream listens on all addresses: give --advertise ADDRESS "
                              "(the address clients dial)")
-        self.cost: CostModel = load_calibration(config.cost) if config.cost else CostModel()
         self.max_report_bytes = config.max_report_bytes
         self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
         self.checker = ImageChecker()
@@ -95,7 +92,7 @@ class Server:
         return Endpoints(tcp=f"{advertised}:{port}", multicast=f"{mcast[0]}:{mcast[1]}" if mcast else None)
 
     def plan_for(self, snapshot, host) -> dict:
-        return host_plan(snapshot, host, self.checker, self.cost, self.endpoints())
+        return host_plan(snapshot, host, self.checker, manifest_cost(snapshot.manifest), self.endpoints())
 
     def addresses(self) -> dict:
         h_host, h_port = self.http.server_address[:2]

@@ -36,7 +36,7 @@ def lab(tmp_path_factory, repo_dir):
     save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
     manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
     site = load_site(descriptors, repo_dir)
-    with ServeProcess(descriptors, repo_dir, base / "cache", base / "history.sqlite", "--cost", str(cost)) as server:
+    with ServeProcess(descriptors, repo_dir, base / "cache", base / "history.sqlite") as server:
         yield {"base": base, "site": site, "server": server, "manifest": manifest, "descriptors": descriptors}
 
 
