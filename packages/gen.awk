@@ -5,6 +5,8 @@
 #   awk -v mode=blob  -v root=BUILDROOT -v path=/abs/file -v size=BYTES -v seed=N -f gen.awk
 #   awk -v mode=tree  -v root=BUILDROOT -v path=/abs/dir  -v size=BYTES -v seed=N \
 #       -v count=N -v ext=.suffix -f gen.awk
+# plus -v scale=N (default 1): text and blob files get size*N bytes, a tree gets
+# count*N files of the same sizes (the first `count` files are those of scale 1).
 # text: compressible config/doc-like lines; blob: pseudo-random printable bytes
 # (compress to about 80%); tree: COUNT small text files of about BYTES each,
 # 40 per sub-directory. The same arguments always give the same bytes
@@ -13,15 +15,17 @@ BEGIN {
     if (mode == "" || root == "" || path == "" || size == "" || seed == "") {
         print "gen.awk: need mode, root, path, size, seed" > "/dev/stderr"; exit 2
     }
+    if (scale == "") scale = 1
+    if (scale !~ /^[1-9][0-9]*$/) { print "gen.awk: scale must be a positive integer" > "/dev/stderr"; exit 2 }
     nw = split("cluster node image install package config server client block " \
                "chunk stream module option value default enable disable path " \
                "user group data cache local share lib bin etc var run log " \
                "version release build test check load save open close read write", W, " ")
     for (i = 33; i < 127; i++) C[i - 33] = sprintf("%c", i)
     srand(seed + 0)
-    if (mode == "text") text(root path, size + 0)
-    else if (mode == "blob") blob(root path, size + 0)
-    else if (mode == "tree") tree(root path, size + 0, count + 0, ext)
+    if (mode == "text") text(root path, size * scale)
+    else if (mode == "blob") blob(root path, size * scale)
+    else if (mode == "tree") tree(root path, size + 0, count * scale, ext)
     else { print "gen.awk: unknown mode " mode > "/dev/stderr"; exit 2 }
 }
 function mkparent(file,   d) {

@@ -8,11 +8,18 @@ Host tools: rpmbuild (Debian's rpm 4.18), createrepo_c, awk, and /bin/busybox
 Writes: `<out>/RPMS/<arch>/<name>-<version>-<release>.<arch>.rpm`, `<out>/repodata/`
 (createrepo_c), and `<out>/.stamps/<spec>.json` (the build key of each spec and the
 RPMs it produced). Each spec is built in its own `_topdir` under the work
-directory (default: `build/rpmbuild` next to `build/repo`), which is removed after
-a successful build.
+directory (default: `build/rpmbuild` next to `build/repo`, `build/rpmbuild-xN` for a
+scaled build), which is removed after a successful build.
+Scale: `--scale N` (default 1) passes `--define "ais_scale N"` to rpmbuild; the
+macros then generate N times the bytes of every file and N times the files of every
+tree (same names, versions and dependencies), for benchmarks at realistic sizes.
+The scale is one of the rpmbuild flags, so it is part of every build key: a repository
+never mixes scales (changing the scale rebuilds everything). A scaled repository
+lives in its own directory by default (`build/repo-x8` for N=8, see `default_out`);
+scale 1 gives exactly the RPMs of a build without the option.
 Incremental: a spec is rebuilt only when its build key changed (sha256 of the spec,
-the shared files, the rpmbuild flags and BUILDER_VERSION) or one of its RPMs is
-missing. RPMs no current spec produced are removed. createrepo_c runs only when
+the shared files, the rpmbuild flags including the scale, and BUILDER_VERSION) or
+one of its RPMs is missing. RPMs no current spec produced are removed. createrepo_c runs only when
 the set of RPMs changed or repodata is missing.
 Reproducible: SOURCE_DATE_EPOCH is fixed, build time and file mtimes are clamped
 to it and the build host is fixed, so a rebuild gives byte-identical RPMs (the
@@ -22,7 +29,7 @@ produce the same RPM file; `ToolError` (wrapped in `BuildError` naming the spec
 for rpmbuild) when a tool fails.
 Returns: `build_repo()` returns a `BuildResult` (built, skipped, removed, RPM paths).
 
-Run as `python -m ais.repo.build --specs packages --out build/repo`.
+Run as `python -m ais.repo.build --specs packages --out build/repo [--scale N]`.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ais.errors import AisError, BuildError, ToolError
+from ais.errors import AisError, BuildError, ToolError, UsageError
 from ais.run import run
 
 BUILDER_VERSION = "1"
@@ -47,6 +54,20 @@ SHARED_FILES = ("ais.macros", "gen.awk")
 STAMPS = ".stamps"
 BUILD_ENV = {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "LC_ALL": "C", "TZ": "UTC"}
 RPMBUILD_TIMEOUT = 300
+MAX_SCALE = 64  # the largest demo file (6 MiB kernel) stays well inside rpm's limits
+
+
+def check_scale(scale: int) -> int:
+    """The scale as a positive int, or UsageError (exit 2)."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
+        raise UsageError(f"scale must be an integer from 1 to {MAX_SCALE}, not {scale!r}")
+    return scale
+
+
+def default_out(base: Path | str, scale: int) -> Path:
+    """Where a repository of this scale goes: base itself at scale 1, else base-xN beside it."""
+    base = Path(base)
+    return base if scale == 1 else base.with_name(f"{base.name}-x{scale}")
 
 
 @dataclass
@@ -69,8 +90,8 @@ def find_specs(specs_dir: Path) -> list[Path]:
     return specs
 
 
-def rpmbuild_defines(specs_dir: Path, topdir: Path) -> list[str]:
-    """The rpmbuild flags for one spec built in its own topdir."""
+def rpmbuild_defines(specs_dir: Path, topdir: Path, scale: int = 1) -> list[str]:
+    """The rpmbuild flags for one spec built in its own topdir, at a size scale."""
     return [
         "-bb",
         "--nodeps",  # Debian's rpm database knows none of the (absent) build deps
@@ -81,10 +102,11 @@ def rpmbuild_defines(specs_dir: Path, topdir: Path) -> list[str]:
         "--define", "_dbpath /var/lib/rpm",
         "--define", "use_source_date_epoch_as_buildtime 1",
         "--define", "clamp_mtime_to_source_date_epoch 1",
+        "--define", f"ais_scale {scale}",
     ]
 
 
-def shared_digest(specs_dir: Path) -> str:
+def shared_digest(specs_dir: Path, scale: int = 1) -> str:
     """sha256 over everything every spec's build depends on besides the spec itself."""
     h = hashlib.sha256(f"builder {BUILDER_VERSION}\n".encode())
     for name in SHARED_FILES:
@@ -92,7 +114,7 @@ def shared_digest(specs_dir: Path) -> str:
         if not path.is_file():
             raise BuildError(f"{path}: missing (every spec uses it)")
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    flags = rpmbuild_defines(Path("SPECS"), Path("TOPDIR"))
+    flags = rpmbuild_defines(Path("SPECS"), Path("TOPDIR"), scale)
     h.update(json.dumps([flags, BUILD_ENV]).encode())
     return h.hexdigest()
 
@@ -111,12 +133,12 @@ def read_stamp(out: Path, spec: Path) -> dict | None:
         return None
 
 
-def write_stamp(out: Path, spec: Path, key: str, rpms: list[str]) -> None:
+def write_stamp(out: Path, spec: Path, key: str, rpms: list[str], scale: int = 1) -> None:
     """Record key and outputs of a spec (write + rename, so never half-written)."""
     stamp = out / STAMPS / f"{spec.stem}.json"
     stamp.parent.mkdir(parents=True, exist_ok=True)
     tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"spec": spec.name, "key": key, "rpms": rpms}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"spec": spec.name, "key": key, "scale": scale, "rpms": rpms}, indent=1) + "\n")
     os.replace(tmp, stamp)
 
 
@@ -130,12 +152,12 @@ def is_current(out: Path, stamp: dict | None, key: str) -> bool:
     )
 
 
-def rpmbuild_spec(spec: Path, specs_dir: Path, work: Path) -> list[Path]:
+def rpmbuild_spec(spec: Path, specs_dir: Path, work: Path, scale: int = 1) -> list[Path]:
     """rpmbuild one spec in a fresh topdir under work; return the RPMs it made."""
     topdir = work / spec.stem
     shutil.rmtree(topdir, ignore_errors=True)
     topdir.mkdir(parents=True)
-    argv = ["rpmbuild", *rpmbuild_defines(specs_dir, topdir), str(spec)]
+    argv = ["rpmbuild", *rpmbuild_defines(specs_dir, topdir, scale), str(spec)]
     try:
         run(argv, env=BUILD_ENV, timeout=RPMBUILD_TIMEOUT)
     except ToolError as err:
@@ -157,15 +179,16 @@ def publish_rpms(rpms: list[Path], out: Path) -> list[str]:
     return published
 
 
-def build_one(spec: Path, specs_dir: Path, out: Path, work: Path, key: str) -> tuple[list[str], float]:
+def build_one(spec: Path, specs_dir: Path, out: Path, work: Path, key: str,
+              scale: int = 1) -> tuple[list[str], float]:
     """Build one spec, publish its RPMs, drop RPMs of its previous build, write its stamp."""
     started = time.monotonic()
     old = read_stamp(out, spec)
-    rpms = publish_rpms(rpmbuild_spec(spec, specs_dir, work), out)
+    rpms = publish_rpms(rpmbuild_spec(spec, specs_dir, work, scale), out)
     for rel in (old or {}).get("rpms", []):
         if rel not in rpms:
             (out / rel).unlink(missing_ok=True)
-    write_stamp(out, spec, key, rpms)
+    write_stamp(out, spec, key, rpms, scale)
     shutil.rmtree(work / spec.stem, ignore_errors=True)
     return rpms, time.monotonic() - started
 
@@ -213,13 +236,14 @@ def update_repodata(out: Path, rpms: list[str]) -> bool:
 
 
 def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | None = None,
-               jobs: int | None = None, force: bool = False, echo=print) -> BuildResult:
-    """Build every spec of specs_dir that changed into the repository at out."""
+               jobs: int | None = None, force: bool = False, scale: int = 1, echo=print) -> BuildResult:
+    """Build every spec of specs_dir that changed into the repository at out, at a size scale."""
     started = time.monotonic()
+    scale = check_scale(scale)
     specs_dir, out = Path(specs_dir).resolve(), Path(out).resolve()
-    work = Path(work).resolve() if work else out.parent / "rpmbuild"
+    work = Path(work).resolve() if work else default_out(out.parent / "rpmbuild", scale)
     specs = find_specs(specs_dir)
-    shared = shared_digest(specs_dir)
+    shared = shared_digest(specs_dir, scale)
     (out / STAMPS).mkdir(parents=True, exist_ok=True)
     result = BuildResult()
     todo = []
@@ -230,7 +254,7 @@ def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | Non
         else:
             todo.append((spec, key))
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = [(spec, pool.submit(build_one, spec, specs_dir, out, work, key)) for spec, key in todo]
+        futures = [(spec, pool.submit(build_one, spec, specs_dir, out, work, key, scale)) for spec, key in todo]
         for spec, future in futures:
             rpms, seconds = future.result()
             result.built.append(spec.name)
@@ -241,7 +265,7 @@ def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | Non
         echo(f"removed stale {rel}")
     result.repodata_updated = update_repodata(out, result.rpms)
     result.seconds = time.monotonic() - started
-    echo(f"repo {out}: {len(result.rpms)} RPMs from {len(specs)} specs; built {len(result.built)}, "
+    echo(f"repo {out} (scale {scale}): {len(result.rpms)} RPMs from {len(specs)} specs; built {len(result.built)}, "
          f"up to date {len(result.skipped)}, removed {len(result.removed)}; "
          f"repodata {'updated' if result.repodata_updated else 'unchanged'}; {result.seconds:.2f}s")
     return result
@@ -250,13 +274,18 @@ def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ais.repo.build", description=__doc__.splitlines()[0])
     parser.add_argument("--specs", default="packages", help="directory of *.spec files (default: packages)")
-    parser.add_argument("--out", default="build/repo", help="repository to write (default: build/repo)")
+    parser.add_argument("--out", default=None,
+                        help="repository to write (default: build/repo, or build/repo-xN with --scale N)")
     parser.add_argument("--work", default=None, help="rpmbuild work directory (default: <out>/../rpmbuild)")
     parser.add_argument("--jobs", type=int, default=None, help="parallel rpmbuilds (default: CPU count)")
     parser.add_argument("--force", action="store_true", help="rebuild every spec")
+    parser.add_argument("--scale", type=int, default=1, metavar="N",
+                        help=f"generate N times the bytes and tree files of every package, 1..{MAX_SCALE} "
+                             "(default: 1, the demo repository)")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else default_out("build/repo", args.scale)
     try:
-        build_repo(args.specs, args.out, work=args.work, jobs=args.jobs, force=args.force)
+        build_repo(args.specs, out, work=args.work, jobs=args.jobs, force=args.force, scale=args.scale)
     except AisError as err:
         print(f"ais.repo.build: {err}", file=sys.stderr)
         return err.exit_code

@@ -1,12 +1,13 @@
 """ais.repo.build on a few real specs: real rpmbuild and createrepo_c, tmp dirs."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ais.errors import BuildError
-from ais.repo.build import build_repo
+from ais.errors import BuildError, UsageError
+from ais.repo.build import build_repo, default_out
 from ais.run import run
 
 PACKAGES = Path(__file__).resolve().parents[3] / "packages"
@@ -115,3 +116,85 @@ def test_package_set_honours_the_name_contract():
     assert sorted(versions["libssl"]) == ["3.0.1-1", "3.0.1-2"]
     assert sorted(versions["python3"]) == ["3.11.2-1", "3.11.2-2"]
     assert versions["kernel"] == ["6.1.0-1"]
+
+
+SCALED_SPEC = """\
+Name: scaled
+Version: 1
+Release: 1
+Summary: scale test
+License: MIT
+BuildArch: x86_64
+AutoReqProv: no
+%description
+scale test
+%install
+%ais_blob /usr/lib/libscaled.so 30000 91
+%ais_text /etc/scaled.conf 5000 92
+%ais_tree /usr/share/scaled 12 800 93 .txt
+%files
+/usr/lib/libscaled.so
+/etc/scaled.conf
+/usr/share/scaled
+"""
+
+
+def installed(rpm: Path) -> tuple[int, int]:
+    """Installed size and regular-file count of one RPM file."""
+    size = int(run(["rpm", "-qp", "--qf", "%{SIZE}", rpm]).stdout)
+    modes = run(["rpm", "-qp", "--qf", "[%{FILEMODES:perms}\\n]", rpm]).stdout.split()
+    return size, sum(1 for m in modes if m.startswith("-"))
+
+
+@pytest.fixture
+def scaled_specs(tmp_path):
+    d = tmp_path / "scaled-specs"
+    d.mkdir()
+    for name in ("ais.macros", "gen.awk"):
+        shutil.copy(PACKAGES / name, d / name)
+    (d / "scaled.spec").write_text(SCALED_SPEC)
+    return d
+
+
+def test_scale_two_doubles_installed_size_and_files(scaled_specs, tmp_path):
+    rpm = "RPMS/x86_64/scaled-1-1.x86_64.rpm"
+    one = build_repo(scaled_specs, tmp_path / "x1", work=tmp_path / "w1", echo=quiet)
+    two = build_repo(scaled_specs, tmp_path / "x2", work=tmp_path / "w2", scale=2, echo=quiet)
+    assert one.rpms == two.rpms == [rpm]  # same name, version, release
+    size1, files1 = installed(tmp_path / "x1" / rpm)
+    size2, files2 = installed(tmp_path / "x2" / rpm)
+    assert files1 == 14 and files2 == 2 + 2 * 12  # trees get twice the files
+    assert 1.9 < size2 / size1 < 2.1
+    assert json.loads((tmp_path / "x2" / ".stamps" / "scaled.json").read_text())["scale"] == 2
+
+
+def test_scale_is_part_of_the_build_key(scaled_specs, tmp_path):
+    out = tmp_path / "repo"
+    build_repo(scaled_specs, out, work=tmp_path / "w", echo=quiet)
+    assert build_repo(scaled_specs, out, work=tmp_path / "w", echo=quiet).built == []
+    # the same directory at another scale: everything is rebuilt, nothing mixes
+    assert build_repo(scaled_specs, out, work=tmp_path / "w", scale=2, echo=quiet).built == ["scaled.spec"]
+    assert build_repo(scaled_specs, out, work=tmp_path / "w", scale=2, echo=quiet).built == []
+
+
+def test_scale_one_is_the_unscaled_generator(tmp_path):
+    # gen.awk without a scale (today's macros) and with scale=1 write the same bytes
+    for extra, root in (([], tmp_path / "plain"), (["-v", "scale=1"], tmp_path / "one")):
+        for mode, size in (("text", 3000), ("blob", 3000), ("tree", 300)):
+            run(["awk", "-v", f"mode={mode}", "-v", f"root={root}", "-v", f"path=/{mode}", "-v", f"size={size}",
+                 "-v", "seed=7", "-v", "count=5", *extra, "-f", PACKAGES / "gen.awk"])
+    plain = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*") if p.is_file())
+    assert len(plain) == 7
+    for rel in plain:
+        assert (tmp_path / "plain" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True])
+def test_bad_scale_is_a_usage_error(scaled_specs, tmp_path, bad):
+    with pytest.raises(UsageError, match="scale"):
+        build_repo(scaled_specs, tmp_path / "repo", scale=bad, echo=quiet)
+
+
+def test_scaled_repository_has_its_own_directory():
+    assert default_out(Path("build/repo"), 1) == Path("build/repo")
+    assert default_out(Path("build/repo"), 8) == Path("build/repo-x8")
