@@ -72,8 +72,9 @@ def _server_options(p) -> None:
     p.add_argument("--token-file", default=None, metavar="FILE", help="read the token from FILE")
     p.add_argument("--transport", choices=("unicast", "multicast"), default="unicast",
                    help="how image chunks arrive [%(default)s]")
-    p.add_argument("--mcast-interface", default="127.0.0.1", metavar="ADDRESS",
-                   help="local address to join the multicast group on [%(default)s]")
+    p.add_argument("--mcast-interface", default=None, metavar="ADDRESS",
+                   help="local address to join the multicast group on [the local address that routes to "
+                        "the server's stream address]")
     p.add_argument("--root", default=None, metavar="DIR", help="where to mount the target [STATE/root]")
     p.add_argument("--retries", type=int, default=5, help="attempts per request to the server [%(default)s]")
     p.add_argument("--retry-delay", type=float, default=0.5, metavar="SECONDS",

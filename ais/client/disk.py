@@ -5,7 +5,9 @@ What it does:
   inline header against `header_sha256`, then streams the chunks with the
   streamer's `UnicastSource` (TCP) or `MulticastSource` and writes them with
   `ais.stream.writer.write_image` (every chunk's sha256 checked before a byte
-  of it is written).
+  of it is written). Multicast joins the group on `interface`, by default the
+  local address that routes to the server's stream address (so a real client
+  joins on the provisioning network, not on loopback).
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -55,9 +57,12 @@ class _PauseAfterFirst:
                 pause_point("client-image")
 
 
-def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str = "127.0.0.1") -> dict:
-    """Stream the plan's image onto target; returns statistics."""
-    from ais.stream.multicast import MulticastSource
+def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None) -> dict:
+    """Stream the plan's image onto target; returns statistics.
+
+    interface: local address to join the multicast group on; None = the one that routes to the server.
+    """
+    from ais.stream.multicast import MulticastSource, interface_towards
     from ais.stream.unicast import UnicastSource
 
     header = trusted_header(plan)
@@ -67,15 +72,18 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         if not stream.get("multicast"):
             raise ClientError("multicast asked for, but the server does not stream by multicast (no --multicast)")
         group, mport = stream["multicast"].rsplit(":", 1)
+        interface = interface or interface_towards(host)
         with MulticastSource(group, int(mport), header.image_id, header, interface=interface) as source:
             result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+        extra = {"multicast_interface": interface, **{f"multicast_{k}": v for k, v in source.stats.items()}}
     elif transport == "unicast":
         source = UnicastSource((host, int(port)), header.image_id, header)
         result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+        extra = {}
     else:
         raise ClientError(f"transport must be unicast or multicast, not {transport!r}")
     return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,
-            "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes}
+            "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes, **extra}
 
 
 def make_fresh_fs(target: str, label: str) -> None:

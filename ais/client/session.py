@@ -40,7 +40,7 @@ class Session:
     target: str | None = None
     root: str | None = None  # mount point of the target
     transport: str = "unicast"
-    interface: str = "127.0.0.1"  # local address to join multicast on
+    interface: str | None = None  # local address to join multicast on; None: the one routing to the server
     plan: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
     phase_now: str | None = None

@@ -198,7 +198,7 @@ def fail(session: Session, api: Api | None, phase: str, err: BaseException) -> N
 
 
 def new_session(state_dir: str, server: str, host: str | None, token: str | None, target: str | None, *,
-                transport: str = "unicast", interface: str = "127.0.0.1", root: str | None = None,
+                transport: str = "unicast", interface: str | None = None, root: str | None = None,
                 dry_run: bool = False) -> Session:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ais.errors import AisError, UsageError
 from ais.stream.format import decode_chunk, iter_chunks, read_header
-from ais.stream.multicast import MulticastSource
+from ais.stream.multicast import MulticastSource, interface_towards
 from ais.stream.server import StreamServer
 from ais.stream.unicast import UnicastSource, fetch_header
 from ais.stream.writer import write_image
@@ -59,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--image", required=True, help="image id")
     p.add_argument("--header-sha256", help="pin the header (from the control channel)")
     p.add_argument("--multicast", help="GROUP:PORT to receive chunks by multicast")
-    p.add_argument("--interface", default="0.0.0.0", help="local address to join the group on")
+    p.add_argument("--interface", default=None,
+                   help="local address to join the group on (default: the one that routes to --server)")
     p.add_argument("--journal", type=Path)
     p.add_argument("--stall-timeout", type=float, default=30.0)
     p.add_argument("--json", action="store_true")
@@ -102,7 +103,8 @@ def cmd_get(args) -> int:
     if args.multicast:
         group, port = host_port(args.multicast)
         with MulticastSource(
-            group, port, args.image, header, interface=args.interface, stall_timeout=args.stall_timeout
+            group, port, args.image, header, interface=args.interface or interface_towards(address[0]),
+            stall_timeout=args.stall_timeout
         ) as source:
             result = write_image(source, args.target, header=header, journal_path=journal)
             extra = {f"mcast_{k}": v for k, v in source.stats.items()}

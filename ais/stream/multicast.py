@@ -79,6 +79,21 @@ def _open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -
     return sock
 
 
+def interface_towards(host: str) -> str:
+    """The local IPv4 address this machine uses to reach host: its route's source address.
+
+    This is where a client joins the group when it is not told: the interface
+    facing the server, not loopback (which only works when the server is local).
+    A UDP connect sends nothing; it only looks up the route.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((host, 9))
+        except OSError as err:
+            raise StreamError(f"cannot find the local address that routes to {host}: {err}") from err
+        return sock.getsockname()[0]
+
+
 def encode_requests(tag: int, indexes: Sequence[int]) -> list[bytes]:
     """Request datagrams (bitmaps of at most REQ_BITS_MAX bits) covering indexes."""
     out = []

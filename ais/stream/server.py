@@ -10,16 +10,22 @@ What it reads: `<directory>/*.aisimg` (looked up by image id, see
 What it fails on: `StreamError` when the multicast group cannot be joined;
 OSError (port in use) is turned into `StreamError` too.
 
-What it returns: `address` (host, port) of the TCP side, and `stats()`.
+What it returns: `address` (host, port) of the TCP side, and `stats()`;
+`stop()` also logs the final statistics (INFO, one line "stream statistics:
+{json}") so a server run as a process (`ais serve`) leaves them in its log.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from ais.errors import StreamError
 from ais.stream.multicast import MulticastServer
 from ais.stream.unicast import ImageCatalog, UnicastServer
+
+log = logging.getLogger("ais.stream.server")
 
 
 class StreamServer:
@@ -63,6 +69,7 @@ class StreamServer:
         self.unicast.stop()
         if self.multicast:
             self.multicast.stop()
+        log.info("stream statistics: %s", json.dumps(self.stats(), sort_keys=True))
 
     def stats(self) -> dict:
         out = {"unicast_bytes_sent": self.unicast.bytes_sent}

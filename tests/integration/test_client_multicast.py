@@ -1,0 +1,127 @@
+"""Real reinstalls by multicast: a real `ais serve --multicast` in one network namespace, three real
+`ais client reinstall --transport multicast` runs, each in its own namespace on the same bridge, onto
+loop devices, started together so they share one multicast session.
+
+Each target must hold exactly its SCD's packages (`rpm -qa`), pass `e2fsck -fn`, and carry an install
+record equal to the one the server's history stored; the image must have gone out about once in all
+(the streamer's own byte count, logged when `ais serve` stops), not once per client, and nothing by TCP.
+"""
+
+import json
+import os
+import re
+import select
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from ais.client.lab import LoopDisk, reinstall_argv, target_facts
+from ais.descriptors import load_site
+from ais.planner.cost import CostModel, save_calibration
+from ais.server.lab import publish_base_cache, subset_descriptors
+from ais.stream.lab import NetLab
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = ("mail01", "db01", "db02")  # three SCDs' hosts, all served from the one base image
+TOKENS = {"mail01": "9d4bf7abd55eb7e7da9043caf50c4203", "db01": "fb9577bf9257dd86cd19d77acdaf07b7",
+          "db02": "e0d6a1f1c1839c1896667c1b80d26e24"}
+GROUP, PORT = "239.255.42.9", 7400
+RATE_MBPS = "2"  # ~10 MB image: ~5 s of sending, longer than the clients' start-up spread
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, repo_dir):
+    base = tmp_path_factory.mktemp("mclient")
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["mail", "db"], list(HOSTS))
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
+    images = {manifest["configurations"][c]["image"] for c in ("mail", "db")}
+    assert len(images) == 1  # the premise: all three hosts stream the same image
+    return {"base": base, "descriptors": descriptors, "manifest": manifest, "image": images.pop(),
+            "site": load_site(descriptors, repo_dir)}
+
+
+def serve_in(lab, repo_dir, site, history, log):
+    """`ais serve` inside host 0 of the lab; returns (process, control URL)."""
+    address = lab.address(0)
+    argv = [sys.executable, "-m", "ais.cli", "serve", "--descriptors", str(site["descriptors"]),
+            "--repo", str(repo_dir), "--cache", str(site["base"] / "cache"), "--history", str(history),
+            "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2",
+            "--multicast", f"{GROUP}:{PORT}", "--multicast-interface", address, "--multicast-rate", RATE_MBPS]
+    proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    assert line.startswith('{"listening"'), f"ais serve did not start: {line!r}\n{log.name}"
+    info = json.loads(line)["listening"]
+    assert info["multicast"] == f"{GROUP}:{PORT}"
+    return proc, info["url"]
+
+
+def cmdline(tmp_path, url, disk):
+    path = tmp_path / "cmdline"
+    path.write_text(f"BOOT_IMAGE=/vmlinuz quiet ais.server={url} ais.target={disk.device} ais.host=db02 "
+                    f"ais.token={TOKENS['db02']} ais.transport=multicast\n")
+    return path
+
+
+def history(path, host):
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
+    return [(status, json.loads(report)) for status, report in rows]
+
+
+def test_three_clients_share_one_multicast_session(site, repo_dir, tmp_path):
+    hist, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
+    disks = [LoopDisk(tmp_path / f"disk{i}.img", 512) for i in range(len(HOSTS))]
+    try:
+        with NetLab(len(HOSTS) + 1, tag=f"aicm{os.getpid() % 10000}") as lab, \
+                open(log_path, "w") as log:
+            server, url = serve_in(lab, repo_dir, site, hist, log)
+            # mail01 names its multicast address; db01 leaves it to the client (the address that routes
+            # to the server, not loopback); db02 boots with ais-boot and ais.transport=multicast.
+            clients = [
+                lab.spawn(1, reinstall_argv(url, "mail01", TOKENS["mail01"], disks[0].device, tmp_path / "st0",
+                                            "--transport", "multicast", "--mcast-interface", lab.address(1))),
+                lab.spawn(2, reinstall_argv(url, "db01", TOKENS["db01"], disks[1].device, tmp_path / "st1",
+                                            "--transport", "multicast")),
+                lab.spawn(3, ["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline(tmp_path, url, disks[2])),
+                              "--state", str(tmp_path / "st2"), "--no-reboot"],
+                          env={"AIS": str(ROOT / ".venv/bin/ais")}),
+            ]
+            outputs = [proc.communicate(timeout=120) for proc in clients]
+            server.terminate()
+            server.communicate(timeout=30)
+            assert server.returncode == 0, log_path.read_text()[-2000:]
+        for proc, (out, err), host in zip(clients, outputs, HOSTS):
+            assert proc.returncode == 0, f"{host}:\n{err[-3000:]}"
+            assert "by multicast" in err and ("reinstalled; staying up" if host == "db02" else f"reinstalled {host}") in err
+
+        image_id, stored = site["image"], site["manifest"]["images"][site["image"]]["stored_bytes"]
+        for host, disk in zip(HOSTS, disks):
+            hcd = next(h for h in site["site"].hosts if h.name == host)
+            facts = target_facts(disk.device, [f.path for f in hcd.files])
+            assert facts["nevras"] == set(site["site"].configuration(hcd.scd).nevras)  # exactly the SCD's set
+            assert facts["rpm_va"] == "" and facts["fsck_rc"] == 0 and not facts["staging_left"]
+            for f in hcd.files:
+                assert facts["files"][f.path][0] == f.content
+            record = facts["record"]
+            assert record["host"] == host and record["scd"] == hcd.scd
+            assert record["image"] == {"id": image_id, "key": record["image"]["key"], "stored_bytes": stored,
+                                       "transport": "multicast"}
+            status, report = history(hist, host)[-1]
+            assert status == "ok" and report["record"] == record  # the target and the server's history agree
+
+        found = re.findall(r"stream statistics: (\{.*\})", log_path.read_text())
+        assert found, log_path.read_text()[-2000:]
+        stats = json.loads(found[-1])
+        assert stats["unicast_bytes_sent"] == 0  # every chunk came by multicast
+        # About one image in all (datagram headers add 0.4%; a client that joined late asks again
+        # for what it missed), not one per client.
+        assert stored <= stats["multicast_bytes_sent"] < 1.5 * stored, (stats, stored)
+        assert stats["multicast_requests"] >= 1
+    finally:
+        for disk in disks:
+            disk.close()
