@@ -44,9 +44,9 @@ $(VENV)/.done: pyproject.toml $(BUILD)/.debs
 packages: venv
 	$(PY) -m ais.repo.build --specs packages --out $(REPO)
 
+# The whole story: validate, calibrate, plan, rebuild, serve, reinstall two hosts.
 demo: setup
-	$(PY) -m ais.cli validate --descriptors descriptors --repo $(REPO)
-	$(PY) -m ais.cli show --descriptors descriptors --repo $(REPO) web-2
+	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -q tests/unit

@@ -35,43 +35,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ais {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = _commands_module(name)
-        if module is not None:
-            module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     _add_common_options(parser)
     return parser
 
 
-# Options every leaf command shares; a subsystem may define its own version first.
-COMMON_OPTIONS = (
+# Options every leaf command that reads the site shares (a subsystem may define
+# its own version first). `client` and `image` commands run on a booting machine
+# or on image files: they get only -v.
+SITE_OPTIONS = (
     (("--descriptors",), dict(default="descriptors", metavar="DIR",
                               help="descriptors repository (scd/, hcd/, files/) [%(default)s]")),
     (("--repo",), dict(default="build/repo", metavar="DIR",
                        help="RPM repository built by `make packages` [%(default)s]")),
     (("--cache",), dict(default="build/cache", metavar="DIR", help="image cache directory [%(default)s]")),
-    (("-v", "--verbose"), dict(action="store_true", help="debug logging")),
 )
+VERBOSE = (("-v", "--verbose"), dict(action="store_true", help="debug logging"))
+WITHOUT_SITE = ("client", "image")
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
+def _add_common_options(parser: argparse.ArgumentParser, site: bool = True) -> None:
     """Give every leaf subcommand the shared options it does not define itself."""
     subactions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if subactions:
-        for child in {id(c): c for a in subactions for c in a.choices.values()}.values():
-            _add_common_options(child)
+        for action in subactions:
+            for name, child in action.choices.items():
+                _add_common_options(child, site and name not in WITHOUT_SITE)
         return
-    for flags, options in COMMON_OPTIONS:
+    for flags, options in (*SITE_OPTIONS, VERBOSE) if site else (VERBOSE,):
         if not any(flag in parser._option_string_actions for flag in flags):
             parser.add_argument(*flags, **options)
-
-
-def _commands_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name == name:
-            return None  # subsystem without commands yet
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

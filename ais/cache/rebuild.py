@@ -6,7 +6,8 @@ cache/lock; wait, or LockBusy) -> clean (tmp/ leftovers of a crashed run) ->
 plan (make_plan with the measured sizes of published images) -> verify (hashes
 of every stored image the plan keeps; corrupt ones are rebuilt) -> build (what
 is missing, one image at a time: rpm, mke2fs, e2fsck, pack, rename into
-images/) -> publish (manifest.json replaced atomically) -> gc (images no
+images/) -> plan, verify and build again (up to 3 rounds) while a built
+image's real size differed from its estimate, so one run converges -> publish (manifest.json replaced atomically) -> gc (images no
 longer planned are removed, only after publishing).
 
 A crash (kill -9) at any point leaves the last published manifest and all its
@@ -119,24 +120,39 @@ def _dry_run(site: Site, store: Store, budget: int, opts: Options, rep: Reporter
                   durations=rep.durations)
 
 
+PLAN_ROUNDS = 3  # plan again with the sizes just measured, so one run converges
+
+
 def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: Reporter) -> Result:
     with rep.step("clean") as info:
         info["summary"] = f"{store.clean_tmp()} leftovers removed from tmp/"
     published = manifests.read(store)
-    with rep.step("plan") as info:
-        plan, cost = make_plan_for(site, budget, published, opts)
-        info["summary"] = f"{len(plan.get('images', []))} images, budget {human(budget)}"
-    wanted = wanted_images(site, plan)
-    with rep.step("verify") as info:
-        corrupt = check_store(store, published, set(wanted) & store.stored_ids())
-        info["summary"] = f"{len(corrupt)} corrupt" if corrupt else "all hashes match"
-    changes = diff(wanted, store, corrupt)
-    result = Result(changes, budget=budget)
-    try:
-        records = _build_all(changes, store, opts, rep, result)
-    finally:
-        store.drain()
-    records.update(_kept_records(changes, store, published))
+    result = Result(Changes(), budget=budget)
+    corrupt: dict[str, str] = {}
+    verified: set[str] = set()
+    for round_no in range(1, PLAN_ROUNDS + 1):
+        # The first plan estimates the sizes of images never built; once built,
+        # their real sizes may favour another plan (or break the budget): plan again.
+        measured = {"images": {**published.get("images", {}), **result.built}}
+        with rep.step("plan") as info:
+            plan, cost = make_plan_for(site, budget, measured, opts)
+            info["summary"] = f"{len(plan.get('images', []))} images, budget {human(budget)}"
+        wanted = wanted_images(site, plan)
+        unchecked = (set(wanted) & store.stored_ids()) - verified - set(result.built)
+        with rep.step("verify") as info:
+            corrupt.update(check_store(store, published, unchecked))
+            verified |= unchecked
+            info["summary"] = f"{len(corrupt)} corrupt" if corrupt else "all hashes match"
+        changes = diff(wanted, store, {i: why for i, why in corrupt.items() if i not in result.built})
+        try:
+            _build_all(changes, store, opts, rep, result)
+        finally:
+            store.drain()
+        if not _sizes_moved(changes, result.built):
+            break
+    result.changes = _whole_run(changes, result.built, corrupt)
+    records = {w.iid: result.built[w.iid] for w in result.changes.build}
+    records.update(_kept_records(result.changes, store, published))
     new = manifests.make(previous=published, plan_json=plan, images=records,
                          configurations=configurations(plan, wanted), cost=cost)
     with rep.step("publish") as info:
@@ -144,18 +160,33 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         used = sum(r["stored_bytes"] for r in records.values())
         info["summary"] = (f"generation {new['generation']}: {len(records)} images, "
                            f"{human(used)} of {human(budget)}")
+    if used > budget:
+        log.warning("published images use %s, over the %s budget: the sizes measured in the "
+                    "last round exceeded their estimates; the next rebuild corrects it", human(used), human(budget))
     result.generation = new["generation"]
     pause_point("gc")
     with rep.step("gc") as info:
-        result.freed_bytes = store.remove(changes.remove)
-        info["summary"] = f"{len(changes.remove)} images removed, {human(result.freed_bytes)} freed"
+        result.freed_bytes = store.remove(result.changes.remove)
+        info["summary"] = f"{len(result.changes.remove)} images removed, {human(result.freed_bytes)} freed"
     result.durations = rep.durations
     return result
 
 
-def _build_all(changes: Changes, store: Store, opts: Options, rep: Reporter,
-               result: Result) -> dict[str, dict]:
-    records = {}
+def _sizes_moved(changes: Changes, built: dict[str, dict]) -> bool:
+    """Did this round build an image whose real size differs from the plan's estimate?"""
+    return any(built[w.iid]["stored_bytes"] != w.predicted_bytes for w in changes.build)
+
+
+def _whole_run(last: Changes, built: dict[str, dict], corrupt: dict[str, str]) -> Changes:
+    """The last round's changes, with everything this run built counted as built."""
+    wanted = last.build + last.keep
+    return Changes(build=[w for w in wanted if w.iid in built],
+                   keep=[w for w in wanted if w.iid not in built],
+                   remove=last.remove, corrupt=corrupt)
+
+
+def _build_all(changes: Changes, store: Store, opts: Options, rep: Reporter, result: Result) -> None:
+    """Build what changes.build lists; records land in result.built."""
     total = len(changes.build)
     for n, want in enumerate(changes.build, 1):
         detail = f"{n}/{total} {want.key} {want.iid[:12]} ({len(want.packages)} packages)"
@@ -163,9 +194,7 @@ def _build_all(changes: Changes, store: Store, opts: Options, rep: Reporter,
             record = build_image(store, list(want.packages), opts.repo, key=want.key)
             info["summary"] = (f"{detail}: {human(record['stored_bytes'])} stored, "
                                f"{human(record['fs_bytes'])} filesystem")
-        records[want.iid] = record
         result.built[want.iid] = record
-    return records
 
 
 def _kept_records(changes: Changes, store: Store, published: dict) -> dict[str, dict]:

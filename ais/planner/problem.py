@@ -16,7 +16,7 @@ configuration simply takes the kept image ⊆ it with the largest saving.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -172,6 +172,7 @@ def problem_from_sets(
     for pkgs, stored in (known_sizes or {}).items():
         if all(p in index for p in pkgs):
             sizes[to_bits(pkgs)] = int(stored)
+    cost = fitted_stored_factor(cost or CostModel(), sizes, {index[k]: installed_bytes[k] for k in keys})
     return Problem(
         names=names,
         configs=tuple(to_bits(configs[n]) for n in names),
@@ -180,7 +181,7 @@ def problem_from_sets(
         rpm_seconds=np.array([float(rpm_seconds[k]) for k in keys]),
         installed_bytes=np.array([float(installed_bytes[k]) for k in keys]),
         budget_bytes=int(budget_bytes),
-        cost=cost or CostModel(),
+        cost=cost,
         bases=tuple(sorted({to_bits(b) for b in bases if b})),
         known_sizes=sizes,
         config_files=tuple(sum(file_counts[p] for p in configs[n]) for n in names) if file_counts else (),
@@ -189,6 +190,21 @@ def problem_from_sets(
             for k, needs in (requires or {}).items() if k in index and needs
         },
     )
+
+
+def fitted_stored_factor(cost: CostModel, sizes: dict[int, int], installed: dict[int, float]) -> CostModel:
+    """The cost model with stored_factor refitted on the images already measured.
+
+    Estimates of images never built then follow what this cache's images really
+    take, so a rebuild's second plan (with the sizes it just measured) converges.
+    """
+    if not sizes:
+        return cost
+    measured = sum(stored - cost.image_overhead_bytes for stored in sizes.values())
+    raw = sum(sum(installed[j] for j in ids_of(bits)) for bits in sizes)
+    if raw <= 0 or measured <= 0:
+        return cost
+    return replace(cost, stored_factor=measured / raw)
 
 
 def check_inputs(configs: dict, weights: dict, budget_bytes: int) -> None:

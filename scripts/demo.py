@@ -1,0 +1,105 @@
+"""`make demo`: the whole AIS story on this machine, end to end.
+
+validate the descriptors -> calibrate the cost model (once) -> plan within the
+budget -> build the image cache -> `ais serve` on loopback -> reinstall two demo
+hosts of different configurations onto loop-device disks with the real client
+-> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured.
+
+Every step is the real command an admin or a booting machine runs; this script
+only strings them together and prints what happened. Needs root (loop devices).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ais.client.lab import LoopDisk, reinstall_argv, target_facts  # noqa: E402
+from ais.descriptors import load_site  # noqa: E402
+from ais.server.lab import ServeProcess  # noqa: E402
+
+DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
+WORK = ROOT / "build" / "demo"
+HOSTS = ("web01", "node01")  # a web server and an HPC compute node: different configurations
+DISK_MIB = 512
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def ais(*args: str) -> None:
+    """Run an `ais` command as an admin would, output straight to the terminal."""
+    argv = [sys.executable, "-m", "ais.cli", *args]
+    print("$ ais " + " ".join(args), flush=True)
+    if subprocess.run(argv, cwd=ROOT).returncode != 0:
+        raise SystemExit(f"demo stopped: `ais {' '.join(args)}` failed")
+
+
+def reinstall(server: ServeProcess, site, host: str) -> dict:
+    token = next(h.token for h in site.hosts if h.name == host)
+    with LoopDisk(WORK / f"{host}.disk", DISK_MIB) as disk:
+        disk.fill_random(8)  # a disk that held something else
+        argv = reinstall_argv(server.url, host, token, disk.device, WORK / f"state-{host}")
+        print(f"$ ais client reinstall --server {server.url} --host {host} --target {disk.device} --token ...",
+              flush=True)
+        started = time.monotonic()
+        if subprocess.run(argv, cwd=ROOT).returncode != 0:
+            raise SystemExit(f"demo stopped: reinstall of {host} failed")
+        wall = time.monotonic() - started
+        paths = [f.path for f in next(h for h in site.hosts if h.name == host).files]
+        facts = target_facts(disk.device, paths)
+    conf = site.configuration(next(h.scd for h in site.hosts if h.name == host))
+    expected = {f.path: f.content for f in next(h for h in site.hosts if h.name == host).files}
+    return {
+        "host": host, "scd": conf.name, "wall": wall, "record": facts["record"],
+        "rpm_qa_matches": facts["nevras"] == set(conf.nevras),
+        "files_match": all(facts["files"][p][0] == data for p, data in expected.items()),
+        "fsck_ok": facts["fsck_rc"] == 0,
+    }
+
+
+def main() -> int:
+    WORK.mkdir(parents=True, exist_ok=True)
+    banner("1. validate the descriptors")
+    ais("validate")
+    banner("2. measure this machine (once; delete build/cache/cost.json to measure again)")
+    if (CACHE / "cost.json").exists():
+        print(f"using {CACHE / 'cost.json'}")
+    else:
+        ais("calibrate", "--max-sets", "12")
+    banner("3. plan the image cache within the budget in descriptors/cache-budget")
+    budget = (DESCRIPTORS / "cache-budget").read_text().strip()
+    ais("plan", "--budget", budget, "--explain", "hpc")
+    banner("4. build it (what cron runs)")
+    ais("rebuild")
+    ais("cache", "status")
+    banner("5. serve, and reinstall two hosts onto loop-device disks full of garbage")
+    site = load_site(DESCRIPTORS, REPO)
+    with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", log_path=WORK / "serve.log") as server:
+        print(f"ais serve listening at {server.url} (log: {WORK / 'serve.log'})", flush=True)
+        results = [reinstall(server, site, host) for host in HOSTS]
+    banner("6. what landed")
+    print(f"{'host':8} {'SCD':8} {'image':14} {'remainder':>9} {'predicted':>9} {'measured':>9} "
+          f"{'rpm -qa':>8} {'files':>6} {'fsck':>5}")
+    ok = True
+    for r in results:
+        rec = r["record"]
+        image = (rec["image"]["id"][:12] if rec.get("image") else "packages only")
+        checks = [r["rpm_qa_matches"], r["files_match"], r["fsck_ok"]]
+        ok = ok and all(checks)
+        marks = ["ok" if c else "WRONG" for c in checks]
+        print(f"{r['host']:8} {r['scd']:8} {image:14} {len(rec.get('remainder', [])):>9} "
+              f"{rec['predicted_seconds']:>8.2f}s {rec['measured_seconds']:>8.2f}s "
+              f"{marks[0]:>8} {marks[1]:>6} {marks[2]:>5}")
+    print("\nserver stopped; install history in", WORK / "history.sqlite")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
