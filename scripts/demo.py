@@ -25,7 +25,7 @@ from ais.server.lab import ServeProcess  # noqa: E402
 
 DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
 WORK = ROOT / "build" / "demo"
-HOSTS = ("web01", "node01")  # a web server and an HPC compute node: different configurations
+HOSTS = ("node01", "mail01")  # an HPC node (weighted heavily) and a mail server: different configurations
 DISK_MIB = 512
 
 
