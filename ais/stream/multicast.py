@@ -5,7 +5,11 @@ sends the requested chunks to GROUP:PORT, each chunk split into datagrams of
 at most 8 KiB that carry the image tag, chunk index, chunk length and offset.
 Requests are merged: a chunk already queued is not queued twice, so many
 clients that miss the same chunk cost one transmission. The send rate is
-capped by a token bucket (bytes per second, configurable). `MulticastSource`
+capped by a token bucket (bytes per second, configurable). A session keeps
+the image it serves: if a rebuild removes the file while clients are still
+asking for its chunks, the server finishes from the open file for as long as
+requests keep coming (`session_hold` seconds since the last one); an image
+replaced by a new file is served from the new one. `MulticastSource`
 is the writer's side: a receive thread joins the group, reassembles chunks in
 any order, checks each finished chunk's sha256 against the trusted header and
 hands good ones to the writer. It asks (by multicast, so other clients hear
@@ -41,7 +45,7 @@ from typing import Iterator, Sequence
 
 from ais.errors import StreamError
 from ais.stream.format import ImageHeader
-from ais.stream.unicast import ImageCatalog, image_tag
+from ais.stream.unicast import ImageCatalog, ServedImage, image_tag
 
 log = logging.getLogger("ais.stream.multicast")
 
@@ -55,6 +59,7 @@ PAYLOAD_MAX = DATAGRAM_MAX - COMMON.size - DATA.size
 REQ_BITS_MAX = (DATAGRAM_MAX - COMMON.size - REQ.size) * 8
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 BURST = 256 << 10  # token bucket depth: bytes that may go out back to back
+SESSION_HOLD = 60.0  # seconds a removed image stays served after the last request for it
 
 
 def _open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
@@ -141,8 +146,11 @@ class MulticastServer:
         interface: str = "127.0.0.1",
         rate: float = 100e6,
         ttl: int | None = None,
+        session_hold: float = SESSION_HOLD,
     ):
         self.catalog, self.group, self.port, self.rate = catalog, group, port, rate
+        self.session_hold = session_hold
+        self._held: dict[int, list] = {}  # tag -> [ServedImage, last request (monotonic), removed?]
         ttl = (0 if interface.startswith("127.") else 1) if ttl is None else ttl
         self._req_sock = _open_socket(group, port + 1, interface, ttl, 4 << 20)
         self._send_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -169,19 +177,52 @@ class MulticastServer:
         self._send_sock.close()
 
     def _loop(self) -> None:
-        tokens, last = float(BURST), time.monotonic()
+        self._tokens, self._last = float(BURST), time.monotonic()
         while not self._stop.is_set():
-            idle = self._current is None and not self._queue
-            self._take_requests(timeout=0.1 if idle else 0.0)
-            if self._current is None and not self._start_next_chunk():
-                continue
-            now = time.monotonic()
-            tokens = min(BURST, tokens + (now - last) * self.rate)
-            last = now
-            if tokens < DATAGRAM_MAX:
-                time.sleep((DATAGRAM_MAX - tokens) / self.rate)
-                continue
-            tokens -= self._send_one_datagram()
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - one bad moment must not end the service for everyone
+                log.exception("multicast server: unexpected error; dropping the current chunk and going on")
+                self._current = None
+                self._stop.wait(0.1)
+
+    def _step(self) -> None:
+        idle = self._current is None and not self._queue
+        self._take_requests(timeout=0.1 if idle else 0.0)
+        if self._current is None and not self._start_next_chunk():
+            return
+        now = time.monotonic()
+        self._tokens = min(BURST, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < DATAGRAM_MAX:
+            time.sleep((DATAGRAM_MAX - self._tokens) / self.rate)
+            return
+        self._tokens -= self._send_one_datagram()
+
+    def _image(self, tag: int, *, request: bool) -> ServedImage | None:
+        """The image a tag names: the session's own while its file is current (one stat), else the
+        catalog's (a replaced file is reopened), else, for a file removed while clients are still
+        asking (`session_hold`), the session's open file."""
+        now = time.monotonic()
+        held = self._held.get(tag)
+        if held is not None and now - held[1] > self.session_hold:
+            del self._held[tag]  # nobody asked for a while: the session is over
+            held = None
+        if held is not None and (held[2] or held[0].is_current()):
+            if request:
+                held[1] = now
+            return held[0]
+        entry = self.catalog.by_tag(tag)
+        if entry is not None:
+            self._held[tag] = [entry, now, False]
+            return entry
+        if held is None:
+            return None
+        log.info("image %s was removed; finishing its multicast session from the open file", held[0].header.image_id)
+        held[2] = True
+        if request:
+            held[1] = now
+        return held[0]
 
     def _take_requests(self, timeout: float) -> None:
         ready, _, _ = select.select([self._req_sock], [], [], timeout)
@@ -197,7 +238,7 @@ class MulticastServer:
         if decoded is None:
             return
         tag, indexes = decoded
-        entry = self.catalog.by_tag(tag)
+        entry = self._image(tag, request=True)
         if entry is None:
             return
         chunks = len(entry.header.chunks)
@@ -217,7 +258,7 @@ class MulticastServer:
         if not self._queue:
             return False
         (tag, index), _ = self._queue.popitem(last=False)
-        entry = self.catalog.by_tag(tag)
+        entry = self._image(tag, request=False)
         if entry is None:
             return False
         chunk = entry.header.chunks[index]

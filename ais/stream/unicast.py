@@ -165,7 +165,7 @@ class ImageCatalog:
         for path in sorted(self.directory.glob("*.aisimg")):
             try:
                 out.append(read_header_and_data_offset(path)[0].image_id)
-            except ImageFormatError:
+            except (ImageFormatError, OSError):  # malformed, or removed since the scan
                 continue
         return out
 

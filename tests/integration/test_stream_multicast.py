@@ -69,3 +69,49 @@ def test_three_receivers_and_a_late_joiner(image, tmp_path):
     # Requests were merged: far less than one image per receiver went out.
     assert stats["multicast_bytes_sent"] < 2.2 * header.stored_bytes
     assert stats["multicast_merged"] > 0
+
+
+def test_image_deleted_mid_session(image, tmp_path):
+    """A rebuild's gc unlinks the image while two receivers are half way: they still finish (the
+    server keeps the open file for the session), and the server goes on serving other images."""
+    images, reference = image
+    served = tmp_path / "images"
+    served.mkdir()
+    (served / "img-m.aisimg").write_bytes((images / "img-m.aisimg").read_bytes())
+    fs = tmp_path / "fs-n.img"
+    make_fs_image(make_tree(tmp_path / "src-n", seed=2, random_kib=1024, text_files=20), fs, 16)
+    pack(fs, served / "img-n.aisimg", image_id="img-n", packages=[])
+    header = read_header(served / "img-m.aisimg")
+    with NetLab(3) as lab:
+        server = lab.spawn(0, lab.python(0, "image", "serve-stream", str(served), "--listen",
+                                         f"{lab.address(0)}:{TCP_PORT}", "--multicast", f"{GROUP}:{DATA_PORT}",
+                                         "--interface", lab.address(0), "--rate", "2", "--seconds", "60"))
+        _wait_listening(server)
+
+        def receiver(i, image_id, target):
+            return lab.spawn(i, lab.python(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
+                                           "--image", image_id, "--multicast", f"{GROUP}:{DATA_PORT}",
+                                           "--interface", lab.address(i), "--stall-timeout", "10", "--json",
+                                           str(target)))
+
+        procs = [receiver(i, "img-m", tmp_path / f"t{i}") for i in (1, 2)]
+        deadline = time.monotonic() + 20  # unlink once the session is under way (the targets grow)
+        while time.monotonic() < deadline and not all((tmp_path / f"t{i}").exists() for i in (1, 2)):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        (served / "img-m.aisimg").unlink()
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert json.loads(out)["chunks_written"] == len(header.chunks)
+        after = receiver(1, "img-n", tmp_path / "n1")  # the server still serves the rest
+        out, err = after.communicate(timeout=60)
+        assert after.returncode == 0, err
+        assert server.poll() is None
+        server.terminate()
+        out, _ = server.communicate(timeout=20)
+        stats = json.loads(out.strip().splitlines()[-1])
+    for i in (1, 2):
+        assert (tmp_path / f"t{i}").read_bytes() == reference.read_bytes()
+    run(["e2fsck", "-fn", str(tmp_path / "n1")])
+    assert stats["multicast_chunks_sent"] >= len(header.chunks)

@@ -38,3 +38,20 @@ def test_unknown_and_malformed_ids(small_image, tmp_path):
     catalog = ImageCatalog(tmp_path)
     assert catalog.lookup("0" * 64) is None
     assert catalog.lookup("../etc/passwd") is None
+
+
+def test_ids_skip_an_image_removed_during_the_scan(small_image, tmp_path, monkeypatch):
+    import ais.stream.unicast as unicast
+
+    header = read_header(small_image)
+    shutil.copy(small_image, tmp_path / f"{header.image_id}.aisimg")
+    shutil.copy(small_image, tmp_path / "gone.aisimg")
+    real = unicast.read_header_and_data_offset
+
+    def racing(path):  # the gc unlinks gone.aisimg between the glob and the read
+        if path.name == "gone.aisimg":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+
+    monkeypatch.setattr(unicast, "read_header_and_data_offset", racing)
+    assert ImageCatalog(tmp_path).ids() == [header.image_id]
