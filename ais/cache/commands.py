@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ais.cache.rebuild import BUDGET_FILE, DEFAULT_BUDGET, Options, budget_of, rebuild
 from ais.cache.report import Reporter
-from ais.cache.sizes import human, parse_size
+from ais.sizes import human, parse_size
 from ais.cache.status import render, status
 from ais.cache.store import Store
 

@@ -33,7 +33,7 @@ from ais.cache.changes import Changes, configurations, diff, plan_obj, wanted_im
 from ais.cache.hooks import pause_point
 from ais.cache.lock import locked
 from ais.cache.report import Reporter
-from ais.cache.sizes import human, parse_size
+from ais.sizes import human, parse_size
 from ais.cache.store import Store
 from ais.cache.verify import check_store, header_record
 from ais.model import Site

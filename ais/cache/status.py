@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ais.cache import manifest as manifests
 from ais.cache.changes import diff, wanted_images
-from ais.cache.sizes import human
+from ais.sizes import human
 from ais.cache.store import Store
 from ais.cache.verify import check_store
 from ais.errors import AisError, DescriptorError

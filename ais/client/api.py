@@ -18,16 +18,15 @@ for downloads, the server's answer for the report.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ais.errors import ClientError
+from ais.files import file_sha256
 
 log = logging.getLogger("ais.client.api")
 
@@ -113,7 +112,7 @@ class Api:
         dest = Path(dest)
         dest.unlink(missing_ok=True)
         self._retrying(f"downloading {url}", lambda: self._fetch_into(url, dest, sha256, auth))
-        digest = _sha256(dest)
+        digest = file_sha256(dest)
         if digest != sha256 or (size is not None and dest.stat().st_size != size):
             dest.unlink(missing_ok=True)
             raise ClientError(f"{url}: sha256 {digest[:16]}... does not match the plan's {sha256[:16]}...; "
@@ -148,13 +147,3 @@ class Api:
         return json.loads(answer)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return _sha256(Path(path))

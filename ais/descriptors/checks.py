@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections import defaultdict
 from pathlib import Path
 
 from ais.descriptors.parse import HcdRecord, ScdRecord

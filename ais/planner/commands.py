@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ais.cache.sizes import human, parse_size
+from ais.sizes import human, parse_size
 from ais.errors import UsageError
 from ais.planner.cost import COST_FILE, CostModel, cost_for
 from ais.planner.lattice import hasse_diagram

@@ -9,7 +9,6 @@ and compares versions the way rpm does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 import rpm
 
 from ais.errors import BadInput
+from ais.files import file_sha256
 from ais.model import Package
 
 _SCRIPTLET_TAGS = (
@@ -91,19 +91,11 @@ def read_package(path: Path, repo_root: Path) -> tuple[Package, tuple[str, ...]]
         installed_size=hdr[rpm.RPMTAG_LONGSIZE],
         file_count=len(files),
         scriptlets=sum(1 for tag in _SCRIPTLET_TAGS if hdr[tag]),
-        digest=_sha256(path),
+        digest=file_sha256(path),
         requires=_deps(hdr, rpm.RPMTAG_REQUIRENAME, rpm.RPMTAG_REQUIREFLAGS, rpm.RPMTAG_REQUIREVERSION),
         provides=_deps(hdr, rpm.RPMTAG_PROVIDENAME, rpm.RPMTAG_PROVIDEFLAGS, rpm.RPMTAG_PROVIDEVERSION),
     )
     return package, files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RepoIndex:

@@ -10,7 +10,7 @@ import pytest
 
 from ais.cache import manifest as manifests
 from ais.cache.lock import locked
-from ais.cache.sizes import human, parse_size
+from ais.sizes import human, parse_size
 from ais.cache.store import BUILDER_FORMAT, Store, image_id
 from ais.errors import BuildError, LockBusy, UsageError
 from ais.model import Package
