@@ -15,3 +15,27 @@ def repo_dir() -> Path:
     out = ROOT / "build" / "repo"
     build_repo(ROOT / "packages", out, echo=lambda line: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def build_test_rpms(tmp_path_factory):
+    """build_test_rpms({"name": spec text, ...}) -> directory of RPMs built by the real builder.
+
+    For one-off packages a test needs (a dependency nobody provides, a failing
+    scriptlet); the specs may use the demo repository's macros.
+    """
+    import shutil
+
+    from ais.repo.build import build_repo
+
+    def build(specs: dict[str, str]) -> Path:
+        spec_dir = tmp_path_factory.mktemp("specs")
+        for shared in ("ais.macros", "gen.awk"):
+            shutil.copy(ROOT / "packages" / shared, spec_dir / shared)
+        for name, text in specs.items():
+            (spec_dir / f"{name}.spec").write_text(text)
+        out = tmp_path_factory.mktemp("rpms")
+        build_repo(spec_dir, out, echo=lambda line: None)
+        return out
+
+    return build

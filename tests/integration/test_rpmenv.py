@@ -5,16 +5,13 @@ rpm 4.18 exits 0 when a %post scriptlet fails; AIS must not take that for succes
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ais.errors import BuildError, ToolError
-from ais.repo.build import build_repo
 from ais.rpmenv import installed_nevras, rpm_install, verify
 
-PACKAGES = Path(__file__).resolve().parents[2] / "packages"
 FAILING_POST = """\
 %define debug_package %{nil}
 Name: failpost
@@ -36,14 +33,8 @@ exit 3
 
 
 @pytest.fixture(scope="module")
-def failpost_rpm(tmp_path_factory) -> Path:
-    specs = tmp_path_factory.mktemp("specs")
-    for name in ("ais.macros", "gen.awk"):
-        shutil.copy(PACKAGES / name, specs / name)
-    (specs / "failpost.spec").write_text(FAILING_POST)
-    out = tmp_path_factory.mktemp("out")
-    build_repo(specs, out, echo=lambda line: None)
-    return next(out.rglob("failpost-*.rpm"))
+def failpost_rpm(build_test_rpms) -> Path:
+    return next(build_test_rpms({"failpost": FAILING_POST}).rglob("failpost-*.rpm"))
 
 
 def rpms(repo: Path, *names: str) -> list[Path]:

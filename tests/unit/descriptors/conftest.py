@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from ais.repo.build import build_repo
 
-PACKAGES = Path(__file__).resolve().parents[3] / "packages"
 BROKEN_SPEC = """\
 %define debug_package %{nil}
 Name: broken
@@ -30,13 +27,8 @@ mkdir -p %{buildroot}/usr/share/broken && echo x > %{buildroot}/usr/share/broken
 
 
 @pytest.fixture(scope="session")
-def broken_repo(repo_dir, tmp_path_factory) -> Path:
-    specs = tmp_path_factory.mktemp("broken-specs")
-    for name in ("ais.macros", "gen.awk"):
-        shutil.copy(PACKAGES / name, specs / name)
-    (specs / "broken.spec").write_text(BROKEN_SPEC)
-    built = tmp_path_factory.mktemp("broken-rpms")
-    build_repo(specs, built)
+def broken_repo(repo_dir, build_test_rpms, tmp_path_factory) -> Path:
+    built = build_test_rpms({"broken": BROKEN_SPEC})
     repo = tmp_path_factory.mktemp("repo-with-broken")
     for rpm_file in list(Path(repo_dir).rglob("*.rpm")) + list(built.rglob("*.rpm")):
         (repo / rpm_file.name).symlink_to(rpm_file)
