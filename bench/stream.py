@@ -10,7 +10,17 @@ and clients. Targets of the single-target rows are files on the disk; the
 namespace rows (8 receivers share this one machine) write to tmpfs, and the
 1-receiver multicast row does too so the 1-vs-8 comparison is like for like.
 
-Usage: python bench/stream.py [--tree DIR] [--size-mib N] [--rate MBPS] [--keep]
+Separating the protocol from this machine's CPU: 8 real receivers each
+decompress and write the image on their own CPU; here all 8 share 2 cores.
+So the bench also runs the "verify-only" variant (`ais image get
+--verify-only`, a measurement tool): receivers reassemble every chunk and check
+its sha256, then discard it: no decompression, no writing. 8 vs 1 of those is
+the protocol's scaling; the 1-receiver full row's client CPU is what each real
+machine spends on its own. It also reruns the 8-receiver full case with a
+lower multicast rate cap (--low-rate), which lets CPU-starved receivers keep up.
+
+Usage: python bench/stream.py [--tree DIR] [--size-mib N] [--rate MBPS] [--low-rate MBPS]
+                              [--receivers N] [--multicast-only] [--keep]
 """
 
 from __future__ import annotations
@@ -89,13 +99,17 @@ def main() -> int:
     ap.add_argument("--tree", default="/usr/share")
     ap.add_argument("--size-mib", type=int, default=1200)
     ap.add_argument("--rate", type=float, default=100.0, help="multicast cap, MB/s of stored data")
+    ap.add_argument("--low-rate", type=float, default=20.0,
+                    help="the lower cap tried for the N-receiver full case, MB/s")
     ap.add_argument("--receivers", type=int, default=8)
+    ap.add_argument("--multicast-only", action="store_true", help="skip dd, zstd, local, unicast and udpcast")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ais-bench-", dir="/var/tmp"))
     shm = Path(tempfile.mkdtemp(prefix="ais-bench-", dir="/dev/shm"))
     py = [sys.executable, "-m", "ais.stream.commands", "image"]
-    rows = []
+    rows: list = []
+    mcast: dict = {}
     try:
         fs = make_fs_image(Path(args.tree), work / "fs.img", args.size_mib, "bench")
         images = work / "images"
@@ -121,37 +135,54 @@ def main() -> int:
                 Path(p).unlink(missing_ok=True)
 
         target = work / "target"
-        wall, cpu = timed([["dd", f"if={fs}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]])
-        row("dd bs=4M conv=fsync", wall, cpu)
-        clean(target)
-        wall, cpu = timed([["sh", "-c", f"zstd -dc {work / 'fs.zst'} | dd of={target} bs=4M iflag=fullblock conv=fsync status=none"]])
-        row("zstd -d | dd", wall, cpu)
-        clean(target)
-        wall, cpu = timed([py + ["write", "--no-resume", str(images / "bench.aisimg"), str(target)]])
-        row("ais image write (local)", wall, cpu)
-        clean(target)
-        server = spawn_server(py + ["serve-stream", str(images), "--listen", f"127.0.0.1:{TPORT}"])
-        wall, cpu = timed([py + ["get", "--server", f"127.0.0.1:{TPORT}", "--image", "bench", str(target)]])
-        stats, scpu = stop_server(server)
-        row("unicast TCP loopback", wall, cpu, stats["unicast_bytes_sent"], scpu)
-        clean(target)
+        if not args.multicast_only:
+            wall, cpu = timed([["dd", f"if={fs}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]])
+            row("dd bs=4M conv=fsync", wall, cpu)
+            clean(target)
+            wall, cpu = timed([["sh", "-c", f"zstd -dc {work / 'fs.zst'} | dd of={target} bs=4M iflag=fullblock conv=fsync status=none"]])
+            row("zstd -d | dd", wall, cpu)
+            clean(target)
+            wall, cpu = timed([py + ["write", "--no-resume", str(images / "bench.aisimg"), str(target)]])
+            row("ais image write (local)", wall, cpu)
+            clean(target)
+            server = spawn_server(py + ["serve-stream", str(images), "--listen", f"127.0.0.1:{TPORT}"])
+            wall, cpu = timed([py + ["get", "--server", f"127.0.0.1:{TPORT}", "--image", "bench", str(target)]])
+            stats, scpu = stop_server(server)
+            row("unicast TCP loopback", wall, cpu, stats["unicast_bytes_sent"], scpu)
+            clean(target)
 
         n = args.receivers
         with NetLab(n + 1) as lab:
-            for count in (1, n):
+
+            def multicast(count: int, rate: float, verify_only: bool) -> dict:
+                """count receivers in their namespaces, the server in host 0; one measured run."""
                 server = spawn_server(lab.python(0, "image", "serve-stream", str(images), "--listen",
                                                  f"{lab.address(0)}:{TPORT}", "--multicast", f"{GROUP}:{MPORT}",
-                                                 "--interface", lab.address(0), "--rate", str(args.rate)))
+                                                 "--interface", lab.address(0), "--rate", str(rate)))
                 tx0 = tx_bytes(lab, 0)
+                sink = ["--verify-only"] if verify_only else []
                 argvs = [lab.python(i, "image", "get", "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
-                                    "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i),
-                                    str(shm / f"m{i}")) for i in range(1, count + 1)]
+                                    "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i), *sink,
+                                    *([] if verify_only else [str(shm / f"m{i}")])) for i in range(1, count + 1)]
                 wall, cpu = timed(argvs)
                 tx = tx_bytes(lab, 0) - tx0
                 stats, scpu = stop_server(server)
-                row(f"multicast, {count} receiver(s), tmpfs", wall, cpu, tx, scpu, count)
                 for i in range(1, count + 1):
                     clean(shm / f"m{i}")
+                kind = "verify-only" if verify_only else "tmpfs"
+                row(f"multicast {rate:g} MB/s, {count} rcv, {kind}", wall, cpu, tx, scpu, count)
+                found = {"wall": wall, "cpu_per_receiver": cpu / count, "server_bytes": tx,
+                         "chunks_resent": stats.get("multicast_chunks_sent", 0) - len(header.chunks)}
+                mcast[(count, rate, verify_only)] = found
+                return found
+
+            multicast(1, args.rate, False)
+            multicast(n, args.rate, False)
+            multicast(n, args.low_rate, False)
+            multicast(1, args.rate, True)
+            multicast(n, args.rate, True)
+            if args.multicast_only:
+                return summary(args, header, fs_mb, rows, mcast)
             tx0 = tx_bytes(lab, 0)
             sender = subprocess.Popen(lab.argv(0, ["udp-sender", "--file", str(fs), "--interface", "eth0",
                                                    "--mcast-rdv-address", "239.255.1.1", "--min-receivers", str(n),
@@ -171,15 +202,36 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
+    return summary(args, header, fs_mb, rows, mcast)
 
-    dd_rate = rows[0][2]
-    print(f"\n{'method':34} {'wall s':>7} {'fs MB/s':>8} {'vs dd':>6} {'server MB':>10} {'srv ms/MB':>9} {'cli ms/MB':>9}")
+
+def summary(args, header, fs_mb: float, rows: list, mcast: dict) -> int:
+    dd_rate = rows[0][2] if rows[0][0].startswith("dd") else None
+    print(f"\n{'method':40} {'wall s':>7} {'fs MB/s':>8} {'vs dd':>6} {'server MB':>10} {'srv ms/MB':>9} "
+          f"{'cli ms/MB':>9} {'cli CPU s':>9}")
     for name, wall, rate, sbytes, scpu, ccpu in rows:
         sb = f"{sbytes / MB:10.0f}" if sbytes is not None else f"{'-':>10}"
         sc = f"{scpu * 1000 / fs_mb:9.2f}" if scpu is not None else f"{'-':>9}"
-        print(f"{name:34} {wall:7.2f} {rate:8.0f} {rate / dd_rate:6.2f} {sb} {sc} {ccpu * 1000 / fs_mb:9.2f}")
-    print("(fs MB/s = filesystem bytes / wall; cli ms/MB = CPU per receiver per filesystem MB; "
+        vs = f"{rate / dd_rate:6.2f}" if dd_rate else f"{'-':>6}"
+        print(f"{name:40} {wall:7.2f} {rate:8.0f} {vs} {sb} {sc} {ccpu * 1000 / fs_mb:9.2f} {ccpu:9.2f}")
+    print("(fs MB/s = filesystem bytes / wall; cli ms/MB and cli CPU s = CPU per receiver; "
           f"server MB vs stored image {header.stored_bytes / MB:.0f} MB)")
+    n, stored = args.receivers, header.stored_bytes
+    one_v, many_v = mcast[(1, args.rate, True)], mcast[(n, args.rate, True)]
+    one_f, many_f, low_f = mcast[(1, args.rate, False)], mcast[(n, args.rate, False)], mcast[(n, args.low_rate, False)]
+    print(f"\nprotocol scaling (verify-only receivers, {args.rate:g} MB/s cap): {n} vs 1 receiver wall "
+          f"{many_v['wall']:.2f}/{one_v['wall']:.2f} s = {many_v['wall'] / one_v['wall']:.2f}x; server bytes "
+          f"{many_v['server_bytes'] / stored:.2f}x one image ({one_v['server_bytes'] / stored:.2f}x for 1 receiver); "
+          f"verify-only CPU per receiver {many_v['cpu_per_receiver']:.2f} s; "
+          f"chunks sent again {one_v['chunks_resent']} / {many_v['chunks_resent']} of {len(header.chunks)}")
+    print(f"client CPU per image (full path: receive, verify, decompress, write; 1 receiver): "
+          f"{one_f['cpu_per_receiver']:.2f} s; {n} receivers here: {n * one_f['cpu_per_receiver']:.1f} CPU-s "
+          f"on {os.cpu_count()} cores, >= {n * one_f['cpu_per_receiver'] / (os.cpu_count() or 1):.1f} s wall")
+    print(f"full path, {n} receivers: {args.rate:g} MB/s cap {many_f['wall']:.2f} s "
+          f"({many_f['wall'] / one_f['wall']:.2f}x one receiver, server {many_f['server_bytes'] / stored:.2f}x image); "
+          f"{args.low_rate:g} MB/s cap {low_f['wall']:.2f} s ({low_f['wall'] / one_f['wall']:.2f}x, "
+          f"server {low_f['server_bytes'] / stored:.2f}x image); chunks sent again "
+          f"{one_f['chunks_resent']} / {many_f['chunks_resent']} / {low_f['chunks_resent']} of {len(header.chunks)}")
     return 0
 
 

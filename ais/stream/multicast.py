@@ -308,6 +308,8 @@ class _Assembly:
 class MulticastSource:
     """A ChunkSource receiving chunks from a MulticastServer; use as a context manager."""
 
+    verifies_sha256 = True  # every chunk it yields matched the trusted header's sha256
+
     def __init__(
         self,
         group: str,
