@@ -68,7 +68,7 @@ bench-stream: setup
 	$(PY) bench/stream.py
 
 bench-install: setup
-	$(PY) bench/install.py
+	$(PY) bench/install.py --scale 8
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache

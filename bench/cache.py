@@ -1,6 +1,9 @@
 """Cache benchmark: build cost, packer speed, incremental rebuilds, stored bytes.
 
-Run: `make bench-cache` (or `.venv/bin/python bench/cache.py [--repeat N]`).
+Run: `make bench-cache` (or `.venv/bin/python bench/cache.py [--repeat N] [--scale N]`).
+`--scale N` (default 1) uses the demo repository built at size scale N
+(`python -m ais.repo.build --scale N` into build/repo-xN, incremental; same names and
+versions, N times the bytes and tree files) and an N GiB budget.
 Prints a table. Everything runs in a temporary directory on the same disk as
 build/ (so rpm, mke2fs and the packer see the same storage as a real cache).
 
@@ -16,8 +19,8 @@ build/ (so rpm, mke2fs and the packer see the same storage as a real cache).
 
 The demo's default cost model keeps no image at all (the demo packages are
 small); the benchmark uses a cost model under which images pay off
-(rpm 2 s per package, 0.5 s fixed imaging cost) and a 1 GiB budget, so the
-planner keeps one image per configuration and its shared base.
+(rpm 2 s per package, 0.5 s fixed imaging cost) and a 1 GiB budget (N GiB at
+scale N), so the planner keeps one image per configuration and its shared base.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ais.cache.build import build_fs, build_image, content_usage  # noqa: E402
 from ais.cache.store import Store  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.planner.cost import CostModel, save_calibration  # noqa: E402
+from ais.repo.build import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.stream.format import pack  # noqa: E402
@@ -121,10 +125,10 @@ def bench_packer(packages, repo: Path, tmp: Path, repeat: int) -> list[tuple[str
     ]
 
 
-def ais_rebuild(descriptors: Path, repo: Path, cache: Path, cost: Path) -> tuple[float, str]:
+def ais_rebuild(descriptors: Path, repo: Path, cache: Path, cost: Path, budget: str) -> tuple[float, str]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "ais.cli", "rebuild", "--descriptors", str(descriptors),
-                           "--repo", str(repo), "--cache", str(cache), "--budget", "1G",
+                           "--repo", str(repo), "--cache", str(cache), "--budget", budget,
                            "--cost", str(cost), "--json"],
                           cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
@@ -132,7 +136,7 @@ def ais_rebuild(descriptors: Path, repo: Path, cache: Path, cost: Path) -> tuple
     return time.perf_counter() - started, proc.stdout
 
 
-def bench_rebuild(repo: Path, tmp: Path) -> list[tuple[str, str]]:
+def bench_rebuild(repo: Path, tmp: Path, budget: str) -> list[tuple[str, str]]:
     import json
 
     descriptors = tmp / "descriptors"
@@ -140,15 +144,15 @@ def bench_rebuild(repo: Path, tmp: Path) -> list[tuple[str, str]]:
     cost = tmp / "cost.json"
     save_calibration(CostModel(rpm_per_package_s=2.0, image_fixed_s=0.5), cost)
     cache = tmp / "cache"
-    full_s, out = ais_rebuild(descriptors, repo, cache, cost)
+    full_s, out = ais_rebuild(descriptors, repo, cache, cost, budget)
     full = json.loads(out)
     full_bytes = sum(r["stored_bytes"] for r in full["built"].values())
-    ais_rebuild(descriptors, repo, cache, cost)  # settle: the plan now uses measured sizes
+    ais_rebuild(descriptors, repo, cache, cost, budget)  # settle: the plan now uses measured sizes
     before = manifests.read(Store(cache))
     scd = descriptors / "scd" / "mail.xml"  # mail gains the newer OpenSSL patch level
     scd.write_text(scd.read_text().replace(
         "</scd>", '  <package name="libssl" version="3.0.1" release="2"/>\n</scd>'))
-    inc_s, out = ais_rebuild(descriptors, repo, cache, cost)
+    inc_s, out = ais_rebuild(descriptors, repo, cache, cost, budget)
     inc = json.loads(out)
     after = manifests.read(Store(cache))
     changed = set(after["images"]) - set(before["images"])
@@ -177,16 +181,24 @@ def bench_rebuild(repo: Path, tmp: Path) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--repo", type=Path, default=ROOT / "build" / "repo")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="size scale of the demo repository (default 1: build/repo; N: build/repo-xN)")
+    parser.add_argument("--repo", type=Path, default=None,
+                        help="repository to use as is (default: build/repo or build/repo-xN, built first)")
     args = parser.parse_args()
+    if args.repo is None:
+        args.repo = default_out(ROOT / "build" / "repo", args.scale)
+        build_repo(ROOT / "packages", args.repo, scale=args.scale, echo=lambda line: None)
+    budget = f"{args.scale}G"
     site = load_site(ROOT / "descriptors", args.repo)
+    print(f"repository {args.repo} (scale {args.scale}), budget {budget}")
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(dir=ROOT / "build", prefix="bench-cache-") as tmp:
         tmp = Path(tmp)
         build_rows, packages = bench_build(site, args.repo, tmp, args.repeat)
         rows += build_rows
         rows += bench_packer(packages, args.repo, tmp, args.repeat)
-        rows += bench_rebuild(args.repo, tmp)
+        rows += bench_rebuild(args.repo, tmp, budget)
     width = max(len(a) for a, _ in rows)
     print(f"{'measure':<{width}}  result")
     print(f"{'-' * width}  {'-' * 40}")

@@ -7,15 +7,27 @@
 The cost model is calibrated first, in the same run (`ais calibrate`'s code), and all
 three caches record it, so every prediction comes from the same measured model.
 Each way: a real `ais serve` subprocess, a real `ais client reinstall` subprocess per host
-onto a 1 GiB sparse loop device, three runs per host (median). Prints wall time per
-phase, server disk per approach, AIS's predicted vs measured time, and the goals.
+onto a sparse loop device (1 GiB, or about 3x the largest configuration's installed size
+if that is more), three runs per host (median). Prints wall time per phase, server disk
+per approach, AIS's predicted vs measured time, and the goals.
 
-Reads: descriptors/, build/repo. Writes under build/bench-install/. Needs root (losetup, mount).
+`--scale N` (default 8) uses the demo repository built at size scale N
+(`python -m ais.repo.build --scale N`, incremental, into build/repo-xN; scale 1 is
+build/repo): the same descriptors, names and versions, N times the bytes and tree
+files, so a configuration is 0.1-0.3 GB instead of 15-36 MiB. Everything (calibration,
+the three caches, the server, the reinstalls) uses that repository. About 7 minutes at
+scale 8 on 2 cores (plus a cold repository build of about 1.5 minutes), 1.5 at scale 1.
+
+Run: `make bench-install` (scale 8) or `.venv/bin/python bench/install.py --scale 1`.
+Reads: descriptors/, packages/. Writes build/repo[-xN] and build/bench-install[-xN]/.
+Needs root (losetup, mount).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -32,6 +44,7 @@ from ais.client.lab import LoopDisk, reinstall_argv  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.planner.calibrate import calibrate  # noqa: E402
 from ais.planner.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
+from ais.repo.build import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.server.lab import ServeProcess, rebuild_cache  # noqa: E402
 
@@ -39,9 +52,29 @@ HOSTS = ["mail01", "db01", "web01", "mon01"]
 RUNS = 3
 PHASES = ["plan", "image", "grow", "mount", "install", "files", "verify", "record", "unmount", "fsck"]
 SPAN = PHASES[1:]  # what the planner predicts: imaging through a checked filesystem
+DEFAULT_SCALE = 8
+DESCRIPTORS, SPECS = ROOT / "descriptors", ROOT / "packages"
+# set by configure() for the chosen scale
+REPO = ROOT / "build" / "repo"
 WORK = ROOT / "build" / "bench-install"
-DESCRIPTORS, REPO = ROOT / "descriptors", ROOT / "build" / "repo"
 COST = WORK / "cost.json"
+DISK_MIB = 1024
+
+
+def configure(scale: int) -> None:
+    """Point the benchmark at the repository and work directory of this scale."""
+    global REPO, WORK, COST
+    REPO = default_out(ROOT / "build" / "repo", scale)
+    WORK = default_out(ROOT / "build" / "bench-install", scale)
+    COST = WORK / "cost.json"
+
+
+def disk_mib_for(site) -> int:
+    """Loop device size: 1 GiB, or 3x the largest configuration's installed size (rounded up
+    to 256 MiB) when that is more: room for the image filesystem (+25%, inode tables,
+    journal), the downloaded RPMs of a packages-only install, and ext4's reserve."""
+    largest = max(sum(p.installed_size for p in c.packages) for c in site.configurations)
+    return max(1024, math.ceil(3 * largest / 2**20 / 256) * 256)
 
 
 def publish(store: Store, plan_note: str, images: dict, confs: dict) -> dict:
@@ -77,7 +110,7 @@ def ais_cache(cache: Path, budget: int) -> tuple[dict, str]:
 
 def reinstall_once(server, site, host: str, state: Path) -> dict:
     token = next(h.token for h in site.hosts if h.name == host)
-    with LoopDisk(WORK / "disk.img", 1024) as disk:
+    with LoopDisk(WORK / "disk.img", DISK_MIB) as disk:
         started = time.monotonic()
         proc = run(reinstall_argv(server.url, host, token, disk.device, state), check=False, timeout=600)
         wall = time.monotonic() - started
@@ -87,7 +120,17 @@ def reinstall_once(server, site, host: str, state: Path) -> dict:
     timings = session["timings"]
     return {"timings": timings, "span": sum(timings.get(p, 0.0) for p in SPAN), "wall": wall,
             "predicted": session["plan"]["predicted_seconds"]["total"],
+            "predicted_parts": session["plan"]["predicted_seconds"],
             "remainder": len(session["plan"]["packages"]), "image": bool(session["plan"]["image"])}
+
+
+def phase_comparison(r: dict) -> str:
+    """The server's predicted parts against the client's measured phases, for one reinstall."""
+    parts, t = r["predicted_parts"], r["timings"]
+    measured = {"image": t.get("image", 0.0) + t.get("grow", 0.0),
+                "rpm": t.get("install", 0.0), "host_files": t.get("files", 0.0),
+                "finish": sum(t.get(p, 0.0) for p in ("mount", "verify", "record", "unmount", "fsck"))}
+    return "  ".join(f"{k} {parts.get(k, 0.0):.2f}/{measured[k]:.2f}" for k in measured) + "  (predicted/measured s)"
 
 
 def run_way(name: str, site, cache: Path) -> dict[str, dict]:
@@ -107,12 +150,28 @@ def disk_bytes(site, manifest: dict, with_repo: bool) -> int:
     return images + repo
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global DISK_MIB
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=DEFAULT_SCALE,
+                        help=f"size scale of the demo repository (default {DEFAULT_SCALE}; 1 = build/repo)")
+    args = parser.parse_args(argv)
+    configure(args.scale)
+    t0 = time.monotonic()
+    built = build_repo(SPECS, REPO, scale=args.scale, echo=lambda line: None)
+    print(f"repository {REPO.relative_to(ROOT)} (scale {args.scale}): {len(built.rpms)} RPMs, "
+          f"{len(built.built)} built in {time.monotonic() - t0:.1f}s")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     site = load_site(DESCRIPTORS, REPO)
+    DISK_MIB = disk_mib_for(site)
+    for host in HOSTS:
+        conf = next(c for c in site.configurations if c.name == next(h.scd for h in site.hosts if h.name == host))
+        print(f"  {host}: {conf.name}, {len(conf.packages)} RPMs, "
+              f"{sum(p.installed_size for p in conf.packages) / 2**20:.0f} MiB installed, "
+              f"{sum(p.file_count for p in conf.packages)} files")
     t0 = time.monotonic()
-    model, _, _ = calibrate(site, REPO, echo=lambda line: None)
+    model, _, _ = calibrate(site, REPO, disk_bytes=DISK_MIB << 20, echo=lambda line: None)
     save_calibration(model, COST)
     print(f"calibrated in {time.monotonic() - t0:.1f}s")
     t0 = time.monotonic()
@@ -123,7 +182,8 @@ def main() -> int:
     results = {way: run_way(way, site, WORK / f"cache-{way}") for way in "abc"}
 
     names = {"a": "packages only", "b": "full image", "c": "AIS"}
-    print(f"\nwall seconds per phase, median of {RUNS} runs, 1 GiB loop device, hosts {', '.join(HOSTS)}")
+    print(f"\nscale {args.scale}: wall seconds per phase, median of {RUNS} runs, {DISK_MIB} MiB loop device, "
+          f"hosts {', '.join(HOSTS)}")
     print(f"{'host':8} {'way':14} {'rpms':>4} " + " ".join(f"{p:>7}" for p in PHASES) + f" {'span':>7} {'process':>8}")
     for host in HOSTS:
         for way in "abc":
@@ -148,6 +208,7 @@ def main() -> int:
         err = (r["predicted"] - r["span"]) / r["span"]
         errors.append(abs(err))
         print(f"  {host:8} predicted {r['predicted']:7.3f}s measured {r['span']:7.3f}s  error {err:+.0%}")
+        print("           " + phase_comparison(r))
 
     ratio_b = totals["c"] / totals["b"]
     ratio_a = totals["a"] / totals["c"]
@@ -159,8 +220,8 @@ def main() -> int:
           f"  (with RPMs: {disk['c+repo'] / disk['b']:.2f})")
     worst = max(errors)
     print(f"  predicted within +-20% of measured:  worst {worst:.0%}  {'met' if worst <= 0.2 else 'MISSED'}")
-    (WORK / "results.json").write_text(json.dumps({"variant": variant, "results": results, "disk": disk},
-                                                  indent=1, sort_keys=True))
+    (WORK / "results.json").write_text(json.dumps({"scale": args.scale, "disk_mib": DISK_MIB, "variant": variant,
+                                                   "results": results, "disk": disk}, indent=1, sort_keys=True))
     return 0
 
 
