@@ -45,7 +45,7 @@ from ais.planner.cost import CostModel, save_calibration  # noqa: E402
 from ais.repo.build import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
-from ais.stream.format import pack  # noqa: E402
+from ais.stream.pack import pack  # noqa: E402
 
 MiB = 1 << 20
 

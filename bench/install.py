@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path

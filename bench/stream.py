@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 
 from ais.run import run
-from ais.stream.format import pack, read_header
+from ais.stream.format import read_header
+from ais.stream.pack import pack
 from ais.stream.lab import NetLab, make_fs_image
 
 MB = 1e6

@@ -10,7 +10,7 @@ Steps (each a small function, each timed):
    larger if the content did not fit.
 3. `check_fs`: `e2fsck -fn` must pass, and the rpmdb *inside the image*
    (extracted with `debugfs rdump`) must list exactly the planned NEVRAs.
-4. `pack`: the streamer's chunked format (ais.stream.format.pack), then the file
+4. `pack`: the streamer's chunked format (ais.stream.pack.pack), then the file
    is fsynced and renamed into images/<id>.aisimg (Store.install).
 
 Host tools: rpm, mke2fs, e2fsck, debugfs. Reads: Package records (their
@@ -168,7 +168,7 @@ def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str) ->
 
 def pack_fs(built: BuiltFs, out: Path, iid: str) -> object:
     """Pack a checked filesystem image in the streamer's format; returns its ImageHeader."""
-    from ais.stream.format import pack  # owned by the stream engineer
+    from ais.stream.pack import pack
 
     pause_point("pack")
     return pack(built.path, out, image_id=iid, packages=sorted(built.nevras))

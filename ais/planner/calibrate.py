@@ -163,7 +163,7 @@ def measure_image(conf: Configuration, repo: Path, work: Path, disk_bytes: int, 
     """
     from ais.cache.build import make_fs
     from ais.client import disk
-    from ais.stream.format import pack
+    from ais.stream.pack import pack
     from ais.stream.writer import write_image
 
     area = Path(tempfile.mkdtemp(prefix="image-", dir=work))

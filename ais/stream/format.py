@@ -1,21 +1,16 @@
-"""The .aisimg chunked image format: pack an ext4 image, read and check it.
+"""The .aisimg chunked image format: its header, and reading and checking it.
 
-What it does: `pack` turns an ext4 filesystem image (made by
-`mke2fs -t ext4 -b 4096 -d SRC`) into a `.aisimg` file holding only the blocks
-the filesystem uses. Used blocks that hold data are cut into chunks of about
-1 MiB of raw data, each compressed on its own with zstd and carrying its own
-sha256 and the block ranges it fills; used blocks that are all zeros are not
-stored but listed in a zero-ranges table, so a writer zeroes exactly them and
-leaves free blocks alone (a target may hold garbage; "free" and "zero and in
-use" differ). See docs/format.md for the byte layout.
+What it does: describes an image (`ImageHeader`: block size, filesystem size
+and UUID, the chunk table with each chunk's block ranges and sha256, and the
+in-use zero ranges) and reads `.aisimg` files (`ais.stream.pack` writes them).
+Used blocks holding data travel in chunks of about 1 MiB, each compressed on
+its own; used blocks that are all zeros are only listed, so a writer zeroes
+exactly them and leaves free blocks alone (a target may hold garbage; "free"
+and "zero and in use" differ). See docs/format.md for the byte layout.
 
-What it reads: the filesystem image (large sequential reads of the used
-extents) and `dumpe2fs` output for the used-block map (the complement of the
-per-group "Free blocks" lists; libext2fs already accounts for BLOCK_UNINIT
-groups, which is why we ask it instead of reading bitmaps ourselves).
+What it reads: `.aisimg` files, or header JSON from the control channel.
 
-What it fails on: a tool failure (`ToolError` from `ais.run`), an unreadable
-or non-ext4 source (`BuildError`), and any malformed or hostile `.aisimg`
+What it fails on: any malformed or hostile `.aisimg`
 (`ImageFormatError`, a `StreamError`): bad magic, unknown version, a header
 too long, regions beyond the filesystem, overlapping regions, chunk sizes over
 the limits, chunk data outside the file, a chunk whose hash or decompressed
@@ -29,7 +24,6 @@ as stored, and decoded chunks as `(block_offset, data)` pieces.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -42,19 +36,16 @@ from typing import Iterator
 
 import zstandard
 
-from ais.errors import BuildError, StreamError
-from ais.run import run
+from ais.errors import StreamError
 
 MAGIC = b"AISIMG\r\n"  # \r\n catches text-mode mangling, as PNG's magic does
 FORMAT_VERSION = 1
 PREAMBLE = struct.Struct("<8sQ")  # magic, header length in bytes
 
-CHUNK_RAW_TARGET = 1 << 20  # about 1 MiB of used-block data per chunk
 MAX_CHUNK_RAW = 8 << 20  # hard limit a reader accepts; bounds memory per chunk
 MAX_HEADER_BYTES = 64 << 20
 MAX_FS_BYTES = 1 << 46  # 64 TiB
 MAX_CHUNKS = 1 << 24
-READ_SIZE = 8 << 20  # large sequential reads of the source
 
 
 class ImageFormatError(StreamError):
@@ -364,199 +355,3 @@ def split_into_ranges(block_size: int, ranges: tuple[Range, ...], raw: memoryvie
         pieces.append((first * block_size, raw[pos : pos + n]))
         pos += n
     return pieces
-
-
-# ------------------------------------------------------------------ packing
-
-
-@dataclass(frozen=True)
-class FsInfo:
-    block_size: int
-    fs_blocks: int
-    uuid: str
-    label: str
-    used: tuple[Range, ...]
-
-
-def read_fs_info(fs_image: Path) -> FsInfo:
-    """Block size, block count, UUID, label and used-block ranges via dumpe2fs."""
-    out = run(["dumpe2fs", str(fs_image)], timeout=120).stdout
-    fields = dict(re.findall(r"^([A-Za-z #]+):\s*(.*)$", out, re.M))
-    try:
-        block_size = int(fields["Block size"])
-        fs_blocks = int(fields["Block count"])
-    except (KeyError, ValueError) as err:
-        raise BuildError(f"{fs_image}: dumpe2fs output lacks block size/count") from err
-    label = fields.get("Filesystem volume name", "").strip()
-    free = []
-    for line in re.findall(r"^\s+Free blocks: (.*)$", out, re.M):
-        for part in filter(None, (p.strip() for p in line.split(","))):
-            a, _, b = part.partition("-")
-            free.append((int(a), int(b or a)))
-    return FsInfo(
-        block_size=block_size,
-        fs_blocks=fs_blocks,
-        uuid=fields.get("Filesystem UUID", "").strip(),
-        label="" if label == "<none>" else label,
-        used=complement(free, fs_blocks),
-    )
-
-
-def complement(free: list[tuple[int, int]], fs_blocks: int) -> tuple[Range, ...]:
-    """Used ranges (first, count) given inclusive free ranges (a, b)."""
-    used, pos = [], 0
-    for a, b in sorted(free):
-        if a > pos:
-            used.append((pos, a - pos))
-        pos = max(pos, b + 1)
-    if pos < fs_blocks:
-        used.append((pos, fs_blocks - pos))
-    return tuple(used)
-
-
-class _RunBuilder:
-    """Coalesces (block, count) appends into ranges."""
-
-    def __init__(self) -> None:
-        self.ranges: list[list[int]] = []
-
-    def add(self, first: int, count: int) -> None:
-        if self.ranges and self.ranges[-1][0] + self.ranges[-1][1] == first:
-            self.ranges[-1][1] += count
-        else:
-            self.ranges.append([first, count])
-
-
-def _scan_used(fs_image: Path, info: FsInfo, zero_runs: _RunBuilder) -> Iterator[tuple[tuple[Range, ...], bytes]]:
-    """Yield (ranges, raw data) of about CHUNK_RAW_TARGET from the used, non-zero blocks.
-
-    Reads the used extents sequentially in READ_SIZE pieces; all-zero blocks go
-    to zero_runs instead of the chunk.
-    """
-    bs = info.block_size
-    zero_block = bytes(bs)
-    parts: list[bytes] = []
-    runs = _RunBuilder()
-    size = 0
-    blocks_per_read = max(1, READ_SIZE // bs)
-    with open(fs_image, "rb", buffering=0) as f:
-        fd = f.fileno()
-        for first, count in info.used:
-            block = first
-            while block < first + count:
-                n = min(blocks_per_read, first + count - block)
-                buf = os.pread(fd, n * bs, block * bs)
-                if len(buf) != n * bs:
-                    raise BuildError(f"{fs_image}: short read at block {block} (image smaller than filesystem?)")
-                run_start = None  # start (block index in buf) of current non-zero run
-                for i in range(n + 1):
-                    is_data = i < n and buf[i * bs : (i + 1) * bs] != zero_block
-                    if is_data:
-                        if run_start is None:
-                            run_start = i
-                        if size + (i + 1 - run_start) * bs < CHUNK_RAW_TARGET:
-                            continue
-                        i += 1  # the chunk is full: cut after this block
-                    if run_start is not None:
-                        parts.append(buf[run_start * bs : i * bs])
-                        runs.add(block + run_start, i - run_start)
-                        size += (i - run_start) * bs
-                        run_start = None
-                        if size >= CHUNK_RAW_TARGET:
-                            yield tuple(map(tuple, runs.ranges)), b"".join(parts)
-                            parts, runs, size = [], _RunBuilder(), 0
-                    if i < n and not is_data:
-                        zero_runs.add(block + i, 1)
-                block += n
-    if size:
-        yield tuple(map(tuple, runs.ranges)), b"".join(parts)
-
-
-def _compress(raw: bytes, level: int) -> tuple[bytes, str]:
-    cctx = getattr(_local, "cctx", None)
-    if cctx is None or getattr(_local, "level", None) != level:
-        cctx = _local.cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        _local.level = level
-    stored = cctx.compress(raw)
-    return stored, hashlib.sha256(stored).hexdigest()
-
-
-def pack(
-    fs_image: Path,
-    out_path: Path,
-    *,
-    image_id: str,
-    packages: list[str],
-    level: int = 3,
-    threads: int = 2,
-) -> ImageHeader:
-    """Pack an ext4 image into out_path (written via a temp file and rename)."""
-    fs_image, out_path = Path(fs_image), Path(out_path)
-    info = read_fs_info(fs_image)
-    if info.block_size * info.fs_blocks > os.path.getsize(fs_image):
-        raise BuildError(f"{fs_image}: file is smaller than the filesystem it holds")
-    data_tmp = out_path.with_name(out_path.name + ".data.tmp")
-    final_tmp = out_path.with_name(out_path.name + ".tmp")
-    zero_runs = _RunBuilder()
-    chunks: list[Chunk] = []
-    raw_total = 0
-    try:
-        with open(data_tmp, "wb") as data, concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            pending: list[tuple[tuple[Range, ...], int, concurrent.futures.Future]] = []
-            offset = 0
-
-            def drain(limit: int) -> None:
-                nonlocal offset
-                while len(pending) > limit:
-                    ranges, raw_len, fut = pending.pop(0)
-                    stored, sha = fut.result()
-                    data.write(stored)
-                    chunks.append(Chunk(offset, len(stored), raw_len, sha, ranges))
-                    offset += len(stored)
-
-            for ranges, raw in _scan_used(fs_image, info, zero_runs):
-                raw_total += len(raw)
-                pending.append((ranges, len(raw), pool.submit(_compress, raw, level)))
-                drain(threads * 2)  # bounded in flight: memory stays small
-            drain(0)
-        header = ImageHeader(
-            version=FORMAT_VERSION,
-            block_size=info.block_size,
-            fs_blocks=info.fs_blocks,
-            fs_uuid=info.uuid,
-            fs_label=info.label,
-            image_id=image_id,
-            packages=tuple(packages),
-            chunks=tuple(chunks),
-            zero_ranges=tuple(map(tuple, zero_runs.ranges)),
-            totals={
-                "used_blocks": sum(n for _, n in info.used),
-                "data_blocks": raw_total // info.block_size,
-                "zero_blocks": sum(n for _, n in zero_runs.ranges),
-                "raw_bytes": raw_total,
-                "stored_bytes": sum(c.stored_length for c in chunks),
-                "chunks": len(chunks),
-                "zstd_level": level,
-            },
-        )
-        _write_final(final_tmp, header, data_tmp)
-        os.replace(final_tmp, out_path)
-    finally:
-        for p in (data_tmp, final_tmp):
-            p.unlink(missing_ok=True)
-    return header
-
-
-def _write_final(final_tmp: Path, header: ImageHeader, data_tmp: Path) -> None:
-    text = header.to_json().encode()
-    with open(final_tmp, "wb") as out, open(data_tmp, "rb") as src:
-        out.write(PREAMBLE.pack(MAGIC, len(text)))
-        out.write(text)
-        out.flush()
-        remaining = os.fstat(src.fileno()).st_size
-        while remaining > 0:  # kernel-side copy: no trip through Python
-            n = os.copy_file_range(src.fileno(), out.fileno(), min(remaining, 1 << 30))
-            if n == 0:
-                raise BuildError(f"{final_tmp}: copy of chunk data stopped short")
-            remaining -= n
-        os.fsync(out.fileno())

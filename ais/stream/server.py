@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ais.errors import StreamError
 from ais.stream.multicast import MulticastServer
-from ais.stream.unicast import ImageCatalog, UnicastServer
+from ais.stream.unicast import UnicastServer
 
 log = logging.getLogger("ais.stream.server")
 

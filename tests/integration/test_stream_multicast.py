@@ -6,7 +6,8 @@ import time
 import pytest
 
 from ais.run import run
-from ais.stream.format import pack, read_header
+from ais.stream.format import read_header
+from ais.stream.pack import pack
 from ais.stream.lab import NetLab, make_fs_image, make_tree
 from ais.stream.writer import write_image
 

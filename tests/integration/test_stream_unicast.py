@@ -11,7 +11,8 @@ import pytest
 
 from ais.errors import StreamError
 from ais.run import run
-from ais.stream.format import pack, read_header
+from ais.stream.format import read_header
+from ais.stream.pack import pack
 from ais.stream.lab import make_fs_image, make_tree
 from ais.stream.unicast import UnicastServer, UnicastSource, fetch_header
 from ais.stream.writer import write_image

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ais.stream.format import pack
+from ais.stream.pack import pack
 from ais.stream.lab import make_fs_image, make_tree
 
 

@@ -1,4 +1,4 @@
-"""format.py: round trip on a real ext4 image, and hostile headers refused."""
+"""format.py and pack.py: round trip on a real ext4 image, and hostile headers refused."""
 
 import json
 import os
@@ -9,12 +9,13 @@ import zstandard
 
 from ais.errors import StreamError
 from ais.stream import format as F
+from ais.stream import pack as P
 
 
 def test_round_trip_places_every_used_block(small_fs, small_image):
     _, fs_img = small_fs
     header = F.read_header(small_image)
-    info = F.read_fs_info(fs_img)
+    info = P.read_fs_info(fs_img)
     assert header.image_id == "small-1"
     assert header.packages == ("a-1-1.noarch", "b-2-1.noarch")
     assert header.fs_label == "aistest" and header.fs_uuid == info.uuid
@@ -42,14 +43,14 @@ def test_header_json_round_trip_is_stable(small_image):
 
 def test_chunks_hold_about_one_mib(small_image):
     header = F.read_header(small_image)
-    assert all(c.raw_length <= F.CHUNK_RAW_TARGET for c in header.chunks)
-    assert all(c.raw_length == F.CHUNK_RAW_TARGET for c in header.chunks[:-1])
+    assert all(c.raw_length <= P.CHUNK_RAW_TARGET for c in header.chunks)
+    assert all(c.raw_length == P.CHUNK_RAW_TARGET for c in header.chunks[:-1])
 
 
 def test_complement_of_free_ranges():
-    assert F.complement([(2, 4), (8, 9)], 12) == ((0, 2), (5, 3), (10, 2))
-    assert F.complement([(0, 10)], 12) == ((11, 1),)
-    assert F.complement([], 3) == ((0, 3),)
+    assert P.complement([(2, 4), (8, 9)], 12) == ((0, 2), (5, 3), (10, 2))
+    assert P.complement([(0, 10)], 12) == ((11, 1),)
+    assert P.complement([], 3) == ((0, 3),)
 
 
 def _obj(small_image):
@@ -145,6 +146,6 @@ def test_pack_refuses_a_file_smaller_than_its_filesystem(tmp_path, small_fs):
     cut = tmp_path / "cut.img"
     cut.write_bytes(small_fs[1].read_bytes()[: 1 << 20])
     with pytest.raises(Exception, match="smaller|dumpe2fs|Bad magic|short"):
-        F.pack(cut, tmp_path / "x.aisimg", image_id="x", packages=[])
+        P.pack(cut, tmp_path / "x.aisimg", image_id="x", packages=[])
     assert not (tmp_path / "x.aisimg").exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]

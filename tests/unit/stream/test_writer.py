@@ -1,7 +1,6 @@
 """writer.py on real targets: garbage-filled files and loop devices."""
 
 import filecmp
-import os
 import random
 from pathlib import Path
 
