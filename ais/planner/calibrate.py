@@ -66,8 +66,9 @@ class ImageSample:
     files: int  # installed files of the configuration
     seconds: float  # write_image onto the device, fsync included
     grow_seconds: float  # resize2fs + new UUID
-    finish_seconds: float  # mount, rpm -Va, install record, unmount, e2fsck -fn
+    finish_seconds: float  # mount, rpm -Va, install record, unmount, e2fsck -fn (after imaging)
     fresh_fs_seconds: float  # mkfs of an empty filesystem on the same device
+    warm_finish_seconds: float  # the same finish right after installing the set by rpm
 
 
 def package_sets(site: Site, max_sets: int) -> list[tuple[Package, ...]]:
@@ -181,12 +182,34 @@ def measure_image(conf: Configuration, repo: Path, work: Path, disk_bytes: int, 
                 grow = timed(disk.grow, device) + timed(disk.new_uuid, device)
                 finish = timed(finish_like_client, device, area / f"mnt{n}")
             (area / f"disk{n}").unlink()
-            steps.append((seconds, grow, finish, fresh))
+            warm = warm_finish([repo / p.filename for p in conf.packages], area / f"rpmdisk{n}", size,
+                               area / f"rmnt{n}")
+            steps.append((seconds, grow, finish, fresh, warm))
     finally:
         shutil.rmtree(area, ignore_errors=True)
-    seconds, grow, finish, fresh = (min(column) for column in zip(*steps))
+    seconds, grow, finish, fresh, warm = (min(column) for column in zip(*steps))
     return ImageSample(sum(p.installed_size for p in conf.packages), header.stored_bytes,
-                       sum(p.file_count for p in conf.packages), seconds, grow, finish, fresh)
+                       sum(p.file_count for p in conf.packages), seconds, grow, finish, fresh, warm)
+
+
+def warm_finish(paths: list[Path], backing: Path, size: int, mountpoint: Path) -> float:
+    """Seconds of the finish right after an rpm install, whose files are still cached."""
+    from ais.client import disk
+    from ais.client.packages import STAGING
+
+    with loop_device(backing, size) as device:
+        disk.make_fresh_fs(device, "calibrate")
+        mountpoint.mkdir()
+        disk.mount(device, str(mountpoint))
+        try:
+            rpm_install(mountpoint, stage_rpms(paths, mountpoint / STAGING))
+            shutil.rmtree(mountpoint / STAGING)
+        except BaseException:
+            disk.unmount(str(mountpoint))
+            raise
+        seconds = timed(finish_mounted, device, mountpoint)
+    backing.unlink()
+    return seconds
 
 
 def timed(action, *args, **kwargs) -> float:
@@ -208,10 +231,18 @@ def loop_device(backing: Path, size: int):
 
 
 def finish_like_client(device: str, mountpoint: Path) -> None:
+    """Mount an imaged device and finish as the client does."""
     from ais.client import disk
 
     mountpoint.mkdir()
     disk.mount(device, str(mountpoint))
+    finish_mounted(device, mountpoint)
+
+
+def finish_mounted(device: str, mountpoint: Path) -> None:
+    """rpm -Va, install record, unmount, e2fsck -fn: the client's last steps."""
+    from ais.client import disk
+
     try:
         verify(mountpoint)
         record = mountpoint / "var/lib/ais/install.json"
@@ -226,17 +257,21 @@ def finish_like_client(device: str, mountpoint: Path) -> None:
 
 def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
     """Through the two points: write seconds vs stored bytes, stored vs installed
-    bytes, finish seconds vs files; grow and fresh filesystem are averages."""
+    bytes, warm finish seconds vs files; the extra finish after imaging per
+    installed byte, grow and fresh filesystem are averages."""
     small, large = min(samples, key=lambda s: s.stored_bytes), max(samples, key=lambda s: s.stored_bytes)
     grow = sum(s.grow_seconds for s in samples) / len(samples)
-    model = replace(base, fresh_fs_s=sum(s.fresh_fs_seconds for s in samples) / len(samples))
+    read_back = sum(max(0.0, s.finish_seconds - s.warm_finish_seconds) / max(s.installed_bytes, 1)
+                    for s in samples) / len(samples)
+    model = replace(base, fresh_fs_s=sum(s.fresh_fs_seconds for s in samples) / len(samples),
+                    finish_per_image_byte_s=read_back)
     if large.stored_bytes == small.stored_bytes or large.installed_bytes == small.installed_bytes \
             or large.files == small.files:
         return replace(model, stream_bytes_per_s=large.stored_bytes / max(large.seconds, 1e-6),
-                       image_fixed_s=grow, finish_s=large.finish_seconds, finish_per_file_s=0.0)
+                       image_fixed_s=grow, finish_s=large.warm_finish_seconds, finish_per_file_s=0.0)
     rate = max((large.stored_bytes - small.stored_bytes) / max(large.seconds - small.seconds, 1e-6), 1.0)
     factor = (large.stored_bytes - small.stored_bytes) / (large.installed_bytes - small.installed_bytes)
-    per_file = max(0.0, (large.finish_seconds - small.finish_seconds) / (large.files - small.files))
+    per_file = max(0.0, (large.warm_finish_seconds - small.warm_finish_seconds) / (large.files - small.files))
     return replace(
         model,
         stream_bytes_per_s=rate,
@@ -244,7 +279,7 @@ def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
         image_overhead_bytes=max(0, int(small.stored_bytes - factor * small.installed_bytes)),
         image_fixed_s=max(0.0, small.seconds - small.stored_bytes / rate) + grow,
         finish_per_file_s=per_file,
-        finish_s=max(0.0, small.finish_seconds - per_file * small.files),
+        finish_s=max(0.0, small.warm_finish_seconds - per_file * small.files),
     )
 
 
@@ -336,7 +371,9 @@ def cmd_calibrate(args) -> int:
           f"+ {model.rpm_per_scriptlet_s * 1e3:.1f}ms/scriptlet")
     print(f"image: {model.image_fixed_s:.2f}s fixed + {model.stream_bytes_per_s / 2**20:.0f} MiB/s stored; "
           f"stored bytes ~ {model.image_overhead_bytes / 2**20:.1f} MiB + {model.stored_factor:.2f} x installed")
+    read_back = 1 / model.finish_per_image_byte_s / 2**20 if model.finish_per_image_byte_s else float("inf")
     print(f"fresh filesystem {model.fresh_fs_s:.2f}s; finish {model.finish_s:.2f}s + "
-          f"{model.finish_per_file_s * 1e3:.3f}ms/file; host files {model.host_files_s * 1e3:.1f}ms")
+          f"{model.finish_per_file_s * 1e3:.3f}ms/file + imaged bytes read back at {read_back:.0f} MiB/s; "
+          f"host files {model.host_files_s * 1e3:.1f}ms")
     print(f"wrote {out}")
     return 0

@@ -126,7 +126,7 @@ def explain(plan: Plan, site, name: str, cost: CostModel) -> str:
     def saving(pkgs: frozenset, size: int) -> float:
         rpm = sum(cost.rpm_seconds(packages[p].installed_size, packages[p].file_count, packages[p].scriptlets)
                   for p in pkgs)
-        return cost.image_saving(rpm, size)
+        return cost.image_saving(rpm, size, sum(packages[p].installed_size for p in pkgs))
 
     lines = [f"why {name} is served this way:"]
     if serving.image is None:

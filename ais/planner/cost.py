@@ -43,7 +43,9 @@ class CostModel:
     image byte to a checked filesystem) = the image time, or fresh_fs for a
     packages-only install, + transaction + RPM time of the remainder
     + host_files + finish + finish_per_file * files of the configuration
-    (mount, rpm -Va, install record, unmount, fsck).
+    + finish_per_image_byte * installed bytes that came by image (mount, rpm -Va,
+    install record, unmount, fsck; rpm -Va reads back what was imaged, while
+    what rpm just installed is still in the page cache).
     """
 
     rpm_per_package_s: float = 0.03
@@ -59,6 +61,7 @@ class CostModel:
     fresh_fs_s: float = 2.0  # mkfs of an empty filesystem (packages-only install)
     finish_s: float = 2.0  # mount, install record, unmount, fsck start-up
     finish_per_file_s: float = 0.0002  # rpm -Va and fsck, per installed file
+    finish_per_image_byte_s: float = 2e-9  # rpm -Va reading back imaged bytes (~500 MB/s)
 
     def rpm_seconds(self, installed_size: float, file_count: float, scriptlets: float) -> float:
         """Predicted seconds to install one package by RPM."""
@@ -77,16 +80,21 @@ class CostModel:
         """Predicted seconds to stream, write and grow an image of this stored size."""
         return self.image_fixed_s + stored_bytes / self.stream_bytes_per_s
 
-    def image_saving(self, rpm_seconds: float, stored_bytes: float) -> float:
+    def image_saving(self, rpm_seconds: float, stored_bytes: float, installed_bytes: float) -> float:
         """Seconds an image saves over installing its packages by RPM onto a fresh filesystem.
 
         The same for every configuration it serves: the planner's key fact.
         """
-        return rpm_seconds + self.fresh_fs_s - self.image_seconds(stored_bytes)
+        return (rpm_seconds + self.fresh_fs_s - self.image_seconds(stored_bytes)
+                - self.finish_per_image_byte_s * installed_bytes)
 
-    def reinstall_seconds(self, *, stored_bytes: float | None, remainder_rpm_s: float, config_files: int) -> float:
+    def reinstall_seconds(self, *, stored_bytes: float | None, remainder_rpm_s: float, config_files: int,
+                          image_installed_bytes: float = 0) -> float:
         """Predicted reinstall span; stored_bytes None means packages only."""
-        start = self.fresh_fs_s if stored_bytes is None else self.image_seconds(stored_bytes)
+        if stored_bytes is None:
+            start = self.fresh_fs_s
+        else:
+            start = self.image_seconds(stored_bytes) + self.finish_per_image_byte_s * image_installed_bytes
         return (start + self.transaction_s + remainder_rpm_s + self.host_files_s
                 + self.finish_s + self.finish_per_file_s * config_files)
 

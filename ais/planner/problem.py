@@ -100,7 +100,10 @@ class Problem:
 
     def saving(self, bits: int) -> float:
         """Seconds saved by imaging this set instead of installing it by RPM."""
-        return self.cost.image_saving(self.rpm_time(bits), self.stored_bytes(bits)) if bits else 0.0
+        if not bits:
+            return 0.0
+        installed = float(self.installed_bytes[self.mask(bits)].sum())
+        return self.cost.image_saving(self.rpm_time(bits), self.stored_bytes(bits), installed)
 
     def base_time(self, i: int) -> float:
         """t(c, ∅): configuration i installed by RPM only, onto a fresh filesystem."""

@@ -72,8 +72,11 @@ def rpm_seconds(cost: CostModel, packages: list[Package]) -> float:
 
 def predict(cost: CostModel, stored_bytes: int | None, remainder: list[Package], conf: Configuration) -> float:
     """The planner's formula (CostModel.reinstall_seconds) for this image and remainder."""
+    left = {p.nevra for p in remainder}
     return cost.reinstall_seconds(stored_bytes=stored_bytes, remainder_rpm_s=rpm_seconds(cost, remainder),
-                                  config_files=sum(p.file_count for p in conf.packages))
+                                  config_files=sum(p.file_count for p in conf.packages),
+                                  image_installed_bytes=sum(p.installed_size for p in conf.packages
+                                                            if p.nevra not in left))
 
 
 def _remainder(conf: Configuration, image_nevras: set[str]) -> list[Package]:
@@ -181,6 +184,8 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
             "image": round(cost.image_seconds(stored), 6) if stored is not None else cost.fresh_fs_s,
             "rpm": round(cost.transaction_s + rpm_seconds(cost, ordered), 6),
             "host_files": cost.host_files_s,
-            "finish": round(cost.finish_s + cost.finish_per_file_s * sum(p.file_count for p in conf.packages), 6),
+            "finish": round(cost.finish_s + cost.finish_per_file_s * sum(p.file_count for p in conf.packages)
+                            + cost.finish_per_image_byte_s * sum(p.installed_size for p in conf.packages
+                                                                 if p.nevra in image_nevras), 6),
         },
     }

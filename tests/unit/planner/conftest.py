@@ -17,6 +17,7 @@ SIMPLE_COST = CostModel(
     fresh_fs_s=0.0,
     finish_s=0.0,
     finish_per_file_s=0.0,
+    finish_per_image_byte_s=0.0,
 )
 
 

@@ -27,9 +27,10 @@ def test_fit_rpm_recovers_coefficients():
 
 
 def test_fit_image_through_two_points():
-    # write: 0.1 s + 300 MiB/s; finish: 0.2 s + 1 ms per file; grow 0.3/0.5 s; mkfs 0.4/0.6 s
-    samples = [ImageSample(10 * 2**20, 9 * 2**20, 500, 0.1 + 9 / 300, 0.3, 0.2 + 0.5, 0.4),
-               ImageSample(40 * 2**20, 30 * 2**20, 2000, 0.1 + 30 / 300, 0.5, 0.2 + 2.0, 0.6)]
+    # write: 0.1 s + 300 MiB/s; warm finish: 0.2 s + 1 ms per file, plus 1 s per GiB
+    # read back after imaging; grow 0.3/0.5 s; mkfs 0.4/0.6 s
+    samples = [ImageSample(10 * 2**20, 9 * 2**20, 500, 0.1 + 9 / 300, 0.3, 0.2 + 0.5 + 10 / 1024, 0.4, 0.2 + 0.5),
+               ImageSample(40 * 2**20, 30 * 2**20, 2000, 0.1 + 30 / 300, 0.5, 0.2 + 2.0 + 40 / 1024, 0.6, 0.2 + 2.0)]
     model = fit_image(samples, CostModel())
     assert model.stream_bytes_per_s == pytest.approx(300 * 2**20, rel=1e-6)
     assert model.stored_factor == pytest.approx(0.7, rel=1e-6)
@@ -37,6 +38,7 @@ def test_fit_image_through_two_points():
     assert model.finish_per_file_s == pytest.approx(0.001, rel=1e-6)
     assert model.finish_s == pytest.approx(0.2, rel=1e-6)
     assert model.fresh_fs_s == pytest.approx(0.5, rel=1e-6)
+    assert model.finish_per_image_byte_s == pytest.approx(1 / 2**30, rel=1e-6)
 
 
 def test_calibrate_for_real_writes_a_loadable_model(repo_dir, tmp_path, capsys):

@@ -84,7 +84,7 @@ def test_every_plan_is_valid_and_its_objective_is_recomputable(problem):
         if image:
             installed = sum(problem.installed_bytes[problem.nevras.index(p)] for p in image)
             assert images[s.image].size_bytes == COST.estimate_stored_bytes(installed)
-            imaging = COST.image_seconds(images[s.image].size_bytes)
+            imaging = COST.image_seconds(images[s.image].size_bytes) + COST.finish_per_image_byte_s * installed
         expected = COST.transaction_s + COST.host_files_s + rpm + imaging + COST.finish_s
         assert s.predicted_seconds == pytest.approx(expected, rel=1e-6, abs=1e-5)
         total += problem.weights[c] * expected
