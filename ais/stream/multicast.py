@@ -1,16 +1,10 @@
-"""Frisbee-like multicast chunk transport over UDP.
+"""Frisbee-like multicast chunk transport over UDP: the protocol and the receiver.
 
-What it does: `MulticastServer` listens for chunk requests on GROUP:PORT+1 and
-sends the requested chunks to GROUP:PORT, each chunk split into datagrams of
-at most 8 KiB that carry the image tag, chunk index, chunk length and offset.
-Requests are merged: a chunk already queued is not queued twice, so many
-clients that miss the same chunk cost one transmission. The send rate is
-capped by a token bucket (bytes per second, configurable). A session keeps
-the image it serves: if a rebuild removes the file while clients are still
-asking for its chunks, the server finishes from the open file for as long as
-requests keep coming (`session_hold` seconds since the last one); an image
-replaced by a new file is served from the new one. `MulticastSource`
-is the writer's side: a receive thread joins the group, reassembles chunks in
+What it does: defines the packets (data datagrams of at most 8 KiB carrying
+the image tag, chunk index, chunk length and offset, sent to GROUP:PORT;
+request bitmaps sent to GROUP:PORT+1) and the sockets; the sender is
+`ais.stream.multicast_server.MulticastServer`. `MulticastSource` is the
+writer's side: a receive thread joins the group, reassembles chunks in
 any order, checks each finished chunk's sha256 against the trusted header and
 hands good ones to the writer. It asks (by multicast, so other clients hear
 it) for the chunks it lacks; it leaves out chunks someone asked for recently
@@ -18,22 +12,18 @@ and chunks whose packets are arriving, and backs off exponentially while no
 progress is made. Late joiners simply ask for what they lack. Packet layout:
 docs/stream.md.
 
-What it reads: images through `ImageCatalog` (server); the trusted header
-(client).
+What it reads: the trusted header (from the control channel) and datagrams.
 
 What it fails on: `StreamError` when no chunk arrives for `stall_timeout`
 seconds while chunks are missing, or a socket cannot join the group.
 
-What it returns: the server counts bytes, datagrams, requests and merges in
-`stats`; the source yields (index, stored bytes).
+What it returns: the source yields (index, stored bytes).
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
-import os
 import queue
 import random
 import select
@@ -45,7 +35,7 @@ from typing import Iterator, Sequence
 
 from ais.errors import StreamError
 from ais.stream.format import ImageHeader
-from ais.stream.unicast import ImageCatalog, ServedImage, image_tag
+from ais.stream.unicast import image_tag
 
 log = logging.getLogger("ais.stream.multicast")
 
@@ -58,11 +48,9 @@ DATAGRAM_MAX = 8192
 PAYLOAD_MAX = DATAGRAM_MAX - COMMON.size - DATA.size
 REQ_BITS_MAX = (DATAGRAM_MAX - COMMON.size - REQ.size) * 8
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
-BURST = 256 << 10  # token bucket depth: bytes that may go out back to back
-SESSION_HOLD = 60.0  # seconds a removed image stays served after the last request for it
 
 
-def _open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
+def open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
     """A UDP socket bound to GROUP:PORT, joined on interface, sending via interface."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,169 +119,6 @@ def decode_request(packet: bytes) -> tuple[int, list[int]] | None:
     return tag, [first + i for i in range(nbits) if bits[i >> 3] >> (i & 7) & 1]
 
 
-# ------------------------------------------------------------------ server
-
-
-class MulticastServer:
-    """Send requested chunks of the catalog's images to a multicast group."""
-
-    def __init__(
-        self,
-        catalog: ImageCatalog,
-        group: str,
-        port: int,
-        *,
-        interface: str = "127.0.0.1",
-        rate: float = 100e6,
-        ttl: int | None = None,
-        session_hold: float = SESSION_HOLD,
-    ):
-        self.catalog, self.group, self.port, self.rate = catalog, group, port, rate
-        self.session_hold = session_hold
-        self._held: dict[int, list] = {}  # tag -> [ServedImage, last request (monotonic), removed?]
-        ttl = (0 if interface.startswith("127.") else 1) if ttl is None else ttl
-        self._req_sock = _open_socket(group, port + 1, interface, ttl, 4 << 20)
-        self._send_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
-        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-        self._send_sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        self._send_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        self._queue: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
-        self._current: list | None = None  # [tag, index, data, offset]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.stats = {"bytes_sent": 0, "datagrams": 0, "requests": 0, "merged": 0, "chunks_sent": 0}
-
-    def start(self) -> "MulticastServer":
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="ais-mcast-server")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-        self._req_sock.close()
-        self._send_sock.close()
-
-    def _loop(self) -> None:
-        self._tokens, self._last = float(BURST), time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self._step()
-            except Exception:  # noqa: BLE001 - one bad moment must not end the service for everyone
-                log.exception("multicast server: unexpected error; dropping the current chunk and going on")
-                self._current = None
-                self._stop.wait(0.1)
-
-    def _step(self) -> None:
-        idle = self._current is None and not self._queue
-        self._take_requests(timeout=0.1 if idle else 0.0)
-        if self._current is None and not self._start_next_chunk():
-            return
-        now = time.monotonic()
-        self._tokens = min(BURST, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < DATAGRAM_MAX:
-            time.sleep((DATAGRAM_MAX - self._tokens) / self.rate)
-            return
-        self._tokens -= self._send_one_datagram()
-
-    def _image(self, tag: int, *, request: bool) -> ServedImage | None:
-        """The image a tag names: the session's own while its file is current (one stat), else the
-        catalog's (a replaced file is reopened), else, for a file removed while clients are still
-        asking (`session_hold`), the session's open file."""
-        now = time.monotonic()
-        held = self._held.get(tag)
-        if held is not None and now - held[1] > self.session_hold:
-            del self._held[tag]  # nobody asked for a while: the session is over
-            held = None
-        if held is not None and (held[2] or held[0].is_current()):
-            if request:
-                held[1] = now
-            return held[0]
-        entry = self.catalog.by_tag(tag)
-        if entry is not None:
-            self._held[tag] = [entry, now, False]
-            return entry
-        if held is None:
-            return None
-        log.info("image %s was removed; finishing its multicast session from the open file", held[0].header.image_id)
-        held[2] = True
-        if request:
-            held[1] = now
-        return held[0]
-
-    def _take_requests(self, timeout: float) -> None:
-        ready, _, _ = select.select([self._req_sock], [], [], timeout)
-        while ready:
-            try:
-                packet = self._req_sock.recv(DATAGRAM_MAX, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            self._queue_request(packet)
-
-    def _queue_request(self, packet: bytes) -> None:
-        decoded = decode_request(packet)
-        if decoded is None:
-            return
-        tag, indexes = decoded
-        entry = self._image(tag, request=True)
-        if entry is None:
-            return
-        chunks = len(entry.header.chunks)
-        self.stats["requests"] += 1
-        current = self._current
-        for i in indexes:
-            if not 0 <= i < chunks:
-                continue
-            key = (tag, i)
-            in_flight = current is not None and (current[0], current[1]) == key and current[3] == 0
-            if key in self._queue or in_flight:
-                self.stats["merged"] += 1  # someone else's request already covers it
-            else:
-                self._queue[key] = None
-
-    def _start_next_chunk(self) -> bool:
-        if not self._queue:
-            return False
-        (tag, index), _ = self._queue.popitem(last=False)
-        entry = self._image(tag, request=False)
-        if entry is None:
-            return False
-        chunk = entry.header.chunks[index]
-        try:
-            data = os.pread(entry.file.fileno(), chunk.stored_length, entry.data_offset + chunk.offset)
-        except OSError as err:  # the disk failed us; the clients will ask again
-            log.warning("cannot read chunk %d of %s: %s", index, entry.path, err)
-            return False
-        self._current = [tag, index, memoryview(data), 0]
-        return True
-
-    def _send_one_datagram(self) -> int:
-        tag, index, data, offset = self._current
-        payload = data[offset : offset + PAYLOAD_MAX]
-        packet = b"".join(
-            (COMMON.pack(MAGIC, VERSION, T_DATA, 0, tag), DATA.pack(index, len(data), offset, len(payload), 0), payload)
-        )
-        try:
-            self._send_sock.sendto(packet, (self.group, self.port))
-        except OSError as err:  # ENOBUFS under pressure: the client will ask again
-            log.debug("sendto failed: %s", err)
-        self.stats["bytes_sent"] += len(packet)
-        self.stats["datagrams"] += 1
-        offset += len(payload)
-        if offset >= len(data):
-            self._current = None
-            self.stats["chunks_sent"] += 1
-        else:
-            self._current[3] = offset
-        return len(packet)
-
-
-# ------------------------------------------------------------------ client
-
-
 class _Assembly:
     """One chunk being reassembled from datagrams."""
 
@@ -330,8 +155,8 @@ class MulticastSource:
         self.stall_timeout = stall_timeout
         self.request_interval, self.max_backoff, self.suppress_window = request_interval, max_backoff, suppress_window
         ttl = (0 if interface.startswith("127.") else 1) if ttl is None else ttl
-        self._data_sock = _open_socket(group, port, interface, ttl, 64 << 20)
-        self._req_sock = _open_socket(group, port + 1, interface, ttl, 1 << 20)
+        self._data_sock = open_socket(group, port, interface, ttl, 64 << 20)
+        self._req_sock = open_socket(group, port + 1, interface, ttl, 1 << 20)
         self._lock = threading.Lock()
         self._want: set[int] = set()
         self._done: set[int] = set()

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from ais.errors import StreamError
-from ais.stream.multicast import MulticastServer
+from ais.stream.multicast_server import MulticastServer
 from ais.stream.unicast import UnicastServer
 
 log = logging.getLogger("ais.stream.server")

@@ -6,7 +6,8 @@ import random
 import shutil
 
 from ais.stream.format import read_header
-from ais.stream.multicast import MulticastServer, MulticastSource
+from ais.stream.multicast import MulticastSource
+from ais.stream.multicast_server import MulticastServer
 from ais.stream.unicast import ImageCatalog
 
 
