@@ -58,7 +58,9 @@ test-unit: setup
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
 
+# The planner's corpus is Debian's own package metadata (the apt lists).
 bench-planner: setup
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
 	$(PY) bench/planner.py
 
 bench-cache: setup
