@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ais.cache.hooks import pause_point
-from ais.cache.store import Store, fsync_dir
+from ais.cache.store import Store
+from ais.files import fsync_dir
 from ais.errors import BuildError
 
 FORMAT = 1
@@ -93,7 +93,3 @@ def known_sizes(manifest: dict) -> dict[frozenset[str], int]:
     return {frozenset(rec["packages"]): int(rec["stored_bytes"])
             for rec in manifest.get("images", {}).values()}
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Plain (non-atomic) JSON write for reports outside the cache."""
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

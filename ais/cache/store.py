@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ais.errors import BuildError
+from ais.files import fsync_dir
 from ais.model import Package
 
 # Bump when the builder changes what an image holds for the same packages
@@ -40,15 +41,6 @@ def image_id(packages: Iterable[Package]) -> str:
     for identity in sorted(p.identity for p in packages):
         digest.update(identity.encode() + b"\n")
     return digest.hexdigest()
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """fsync a directory so a rename inside it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_file(path: str | os.PathLike) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tempfile
 from pathlib import Path
 
 from ais.client.api import Api
 from ais.errors import ClientError
+from ais.files import write_atomic
 
 
 def read_ids(root: str | os.PathLike, table: str) -> dict[str, int]:
@@ -73,30 +73,6 @@ def make_parents(root: str, final: Path) -> None:
         os.chown(directory, 0, 0)
 
 
-def write_atomically(final: Path, data: bytes, mode: int, uid: int, gid: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.ais-", dir=final.parent)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)  # after chown: chown clears set-id bits
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, final)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def write_host_files(api: Api, plan: dict, root: str, scratch: Path) -> list[str]:
     users, groups = read_ids(root, "passwd"), read_ids(root, "group")
     written = []
@@ -110,6 +86,6 @@ def write_host_files(api: Api, plan: dict, root: str, scratch: Path) -> list[str
         data = fetched.read_bytes()
         fetched.unlink()
         make_parents(root, final)
-        write_atomically(final, data, int(entry["mode"], 8), uid, gid)
+        write_atomic(final, data, int(entry["mode"], 8), uid, gid)
         written.append(entry["path"])
     return written

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from ais.client.hostfiles import write_atomically
+from ais.files import write_atomic
 
 RECORD_PATH = "/var/lib/ais/install.json"
 # Phases the planner's prediction covers: from the first image byte to a checked filesystem.
@@ -58,7 +58,7 @@ def make_record(session, *, remainder: list[str] | None = None, allowed_va: list
 def write_record(root: str, record: dict) -> None:
     final = Path(root, RECORD_PATH.lstrip("/"))
     final.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(final, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o644, 0, 0)
+    write_atomic(final, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o644, 0, 0)
 
 
 def report_body(session, status: str, *, record: dict | None = None, phase: str | None = None,

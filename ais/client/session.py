@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ais.errors import ClientError
+from ais.files import write_atomic
 
 FILE = "session.json"
 PHASES = ("identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
@@ -54,11 +55,7 @@ class Session:
     def save(self) -> None:
         path = Path(self.state_dir, FILE)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(self), indent=1, sort_keys=True).encode(), 0o600)
 
     @classmethod
     def load(cls, state_dir: str | os.PathLike) -> "Session":

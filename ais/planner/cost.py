@@ -18,13 +18,13 @@ measurements; `ais calibrate` replaces them with figures from this machine.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from ais.errors import BadInput
+from ais.files import write_atomic
 
 CALIBRATION_FORMAT = 1
 
@@ -109,10 +109,7 @@ def cost_to_obj(model: CostModel) -> dict:
 
 def save_calibration(model: CostModel, path: str | Path) -> None:
     """Write the model as JSON, atomically (a cron rebuild may be reading it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(cost_to_obj(model), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(cost_to_obj(model), indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_calibration(path: str | Path) -> CostModel:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ais.errors import AisError, BuildError, ToolError, UsageError
+from ais.files import write_atomic
 from ais.run import run
 
 BUILDER_VERSION = "1"
@@ -137,9 +138,8 @@ def write_stamp(out: Path, spec: Path, key: str, rpms: list[str], scale: int = 1
     """Record key and outputs of a spec (write + rename, so never half-written)."""
     stamp = out / STAMPS / f"{spec.stem}.json"
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"spec": spec.name, "key": key, "scale": scale, "rpms": rpms}, indent=1) + "\n")
-    os.replace(tmp, stamp)
+    write_atomic(stamp, (json.dumps({"spec": spec.name, "key": key, "scale": scale, "rpms": rpms},
+                                    indent=1) + "\n").encode())
 
 
 def is_current(out: Path, stamp: dict | None, key: str) -> bool:

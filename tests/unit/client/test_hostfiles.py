@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from ais.client.hostfiles import make_parents, read_ids, resolve, safe_path, write_atomically
+from ais.client.hostfiles import make_parents, read_ids, resolve, safe_path
+from ais.files import write_atomic
 from ais.errors import ClientError
 
 
@@ -31,12 +32,12 @@ def test_ids_come_from_the_target(root):
 def test_atomic_write_mode_owner_and_parents(root):
     final = safe_path(str(root), "/etc/mail/deep/secret.key")
     make_parents(str(root), final)
-    write_atomically(final, b"secret\n", 0o640, 4321, 4322)
+    write_atomic(final, b"secret\n", 0o640, 4321, 4322)
     st = os.stat(final)
     assert final.read_bytes() == b"secret\n" and stat.S_IMODE(st.st_mode) == 0o640
     assert (st.st_uid, st.st_gid) == (4321, 4322)
     assert stat.S_IMODE(os.stat(root / "etc" / "mail").st_mode) == 0o755
-    write_atomically(final, b"new\n", 0o600, 0, 0)  # replaces, leaves no temporary behind
+    write_atomic(final, b"new\n", 0o600, 0, 0)  # replaces, leaves no temporary behind
     assert final.read_bytes() == b"new\n" and sorted(os.listdir(final.parent)) == ["secret.key"]
 
 
