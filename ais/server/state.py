@@ -111,10 +111,11 @@ class StateHolder:
         self._snapshot = self._load()  # the first load raises: refuse to start on a broken site
         self.reloads = 0
 
-    def _load(self) -> Snapshot:
+    def _load(self, site: Site | None = None) -> Snapshot:
+        """A new snapshot; the site is re-read only when none is given (descriptors changed)."""
         from ais.descriptors import load_site
 
-        site = load_site(self.descriptors, self.repo)
+        site = site or load_site(self.descriptors, self.repo)
         return make_snapshot(site, manifests.read(self.store), self.store.root, self.repo)
 
     def current(self) -> Snapshot:
@@ -136,8 +137,10 @@ class StateHolder:
             key = (manifest_key, d_key)
             if key == self._failed_key:
                 return
+            # A rebuild changes only the manifest: keep the site (no re-reading every RPM).
+            keep_site = self._snapshot.site if d_key == self._descriptors_key else None
             try:
-                snapshot = self._load()
+                snapshot = self._load(keep_site)
             except AisError as err:
                 self._failed_key = key
                 log.error("reload failed, still serving generation %d: %s", self._snapshot.generation, err)
