@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ais.errors import BadInput
+from ais.files import write_atomic
 from ais.model import Configuration, Package, Site
 from ais.planner.cost import COST_FILE, CostModel, nonnegative_least_squares
 from ais.rpmenv import rpm_install, verify
@@ -284,18 +285,14 @@ def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
 
 
 def measure_host_files(site: Site, work: Path) -> float:
-    """Seconds to write one host's files the way the client does (temp, fsync, rename)."""
+    """Seconds to write one host's files with the client's own durable write."""
     files = [f for h in site.hosts for f in h.files]
     if not files:
         return 0.0
     area = Path(tempfile.mkdtemp(prefix="files-", dir=work))
     started = time.monotonic()
     for n, host_file in enumerate(files):
-        tmp = area / f".{n}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(host_file.content)
-            os.fsync(handle.fileno())
-        os.rename(tmp, area / str(n))
+        write_atomic(area / str(n), host_file.content, host_file.mode)
     per_file = (time.monotonic() - started) / len(files)
     shutil.rmtree(area, ignore_errors=True)
     return per_file * len(files) / max(len(site.hosts), 1)
