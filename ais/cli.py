@@ -75,27 +75,34 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
         stream=sys.stderr,
     )
+    return run_handler(args.handler, args)
+
+
+def run_handler(handler, args, prog: str = "ais") -> int:
+    """Call handler(args) and map what it raises to a message and an exit code.
+
+    The one place errors become exit codes (`ais` and the lab's tools use it).
+    """
     try:
-        return int(args.handler(args) or 0)
+        return int(handler(args) or 0)
     except DescriptorError as err:
-        print(f"ais: {len(err.problems)} problem(s) in the descriptors:", file=sys.stderr)
+        print(f"{prog}: {len(err.problems)} problem(s) in the descriptors:", file=sys.stderr)
         for problem in err.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except AisError as err:
-        print(f"ais: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:  # `ais show x | head`: the reader left, nothing to say
         sys.stdout = open(os.devnull, "w")
         return 0
     except KeyboardInterrupt:
-        print("ais: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception:  # a bug: say so plainly, keep the evidence
-        print("ais: internal error (a bug in AIS; please report it):", file=sys.stderr)
+        print(f"{prog}: internal error (a bug in AIS; please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_FAILURE
-
 
 if __name__ == "__main__":
     sys.exit(main())

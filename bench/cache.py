@@ -46,6 +46,7 @@ from ais.repo.build import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.stream.pack import pack  # noqa: E402
+from ais.stream.lab import ais_command  # noqa: E402
 
 MiB = 1 << 20
 
@@ -127,7 +128,7 @@ def bench_packer(packages, repo: Path, tmp: Path, repeat: int) -> list[tuple[str
 
 def ais_rebuild(descriptors: Path, repo: Path, cache: Path, cost: Path, budget: str) -> tuple[float, str]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ais.cli", "rebuild", "--descriptors", str(descriptors),
+    proc = subprocess.run([*ais_command(), "rebuild", "--descriptors", str(descriptors),
                            "--repo", str(repo), "--cache", str(cache), "--budget", budget,
                            "--cost", str(cost), "--json"],
                           cwd=ROOT, capture_output=True, text=True)

@@ -40,7 +40,7 @@ from pathlib import Path
 from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.pack import pack
-from ais.stream.lab import NetLab, make_fs_image
+from ais.stream.lab import ais_command, NetLab, make_fs_image
 
 MB = 1e6
 GROUP, MPORT, TPORT = "239.255.42.7", 7300, 7200
@@ -108,7 +108,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ais-bench-", dir="/var/tmp"))
     shm = Path(tempfile.mkdtemp(prefix="ais-bench-", dir="/dev/shm"))
-    py = [sys.executable, "-m", "ais.stream.commands", "image"]
+    py = ais_command("image")
     rows: list = []
     mcast: dict = {}
     try:
@@ -157,12 +157,12 @@ def main() -> int:
 
             def multicast(count: int, rate: float, verify_only: bool) -> dict:
                 """count receivers in their namespaces, the server in host 0; one measured run."""
-                server = spawn_server(lab.python(0, "image", "serve-stream", str(images), "--listen",
+                server = spawn_server(lab.ais(0, "image", "serve-stream", str(images), "--listen",
                                                  f"{lab.address(0)}:{TPORT}", "--multicast", f"{GROUP}:{MPORT}",
                                                  "--interface", lab.address(0), "--rate", str(rate)))
                 tx0 = tx_bytes(lab, 0)
                 sink = ["--verify-only"] if verify_only else []
-                argvs = [lab.python(i, "image", "get", "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
+                argvs = [lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
                                     "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i), *sink,
                                     *([] if verify_only else [str(shm / f"m{i}")])) for i in range(1, count + 1)]
                 wall, cpu = timed(argvs)

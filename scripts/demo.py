@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from ais.client.lab import LoopDisk, reinstall_argv, target_facts  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.server.lab import ServeProcess  # noqa: E402
+from ais.stream.lab import ais_command  # noqa: E402
 
 DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
 WORK = ROOT / "build" / "demo"
@@ -35,7 +36,7 @@ def banner(text: str) -> None:
 
 def ais(*args: str) -> None:
     """Run an `ais` command as an admin would, output straight to the terminal."""
-    argv = [sys.executable, "-m", "ais.cli", *args]
+    argv = [*ais_command(), *args]
     print("$ ais " + " ".join(args), flush=True)
     if subprocess.run(argv, cwd=ROOT).returncode != 0:
         raise SystemExit(f"demo stopped: `ais {' '.join(args)}` failed")

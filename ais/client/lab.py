@@ -67,9 +67,9 @@ class Mounted:
 
 def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *extra: str) -> list[str]:
     """argv of `ais client reinstall` run as its own process (as at boot)."""
-    import sys
+    from ais.stream.lab import ais_command
 
-    argv = [sys.executable, "-m", "ais.cli", "client", "reinstall", "--server", url, "--host", host,
+    argv = [*ais_command("client", "reinstall"), "--server", url, "--host", host,
             "--target", target, "--state", str(state), *extra]
     return argv + (["--token", token] if token else [])
 

@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ais.errors import AisError, BuildError, ToolError, UsageError
+from ais.errors import BuildError, ToolError, UsageError
 from ais.files import write_atomic
 from ais.run import run
 
@@ -284,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: 1, the demo repository)")
     args = parser.parse_args(argv)
     out = args.out if args.out is not None else default_out("build/repo", args.scale)
-    try:
-        build_repo(args.specs, out, work=args.work, jobs=args.jobs, force=args.force, scale=args.scale)
-    except AisError as err:
-        print(f"ais.repo.build: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    from ais.cli import run_handler
+
+    def build(a: argparse.Namespace) -> int:
+        build_repo(a.specs, out, work=a.work, jobs=a.jobs, force=a.force, scale=a.scale)
+        return 0
+
+    return run_handler(build, args, prog="ais.repo.build")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from ais.errors import WorldError
 from ais.run import start
+from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ class ServeProcess:
 
     def __init__(self, descriptors: Path, repo: Path, cache: Path, history: Path, *extra: str,
                  log_path: Path | None = None, timeout: float = 30.0):
-        argv = [sys.executable, "-m", "ais.cli", "serve", "--descriptors", str(descriptors), "--repo", str(repo),
+        argv = [*ais_command("serve"), "--descriptors", str(descriptors), "--repo", str(repo),
                 "--cache", str(cache), "--history", str(history), "--listen", "127.0.0.1:0",
                 "--stream-listen", "127.0.0.1:0", "--poll", "0.2", *extra]
         self.log_path = Path(log_path or Path(history).with_suffix(".log"))

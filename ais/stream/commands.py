@@ -15,21 +15,18 @@ What it reads: parsed arguments. What it fails on: `UsageError` for a
 malformed HOST:PORT; `StreamError` from the stream modules.
 What it returns: exit code 0; errors are raised for `ais.cli` to map.
 
-`python -m ais.stream.commands image ...` runs these without `ais.cli`
-(the tests and the benchmark start receivers that way inside namespaces).
+They run only through the one entry point, `ais image ...` (ais.cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
-import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from ais.errors import AisError, UsageError
+from ais.errors import UsageError
 from ais.stream.format import decode_chunk, iter_chunks, read_header
 from ais.stream.multicast import MulticastSource, interface_towards
 from ais.stream.server import StreamServer
@@ -54,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--journal", type=Path, help="progress journal (default TARGET.ais-progress for files)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing progress journal")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_write)
+    p.set_defaults(handler=cmd_write)
 
     p = sub.add_parser("get", help="fetch an image from a stream server and write it")
     p.add_argument("--server", required=True, help="HOST:PORT of the TCP stream server")
@@ -70,12 +67,12 @@ def register(subparsers) -> None:
                         "(no decompression, nothing written, no TARGET); bench/stream.py uses it")
     p.add_argument("--json", action="store_true")
     p.add_argument("target", type=Path, nargs="?")
-    p.set_defaults(func=cmd_get)
+    p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser("verify", help="check an .aisimg: header, chunk hashes, decompression")
     p.add_argument("image", type=Path)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("serve-stream", help="serve the .aisimg files of a directory (TCP, multicast)")
     p.add_argument("directory", type=Path)
@@ -84,7 +81,7 @@ def register(subparsers) -> None:
     p.add_argument("--interface", default="127.0.0.1", help="local address to send multicast from")
     p.add_argument("--rate", type=float, default=100.0, help="multicast send cap, MB/s")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until SIGTERM/SIGINT)")
-    p.set_defaults(func=cmd_serve_stream)
+    p.set_defaults(handler=cmd_serve_stream)
 
 
 def _report(args, summary: dict) -> None:
@@ -158,17 +155,3 @@ def cmd_serve_stream(args) -> int:
         print(json.dumps(server.stats()), flush=True)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ais-stream")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except AisError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

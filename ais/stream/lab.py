@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from ais.errors import ToolError
 from ais.run import run, start
 
 SUBNET = "198.51.100"
+
+
+def ais_command(*args: str) -> list[str]:
+    """argv of the installed `ais` entry point (beside this interpreter, else on PATH)."""
+    exe = shutil.which("ais", path=os.path.dirname(sys.executable)) or shutil.which("ais")
+    if exe is None:
+        raise ToolError(["ais"], 127, "", why="the ais entry point is not installed (make setup)")
+    return [exe, *args]
 
 
 def make_tree(root: Path, *, seed: int = 1, random_kib: int = 4096, text_files: int = 200) -> Path:
@@ -100,8 +110,9 @@ class NetLab:
         """argv run inside host i."""
         return ["ip", "netns", "exec", self.names[i], *argv]
 
-    def python(self, i: int, *args: str) -> list[str]:
-        return self.argv(i, [sys.executable, "-m", "ais.stream.commands", *args])
+    def ais(self, i: int, *args: str) -> list[str]:
+        """`ais ARGS` run inside host i."""
+        return self.argv(i, ais_command(*args))
 
     def spawn(self, i: int, argv: list[str], **kw) -> subprocess.Popen:
         proc = start(self.argv(i, argv), **kw)

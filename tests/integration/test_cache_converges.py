@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from ais.planner.cost import CostModel, save_calibration
+from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def ais(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ais.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([*ais_command(), *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_second_rebuild_has_nothing_to_do(repo_dir, tmp_path):

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ais.cache import manifest as manifests
 from ais.cache.store import Store
 from ais.cache.verify import problem
 from ais.planner.cost import CostModel, save_calibration
+from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_A = {"scd": ["base", "db", "mail"], "hcd": ["db01", "mail01"]}
@@ -44,7 +44,7 @@ def make_site(dest: Path, spec: dict) -> Path:
 
 
 def ais(args: list[str], *, env: dict | None = None, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ais.cli", *args], cwd=ROOT,
+    return subprocess.Popen([*ais_command(), *args], cwd=ROOT,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **popen)
 

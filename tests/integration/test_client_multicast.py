@@ -12,7 +12,6 @@ import os
 import re
 import select
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from ais.client.lab import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.planner.cost import CostModel, save_calibration
 from ais.server.lab import publish_base_cache, subset_descriptors
-from ais.stream.lab import NetLab
+from ais.stream.lab import ais_command, NetLab
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ("mail01", "db01", "db02")  # three SCDs' hosts, all served from the one base image
@@ -47,7 +46,7 @@ def site(tmp_path_factory, repo_dir):
 def serve_in(lab, repo_dir, site, history, log):
     """`ais serve` inside host 0 of the lab; returns (process, control URL)."""
     address = lab.address(0)
-    argv = [sys.executable, "-m", "ais.cli", "serve", "--descriptors", str(site["descriptors"]),
+    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]),
             "--repo", str(repo_dir), "--cache", str(site["base"] / "cache"), "--history", str(history),
             "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2",
             "--multicast", f"{GROUP}:{PORT}", "--multicast-interface", address, "--multicast-rate", RATE_MBPS]
@@ -89,7 +88,7 @@ def test_three_clients_share_one_multicast_session(site, repo_dir, tmp_path):
                                             "--transport", "multicast")),
                 lab.spawn(3, ["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline(tmp_path, url, disks[2])),
                               "--state", str(tmp_path / "st2"), "--no-reboot"],
-                          env={"AIS": str(ROOT / ".venv/bin/ais")}),
+                          env={"AIS": ais_command()[0]}),
             ]
             outputs = [proc.communicate(timeout=120) for proc in clients]
             server.terminate()

@@ -20,6 +20,7 @@ from ais.descriptors import load_site
 from ais.planner.cost import CostModel, save_calibration
 from ais.run import run
 from ais.server.lab import ServeProcess, publish_base_cache, subset_descriptors
+from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"mail01": "9d4bf7abd55eb7e7da9043caf50c4203", "db01": "fb9577bf9257dd86cd19d77acdaf07b7"}
@@ -130,7 +131,7 @@ def test_ais_boot_from_a_kernel_command_line(lab, disk, tmp_path):
     cmdline = tmp_path / "cmdline"
     cmdline.write_text(f"BOOT_IMAGE=/vmlinuz quiet ais.server={lab['server'].url} ais.target={disk.device} "
                        f"ais.host=db01 ais.token={TOKENS['db01']} ais.transport=unicast\n")
-    env = {"AIS": str(ROOT / ".venv/bin/ais")}
+    env = {"AIS": ais_command()[0]}
     proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state", str(tmp_path / "st"),
                 "--no-reboot"], env=env, check=False, timeout=240)
     assert proc.returncode == 0, proc.stderr
@@ -142,5 +143,5 @@ def test_ais_boot_needs_its_settings(tmp_path):
     cmdline = tmp_path / "cmdline"
     cmdline.write_text("quiet ais.server=http://127.0.0.1:1\n")
     proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state", str(tmp_path / "st")],
-               env={"AIS": str(ROOT / ".venv/bin/ais")}, check=False)
+               env={"AIS": ais_command()[0]}, check=False)
     assert proc.returncode == 2 and "ais.target= are required" in proc.stderr

@@ -41,13 +41,13 @@ def test_three_receivers_and_a_late_joiner(image, tmp_path):
     images, reference = image
     header = read_header(images / "img-m.aisimg")
     with NetLab(5) as lab:
-        server = lab.spawn(0, lab.python(0, "image", "serve-stream", str(images), "--listen",
+        server = lab.spawn(0, lab.ais(0, "image", "serve-stream", str(images), "--listen",
                                          f"{lab.address(0)}:{TCP_PORT}", "--multicast", f"{GROUP}:{DATA_PORT}",
                                          "--interface", lab.address(0), "--rate", "2", "--seconds", "60"))
         _wait_listening(server)
 
         def receiver(i):
-            argv = lab.python(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}", "--image", "img-m",
+            argv = lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}", "--image", "img-m",
                               "--multicast", f"{GROUP}:{DATA_PORT}", "--interface", lab.address(i),
                               "--stall-timeout", "20", "--json", str(tmp_path / f"t{i}"))
             return lab.spawn(i, argv)
@@ -84,13 +84,13 @@ def test_image_deleted_mid_session(image, tmp_path):
     pack(fs, served / "img-n.aisimg", image_id="img-n", packages=[])
     header = read_header(served / "img-m.aisimg")
     with NetLab(3) as lab:
-        server = lab.spawn(0, lab.python(0, "image", "serve-stream", str(served), "--listen",
+        server = lab.spawn(0, lab.ais(0, "image", "serve-stream", str(served), "--listen",
                                          f"{lab.address(0)}:{TCP_PORT}", "--multicast", f"{GROUP}:{DATA_PORT}",
                                          "--interface", lab.address(0), "--rate", "2", "--seconds", "60"))
         _wait_listening(server)
 
         def receiver(i, image_id, target):
-            return lab.spawn(i, lab.python(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
+            return lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
                                            "--image", image_id, "--multicast", f"{GROUP}:{DATA_PORT}",
                                            "--interface", lab.address(i), "--stall-timeout", "10", "--json",
                                            str(target)))

@@ -2,7 +2,6 @@
 
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from ais.errors import StreamError
 from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.pack import pack
-from ais.stream.lab import make_fs_image, make_tree
+from ais.stream.lab import ais_command, make_fs_image, make_tree
 from ais.stream.unicast import UnicastServer, UnicastSource, fetch_header
 from ais.stream.writer import write_image
 
@@ -147,7 +146,7 @@ def test_dropped_connection_resumes(server, tmp_path):
 def test_server_killed_mid_stream_fails_clearly(image_dir, tmp_path):
     header = read_header(image_dir / "img-1.aisimg")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ais.stream.commands", "image", "serve-stream", str(image_dir), "--listen", "127.0.0.1:0"],
+        [*ais_command("image", "serve-stream"), str(image_dir), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ais.cli import main
+from ais.stream.lab import ais_command
 
 DEMO = Path(__file__).resolve().parents[3] / "descriptors"
 
@@ -151,7 +151,7 @@ def test_unsatisfied_dependency_names_package_and_need(demo_copy, broken_repo, c
 
 def test_cli_subprocess_exit_code_and_no_traceback(demo_copy, repo_dir):
     CASES[0][1](demo_copy)
-    proc = subprocess.run([sys.executable, "-m", "ais.cli", "validate", "--descriptors", str(demo_copy),
+    proc = subprocess.run([*ais_command(), "validate", "--descriptors", str(demo_copy),
                            "--repo", str(repo_dir)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "malformed XML" in proc.stderr and "Traceback" not in proc.stderr
