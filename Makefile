@@ -11,7 +11,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
         shellcheck iproute2 util-linux sqlite3 lz4
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all setup debs venv packages demo test test-unit test-integration \
+.PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
         bench-planner bench-cache bench-stream bench-install clean
 
 all: test
@@ -30,15 +30,37 @@ $(BUILD)/.debs: Makefile
 	@touch $@
 
 # The venv uses a 3.11 interpreter: the `rpm` shim loads Debian's 3.11 bindings.
+# Python packages come from requirements.lock only (exact versions, sha256 checked),
+# so a fresh machine gets what CI tested; `make lock` refreshes the lock.
+LOCK := requirements.lock
+PIP_TOOLS := pip-tools==7.6.2
 venv: $(VENV)/.done
-$(VENV)/.done: pyproject.toml $(BUILD)/.debs
+$(VENV)/.done: pyproject.toml $(LOCK) $(BUILD)/.debs
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 	  { echo "need Python 3.11 (Debian python3-rpm is built for it); set PYTHON=" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -c 'import rpm, pulp, highspy, lxml, zstandard, networkx' 
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c 'import rpm, pulp, highspy, lxml, zstandard, networkx'
 	@touch $@
+
+# Re-resolve pyproject.toml's ranges to the newest versions and write the lock.
+lock:
+	$(PYTHON) -m venv $(BUILD)/lock-tools
+	$(BUILD)/lock-tools/bin/pip install -q $(PIP_TOOLS)
+	$(BUILD)/lock-tools/bin/pip-compile -q --generate-hashes --allow-unsafe --extra test --all-build-deps \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --upgrade -o $(LOCK) pyproject.toml
+
+# Not in CI: every test against the newest versions pyproject.toml allows, in a
+# venv of its own, to see the next breaking release before a fresh machine does.
+test-latest: packages
+	rm -rf $(BUILD)/venv-latest
+	$(PYTHON) -m venv $(BUILD)/venv-latest
+	$(BUILD)/venv-latest/bin/pip install -q --upgrade pip
+	$(BUILD)/venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
+	$(BUILD)/venv-latest/bin/pip freeze --exclude-editable
+	$(BUILD)/venv-latest/bin/python -m pytest -q tests/unit
+	$(BUILD)/venv-latest/bin/python -m pytest -q tests/integration
 
 # The demo RPM repository, built by rpmbuild + createrepo_c (incremental).
 packages: venv

@@ -4,6 +4,11 @@ Reads: argv. Each subsystem's `commands.register(subparsers)` adds its
 subcommands; a handler returns an exit code or raises an `AisError`. This is
 the one place where exceptions become messages and exit codes: 0 ok,
 1 failure of the world, 2 bad input; never a traceback for either.
+
+`entry()` (the installed `ais` program) first moves the command's own output
+to a private descriptor: file descriptor 1 then points at stderr, so a library
+that writes to fd 1 (HiGHS prints a banner there when a solver object is made,
+rpm scriptlets, any C code) cannot corrupt what scripts parse from `--json`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import traceback
 
 from ais import __version__
-from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError
+from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError, describe_os_error
 
 # Modules that contribute subcommands (each has `register(subparsers)`), in the
 # order `ais --help` lists them.
@@ -69,7 +74,10 @@ def _add_common_options(parser: argparse.ArgumentParser, site: bool = True) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error argparse already printed (exit 2)
+        return int(done.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
@@ -96,6 +104,9 @@ def run_handler(handler, args, prog: str = "ais") -> int:
     except BrokenPipeError:  # `ais show x | head`: the reader left, nothing to say
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as err:  # the OS refused (disk, device, network): a failure of the world
+        print(f"{prog}: error: {describe_os_error(err)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -104,5 +115,30 @@ def run_handler(handler, args, prog: str = "ais") -> int:
         traceback.print_exc()
         return EXIT_FAILURE
 
+def private_stdout() -> None:
+    """Give sys.stdout a descriptor of its own and point fd 1 at stderr.
+
+    The duplicate is not inherited by child processes (os.dup is
+    non-inheritable), so nothing but this process's own `print` reaches the
+    caller's stdout.
+    """
+    sys.stdout.flush()
+    own = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(own, "w", buffering=1 if os.isatty(own) else -1,
+                           encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+
+
+def entry() -> int:
+    """The `ais` program: main() with a stdout that only AIS writes to."""
+    private_stdout()
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left before the last buffer was written
+        sys.stdout = open(os.devnull, "w")
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

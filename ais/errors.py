@@ -7,6 +7,7 @@ raises one of these; only `ais.cli` turns them into messages and exit codes.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -25,6 +26,16 @@ class Problem:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.message}"
+
+
+def describe_os_error(err: OSError) -> str:
+    """'No space left on device (ENOSPC): /mnt/disk.img' — what the OS said, and where."""
+    name = errno.errorcode.get(err.errno or 0)
+    what = err.strerror or str(err)
+    if name:
+        what += f" ({name})"
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
 
 
 class AisError(Exception):

@@ -7,6 +7,7 @@ a short string for `human`.
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from ais.errors import UsageError
@@ -26,6 +27,14 @@ def parse_size(text: str) -> int:
         raise UsageError(f"bad size {text!r}: use a number with an optional unit, e.g. 20G or 500M")
     number, unit = match.groups()
     return int(float(number) * _UNITS[unit.upper()])
+
+
+def size_arg(text: str) -> int:
+    """parse_size for argparse `type=`: a bad size is a usage error (exit 2), not a traceback."""
+    try:
+        return parse_size(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def human(n: int | float) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ais.cache.rebuild import BUDGET_FILE, DEFAULT_BUDGET, Options, budget_of, rebuild
 from ais.cache.report import Reporter
-from ais.sizes import human, parse_size
+from ais.sizes import human, size_arg
 from ais.cache.status import render, status
 from ais.cache.store import Store
 
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def _common(p) -> None:
-    p.add_argument("--budget", type=parse_size, default=None, metavar="SIZE",
+    p.add_argument("--budget", type=size_arg, default=None, metavar="SIZE",
                    help=f"disk budget for images, e.g. 20G or 500M [descriptors/{BUDGET_FILE} "
                         f"if present, else {DEFAULT_BUDGET}]")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",

@@ -87,7 +87,7 @@ class Api:
     def _error(status: int, body: bytes, what: str) -> ServerAnswer:
         try:
             message = json.loads(body)["error"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             message = body[:200].decode("utf-8", "replace")
         return ServerAnswer(status, f"the server refused {what} (HTTP {status}): {message}")
 
@@ -101,8 +101,8 @@ class Api:
             raise self._error(status, body, what)
         try:
             plan = json.loads(body)
-        except ValueError as err:
-            raise ClientError(f"the server sent a plan that is not JSON: {err}") from err
+        except (ValueError, RecursionError) as err:
+            raise ClientError(f"the server sent a plan that is not JSON: {type(err).__name__}: {err}") from err
         if not isinstance(plan, dict) or plan.get("format") != 1 or "configuration" not in plan:
             raise ClientError("the server sent something that is not a format-1 install plan")
         return plan

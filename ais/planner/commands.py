@@ -17,8 +17,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ais.sizes import human, parse_size
-from ais.errors import UsageError
+from ais.sizes import human, size_arg
+from ais.errors import UsageError, WorldError
+from ais.files import write_atomic
 from ais.planner.cost import COST_FILE, CostModel, cost_for
 from ais.planner.lattice import hasse_diagram
 from ais.planner.plan import Plan, make_plan
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
         "is smallest within the budget (integer program, HiGHS; CBC as fallback). Prints the plan, "
         "its proven bound and gap, and the baselines on the same costs.",
     )
-    p.add_argument("--budget", required=True, metavar="SIZE", help="disk for stored images: 20G, 500M or bytes")
+    p.add_argument("--budget", required=True, type=size_arg, metavar="SIZE", help="disk for stored images: 20G, 500M or bytes")
     p.add_argument("--out", default="build/plan.json", metavar="FILE", help="plan JSON to write [%(default)s]")
     p.add_argument("--explain", metavar="CONFIG", help="say why this configuration got its image")
     p.add_argument("--json", action="store_true", help="print the plan JSON instead of the table")
@@ -48,10 +49,19 @@ def register(subparsers) -> None:
     p.set_defaults(handler=plan_command)
 
 
+def write_plan(out: Path, text: str) -> None:
+    """Write the plan file atomically; a path the OS refuses is a failure naming it (exit 1)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, text.encode())
+    except OSError as err:
+        raise WorldError(f"cannot write the plan to {out}: {err.strerror or err}") from err
+
+
 def plan_command(args) -> int:
     from ais.descriptors import load_site  # the edge: XML and RPM headers are read there
 
-    budget = parse_size(args.budget)
+    budget = args.budget
     if args.time_limit <= 0:
         raise UsageError("--time-limit must be positive")
     cost, source = cost_for(args.cache, args.cost)
@@ -60,8 +70,7 @@ def plan_command(args) -> int:
         raise UsageError(f"--explain {args.explain}: no such configuration")
     plan = make_plan(site, budget, cost=cost, time_limit=args.time_limit)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(plan.to_json())
+    write_plan(out, plan.to_json())
     if args.json:
         sys.stdout.write(plan.to_json())
     else:

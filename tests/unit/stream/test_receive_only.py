@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ais.errors import StreamError
-from ais.stream import commands
+from ais.cli import main
 from ais.stream.format import read_header
 from ais.stream.unicast import UnicastServer
 from ais.stream.writer import LocalSource, receive_only
@@ -55,12 +55,12 @@ def test_image_get_verify_only_writes_nothing(small_image, tmp_path, capsys):
     server = UnicastServer(served).start()
     try:
         host, port = server.address
-        assert commands.main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id,
+        assert main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id,
                               "--verify-only", "--json"]) == 0
         summary = json.loads(capsys.readouterr().out)
         assert summary["chunks_total"] == len(header.chunks) and summary["bad_chunks"] == 0
         assert summary["tcp_bytes"] >= header.stored_bytes
-        assert commands.main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id]) == 2
+        assert main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id]) == 2
         assert "--verify-only" in capsys.readouterr().err
     finally:
         server.stop()

@@ -1,0 +1,79 @@
+"""Bad input exits 2, failures of the world exit 1, each with a message and no traceback.
+
+Run as the real `ais` process. Regressions: `ais rebuild --budget abc` and `ais
+cache status --budget abc` printed a traceback and exited 1 (argparse let the
+UsageError of the size parser escape); `ais plan --out /proc/x.json` printed a
+traceback; a plan nested 100,000 deep from a hostile server was a RecursionError
+reported as "a bug in AIS".
+"""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from ais.stream.lab import ais_command
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HostileServer(http.server.ThreadingHTTPServer):
+    """Answers every GET with the given body (a server that is not AIS)."""
+
+    def __init__(self, body: bytes):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+# (argv, exit code, words the message must contain); {repo} and {cache} filled in
+CASES = [
+    (["rebuild", "--budget", "abc", "--dry-run"], 2, "bad size 'abc'"),
+    (["cache", "status", "--budget", "abc"], 2, "bad size 'abc'"),
+    (["plan", "--budget", "abc"], 2, "bad size 'abc'"),
+    (["plan", "--budget=-5G"], 2, "bad size"),
+    (["plan", "--budget", "48M", "--out", "/proc/x.json"], 1, "cannot write the plan to /proc/x.json"),
+    (["plan", "--budget", "48M", "--out", "{tmp}/missing-dir-is-made/plan.json"], 0, "plan written to"),
+    (["plan", "--budget", "48M", "--out", "{tmp}/a-file/plan.json"], 1, "cannot write the plan to"),
+    (["client", "plan", "--server", "{hostile}", "--host", "web01", "--target", "{tmp}/disk", "--state",
+      "{tmp}/state"], 1, "not JSON"),
+]
+
+
+@pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4]) for c in CASES])
+def test_error_exit_codes_and_messages(argv, code, words, repo_dir, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory\n")
+    hostile = HostileServer(NESTED)
+    try:
+        filled = [a.format(tmp=tmp_path, hostile=hostile.url) for a in argv]
+        if filled[0] in ("rebuild", "cache", "plan"):
+            filled += ["--repo", str(repo_dir), "--cache", str(tmp_path / "cache")]
+        proc = subprocess.run(ais_command(*filled), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        hostile.shutdown()
+        hostile.server_close()
+    assert proc.returncode == code, proc.stderr
+    assert words in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert not Path("/proc/x.json").exists()
+    assert not list(tmp_path.glob("**/.plan.json.*")), "no temporary plan file left behind"
