@@ -23,15 +23,25 @@ import traceback
 from ais import __version__
 from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError, describe_os_error
 
-# Modules that contribute subcommands (each has `register(subparsers)`), in the
-# order `ais --help` lists them.
-COMMAND_MODULES = (
-    "ais.descriptors.commands", "ais.planner.calibrate", "ais.planner.commands",
-    "ais.cache.commands", "ais.stream.commands", "ais.server.commands", "ais.client.commands",
-)
+# Which module registers each top-level command (`register(subparsers)`), in the
+# order `ais --help` lists them. Only the module of the command being run is
+# imported, so `ais client ...` on a booting machine loads nothing of the planner,
+# the cache or the server (numpy, PuLP, HiGHS, lxml).
+COMMANDS = {
+    "validate": "ais.descriptors.commands",
+    "show": "ais.descriptors.commands",
+    "calibrate": "ais.planner.calibrate",
+    "plan": "ais.planner.commands",
+    "rebuild": "ais.cache.commands",
+    "cache": "ais.cache.commands",
+    "image": "ais.stream.commands",
+    "serve": "ais.server.commands",
+    "client": "ais.client.commands",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] = ()) -> argparse.ArgumentParser:
+    """The parser for argv: only the named command's module, or every module for help."""
     parser = argparse.ArgumentParser(
         prog="ais",
         description="Adaptable Installation System: plan, build and serve partial images; reinstall hosts.",
@@ -39,10 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ais {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         importlib.import_module(name).register(subparsers)
     _add_common_options(parser)
     return parser
+
+
+def _modules_for(argv: list[str]) -> list[str]:
+    """The module of the command in argv (its first word), else all of them, in order."""
+    command = next((w for w in argv if not w.startswith("-")), None)
+    if command in COMMANDS:
+        return [COMMANDS[command]]
+    return list(dict.fromkeys(COMMANDS.values()))
 
 
 # Options every leaf command that reads the site shares (a subsystem may define
@@ -73,7 +91,8 @@ def _add_common_options(parser: argparse.ArgumentParser, site: bool = True) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a usage error argparse already printed (exit 2)

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ais.cache.hooks import pause_point
+from ais.faults import pause_point
 from ais.cache.store import Store, image_id
 from ais.errors import BuildError, ToolError
 from ais.model import Package

@@ -16,7 +16,7 @@ import json
 import os
 from datetime import datetime, timezone
 
-from ais.cache.hooks import pause_point
+from ais.faults import pause_point
 from ais.cache.store import Store
 from ais.files import fsync_dir
 from ais.errors import BuildError

@@ -30,7 +30,7 @@ from pathlib import Path
 from ais.cache import manifest as manifests
 from ais.cache.build import build_image
 from ais.cache.changes import Changes, configurations, diff, plan_obj, wanted_images
-from ais.cache.hooks import pause_point
+from ais.faults import pause_point
 from ais.cache.lock import locked
 from ais.cache.report import Reporter
 from ais.sizes import human, parse_size

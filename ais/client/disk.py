@@ -27,7 +27,7 @@ import os
 import stat
 from pathlib import Path
 
-from ais.cache.hooks import pause_point
+from ais.faults import pause_point
 from ais.errors import ClientError
 from ais.run import run
 from ais.stream.format import ImageHeader

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ais.cache.hooks import pause_point
+from ais.faults import pause_point
 from ais.client.api import Api
 from ais.errors import ClientError
 from ais.rpmenv import installed_nevras, rpm_install

@@ -1,7 +1,7 @@
 """The cache under crashes, races, corruption, a full disk and bad descriptors.
 
 Real `ais rebuild` processes (python -m ais.cli) with real rpm, mke2fs, e2fsck
-and packing; kill -9 at named steps (AIS_TEST_PAUSE_AT, see ais/cache/hooks.py)
+and packing; kill -9 at named steps (AIS_TEST_PAUSE_AT, see ais/faults.py)
 and in the middle of a running rpm transaction; a real loop-mounted ext4 as a
 small cache disk. The site is a 4-SCD copy of the demo descriptors (base, db,
 mail, hpc) with a cost model under which every configuration gets its own

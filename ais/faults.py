@@ -1,4 +1,7 @@
-"""Test hooks: stop the process at a named step so a test can kill it there.
+"""Pause points: stop the process at a named step so a test can kill it there.
+
+A neutral module every phase may import (the cache's build steps and the
+client's disk and rpm steps use it), so no phase reaches into another for it.
 
 Reads the environment: `AIS_TEST_PAUSE_AT` (a step name, e.g. `rpm`, `mkfs`,
 `pack`, `publish`) and `AIS_TEST_PAUSE_FILE` (a path to touch; default
@@ -7,7 +10,7 @@ step matches, `pause_point` writes its pid to the file and sleeps that long
 (a test kills it meanwhile, or lets it go on after a short pause). Never fails; returns None.
 Outside tests the variables are unset and this costs one dict lookup.
 
-Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
+Steps used by the client: `client-image`, `client-rpm`. Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
 `rpm` (staging root created, the one rpm transaction about to
 run), `mkfs` (root installed and checked, before mke2fs), `pack` (filesystem
 image checked, before packing), `install` (packed file complete in tmp/,
