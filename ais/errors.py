@@ -66,10 +66,6 @@ class PlanMismatch(BadInput):
     """A plan file does not match the current descriptors."""
 
 
-class PlanInfeasible(AisError):
-    """No plan satisfies the constraints."""
-
-
 class WorldError(AisError):
     """Something outside the input failed (a tool, the disk, the network). Exit 1."""
 

@@ -8,7 +8,7 @@ round-trip them for plan files and the server's API.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, order=True)
@@ -100,13 +100,3 @@ class Site:
             weights[host.scd] = weights.get(host.scd, 0.0) + host.reinstalls
         return weights
 
-
-def package_to_json(pkg: Package) -> dict:
-    data = asdict(pkg)
-    data["requires"] = list(pkg.requires)
-    data["provides"] = list(pkg.provides)
-    return data
-
-
-def package_from_json(data: dict) -> Package:
-    return Package(**{**data, "requires": tuple(data["requires"]), "provides": tuple(data["provides"])})

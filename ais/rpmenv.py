@@ -2,7 +2,8 @@
 
 Debian's rpm keeps its database in ~/.rpmdb and nags about alien; every rpm
 call in AIS goes through here so images always carry /var/lib/rpm and the
-flags are the same everywhere (see MACHINE-NOTES).
+flags are the same everywhere: `--dbpath /var/lib/rpm` (Debian's default is
+~/.rpmdb, which `--root R` would put at R/root/.rpmdb) and `--force-debian`.
 
 Reads: a target root directory and RPM file paths. Fails with `ToolError` when
 rpm fails, and with `BuildError` when a scriptlet failed although rpm exited 0

@@ -42,9 +42,9 @@ MAX_CANDIDATES = 2500
 MIN_SHARE = 1e-5  # of the packages-only objective
 CUT_FRACTIONS = (1.0, 0.5, 0.25, 0.1)  # budget fractions that cut sets are cut to
 CUT_SOURCES = 40  # how many top candidates get cut-to-fit variants
-FULL_CLOSURE_UP_TO = 16
+FULL_CLOSURE_UP_TO = 16  # configurations: below this the closure is small, take it all
 CHAIN_SEEDS = 400  # configurations (by weighted saving) that start a chain
-CHAIN_STEPS = 16  # intersections per chain  # configurations: below this the closure is small, take it all
+CHAIN_STEPS = 16  # intersections per chain
 
 
 @dataclass(frozen=True, eq=False)

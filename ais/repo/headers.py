@@ -142,7 +142,7 @@ def satisfies(provide: Dep, want: Dep) -> bool:
     cmp = compare_evr(provide.evr, want.evr)
     if "=" in provide.op and cmp == 0 and "=" in want.op:
         return True
-    if "=" not in provide.op:  # ranged provides are rare; accept overlap conservatively
+    if "=" not in provide.op:  # permissive: a ranged provide satisfies any versioned requirement
         return True
     return ("<" in want.op and cmp < 0) or (">" in want.op and cmp > 0)
 

@@ -139,9 +139,19 @@ def test_ais_boot_from_a_kernel_command_line(lab, disk, tmp_path):
     assert_installed(lab, "db01", disk)
 
 
-def test_ais_boot_needs_its_settings(tmp_path):
+BAD_SETTINGS = [
+    ("quiet ais.server=http://127.0.0.1:1", "ais.target= are required"),
+    ("quiet ais.server=http://127.0.0.1:1 ais.target=/dev/nonexistent-disk", "cannot tell who this is"),
+    ("ais.server=http://127.0.0.1:1 ais.target=/dev/x ais.host=h ais.transport=carrier-pigeon",
+     "ais.transport must be"),
+]
+
+
+@pytest.mark.parametrize("cmdline_text, words", BAD_SETTINGS)
+def test_ais_boot_bad_settings_exit_2(cmdline_text, words, tmp_path):
     cmdline = tmp_path / "cmdline"
-    cmdline.write_text("quiet ais.server=http://127.0.0.1:1\n")
+    cmdline.write_text(cmdline_text + "\n")
     proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state", str(tmp_path / "st")],
-               env={"AIS": ais_command()[0]}, check=False)
-    assert proc.returncode == 2 and "ais.target= are required" in proc.stderr
+               env={"AIS": ais_command()[0]}, check=False, timeout=60)
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert not (tmp_path / "st").exists()
