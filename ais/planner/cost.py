@@ -182,17 +182,13 @@ def fit(samples, base: CostModel | None = None) -> CostModel:
 
 
 def nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    # Columns have wildly different scales (bytes vs counts): scale them so
-    # lstsq's rank decisions are about information, not units.
+    """argmin ||design·x − target|| subject to x ≥ 0 (Lawson–Hanson, scipy.optimize.nnls).
+
+    Columns have wildly different scales (bytes vs counts): they are scaled to
+    unit maximum first, so the solver's tolerances are about information, not units.
+    """
+    from scipy.optimize import nnls
+
     scale = np.maximum(np.abs(design).max(axis=0), 1e-300)
-    scaled = design / scale
-    active = list(range(design.shape[1]))
-    coef = np.zeros(design.shape[1])
-    while active:
-        sol, *_ = np.linalg.lstsq(scaled[:, active], target, rcond=None)
-        if (sol >= -1e-12).all():
-            coef[:] = 0.0
-            coef[active] = np.maximum(sol, 0.0)
-            break
-        active.pop(int(np.argmin(sol)))
+    coef, _ = nnls(design / scale, np.asarray(target, dtype=float))
     return coef / scale

@@ -1,10 +1,11 @@
+import itertools
 import json
 
 import numpy as np
 import pytest
 
 from ais.errors import BadInput
-from ais.planner.cost import CostModel, fit, load_calibration, save_calibration
+from ais.planner.cost import CostModel, fit, load_calibration, nonnegative_least_squares, save_calibration
 
 
 def synthetic_samples(coef, n=200, noise=0.0, seed=0):
@@ -76,3 +77,26 @@ def test_default_costs_make_images_worth_it():
     installed = 100e6
     rpm = 100 * cost.rpm_seconds(installed / 100, 50, 0)
     assert rpm > cost.image_seconds(cost.estimate_stored_bytes(installed))
+
+
+def _exact_nnls_residual(design: np.ndarray, target: np.ndarray) -> float:
+    """The true optimum by trying every active set (small problems only)."""
+    best = float(np.linalg.norm(target))
+    n = design.shape[1]
+    for r in range(1, n + 1):
+        for cols in itertools.combinations(range(n), r):
+            x, *_ = np.linalg.lstsq(design[:, cols], target, rcond=None)
+            if (x >= 0).all():
+                best = min(best, float(np.linalg.norm(design[:, cols] @ x - target)))
+    return best
+
+
+@pytest.mark.parametrize("seed", [18, *range(0, 40, 7)])
+def test_nonnegative_least_squares_is_optimal(seed):
+    """Regression: the old fit dropped the most negative term and never let it back in,
+    which is not Lawson–Hanson: on these seeds it stopped above the optimum."""
+    rng = np.random.default_rng(seed)
+    design, target = rng.normal(size=(8, 4)), rng.normal(size=8)
+    coef = nonnegative_least_squares(design, target)
+    assert (coef >= 0).all()
+    assert np.linalg.norm(design @ coef - target) <= _exact_nnls_residual(design, target) * (1 + 1e-9) + 1e-12
