@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from ais.planner.problem import Problem, is_subset
+from ais.planner.problem import Problem, bit_indices, is_subset
 
 NEIGHBOURS = 5  # near neighbours intersected with each configuration
 MAX_CANDIDATES = 2500
@@ -258,20 +258,13 @@ class _Evaluator:
         return result
 
 
-def _bit_indices(bits: int) -> np.ndarray:
-    if not bits:
-        return np.zeros(0, dtype=np.int64)
-    raw = np.frombuffer(bits.to_bytes((bits.bit_length() + 7) // 8, "little"), dtype=np.uint8)
-    return np.flatnonzero(np.unpackbits(raw, bitorder="little")).astype(np.int64)
-
-
 def cut_to_fit(problem: Problem, s: int, target_bytes: int) -> int:
     """The subset of s that keeps its most time-saving packages per byte, cut to fit.
 
     Packages are taken in decreasing RPM seconds per installed byte until the
     image's estimated stored bytes would pass target_bytes.
     """
-    ids = _bit_indices(s)
+    ids = bit_indices(s)
     per_byte = problem.rpm_seconds[ids] / np.maximum(problem.installed_bytes[ids], 1.0)
     order = ids[np.argsort(-per_byte, kind="stable")]
     cost = problem.cost
@@ -311,7 +304,7 @@ def _evaluate(problem: Problem, evaluator: _Evaluator, sets) -> dict[int, tuple[
 
 
 def _weight_of(problem: Problem, served: int) -> float:
-    idx = _bit_indices(served)
+    idx = bit_indices(served)
     return float(problem.weights[idx].sum()) if len(idx) else 0.0
 
 
@@ -392,7 +385,7 @@ def _as_candidates(
 ) -> Candidates:
     pair_config, pair_cand = [], []
     for k, s in enumerate(kept):
-        idx = _bit_indices(table[s][2]) if s else np.arange(len(problem.configs))
+        idx = bit_indices(table[s][2]) if s else np.arange(len(problem.configs))
         pair_config.append(idx)
         pair_cand.append(np.full(len(idx), k, dtype=np.int64))
     return Candidates(
@@ -413,7 +406,7 @@ def with_sets(problem: Problem, cands: Candidates, extra: list[tuple[int, float,
     sets = list(cands.sets)
     pair_config, pair_cand = [cands.pair_config], [cands.pair_cand]
     for s, _, _, served in extra:
-        idx = _bit_indices(served)
+        idx = bit_indices(served)
         pair_config.append(idx)
         pair_cand.append(np.full(len(idx), len(sets), dtype=np.int64))
         sets.append(s)

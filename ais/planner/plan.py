@@ -26,7 +26,7 @@ from ais.errors import BadInput, PlanMismatch
 from ais.planner.cost import CostModel
 from ais.planner.heuristics import base_times, baselines, best_assignment, best_greedy, objective_of
 from ais.planner.lattice import Candidates, build_candidates
-from ais.planner.model import Solved, build_model, solve_model
+from ais.planner.model import PlanModel, Solved, solve_model
 from ais.planner.pricing import ROUNDS as PRICE_ROUNDS
 from ais.planner.pricing import price
 from ais.planner.problem import Problem, ids_of, problem_from_site
@@ -179,9 +179,10 @@ def solve_problem(
     started = time.monotonic()
     options = {} if max_candidates is None else {"max_candidates": max_candidates}
     cands = build_candidates(problem, **options)
+    model = PlanModel(problem, cands) if len(cands) > 1 else None
     keep_values = None
-    if price_rounds and len(cands) > 1:
-        cands, keep_values = price(problem, cands, price_rounds, deadline=started + time_limit / 3)
+    if model is not None and price_rounds:
+        cands, keep_values = price(problem, cands, model, price_rounds, deadline=started + time_limit / 3)
     if keep_values is not None:
         keep_values = np.concatenate([keep_values, np.zeros(len(cands) - len(keep_values))])
     warm = best_greedy(problem, cands, keep_values)
@@ -201,9 +202,8 @@ def solve_problem(
                 "imaging cost): packages-only plan"
             )
     else:
-        model = build_model(problem, cands)
         left = max(MIN_SOLVER_SECONDS, time_limit - (time.monotonic() - started))
-        solved = solve_model(model, problem, cands, warm, time_limit=left, solver=solver, threads=threads)
+        solved = solve_model(model, cands, warm, time_limit=left, solver=solver, threads=threads)
         warnings += solved.warnings
     return _assemble(problem, cands, warm, solved, hash_, warnings)
 

@@ -1,8 +1,7 @@
 """Column generation: add candidate images that the LP duals say are worth it.
 
 What it does: solves the LP relaxation of the integer program over the current
-candidates (highspy directly: it is an inner step, the final model is PuLP's),
-reads the duals — π_c, the weighted saving configuration c already gets, and
+candidates (`PlanModel.relax`, the same model the final solve uses), reads the duals — π_c, the weighted saving configuration c already gets, and
 λ, the value of a byte of budget — and searches for package sets S with a
 positive reduced cost
     Σ_{c ⊇ S} max(0, w_c · saving(S) − π_c) − λ · size(S) > 0,
@@ -14,7 +13,8 @@ net value is positive; cut-to-fit variants of those, too. Rounds repeat until
 no column prices out or the round limit.
 Because pricing is heuristic, the bound the solver proves afterwards is over
 the final candidate set, not over every possible package set.
-What it reads: a `Problem`, `Candidates` (with their evaluator).
+What it reads: a `Problem`, `Candidates` (with their evaluator), the `PlanModel`
+built over them (extended in place with every priced column).
 What it fails on: nothing: an LP failure just ends the rounds.
 What it returns: new `Candidates` (the old ones plus the priced columns).
 """
@@ -23,58 +23,17 @@ from __future__ import annotations
 
 import time
 
-import highspy
 import numpy as np
 
-from ais.planner.lattice import Candidates, _bit_indices, cut_to_fit, with_sets
-from ais.planner.problem import Problem
+from ais.planner.lattice import Candidates, cut_to_fit, with_sets
+from ais.planner.model import PlanModel
+from ais.planner.problem import Problem, bit_indices
 
 ROUNDS = 4
 SEEDS = 300
 STEPS = 16
 MAX_NEW_PER_ROUND = 400
 BRANCH = 6  # first partners tried per seed
-
-
-def lp_duals(problem: Problem, cands: Candidates) -> tuple[np.ndarray, float, float, np.ndarray] | None:
-    """(π per configuration, λ per byte, LP objective, keep values) of the LP relaxation, or None."""
-    n_conf, n_cand = len(problem.configs), len(cands)
-    base = np.array([problem.base_time(i) for i in range(n_conf)])
-    pc, pk = cands.pair_config, cands.pair_cand
-    n_pairs = len(pc)
-    # columns: keep_1..keep_{K-1}, then one serve per pair
-    n_keep = n_cand - 1
-    cost = np.concatenate([np.zeros(n_keep), problem.weights[pc] * (base[pc] - cands.saving[pk])])
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.addVars(n_keep + n_pairs, np.zeros(n_keep + n_pairs), np.ones(n_keep + n_pairs))
-    highs.changeColsCost(n_keep + n_pairs, np.arange(n_keep + n_pairs, dtype=np.int32), cost)
-    serve_col = n_keep + np.arange(n_pairs)
-    # serves_c rows: Σ serve = 1, one row per configuration
-    order = np.argsort(pc, kind="stable")
-    counts = np.bincount(pc, minlength=n_conf)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    highs.addRows(n_conf, np.ones(n_conf), np.ones(n_conf), n_pairs, starts.astype(np.int32),
-                  serve_col[order].astype(np.int32), np.ones(n_pairs))
-    # links: serve − keep ≤ 0 for pairs with a real image
-    linked = np.flatnonzero(pk > 0)
-    idx = np.column_stack([serve_col[linked], pk[linked] - 1]).ravel().astype(np.int32)
-    vals = np.tile([1.0, -1.0], len(linked))
-    highs.addRows(len(linked), np.full(len(linked), -highspy.kHighsInf), np.zeros(len(linked)), len(idx),
-                  (2 * np.arange(len(linked))).astype(np.int32), idx, vals)
-    # fits_budget
-    highs.addRow(-highspy.kHighsInf, float(problem.budget_bytes), n_keep, np.arange(n_keep, dtype=np.int32),
-                 cands.size[1:].astype(float))
-    highs.run()
-    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    solution = highs.getSolution()
-    dual = np.array(solution.row_dual)
-    u = dual[:n_conf]
-    lam = max(0.0, -dual[-1])
-    pi = problem.weights * base - u
-    keep = np.concatenate([[1.0], np.array(solution.col_value[:n_keep])])  # index 0: ∅
-    return pi, lam, highs.getInfo().objective_function_value, keep
 
 
 def _priced_chains(problem: Problem, cands: Candidates, pi: np.ndarray, lam: float) -> set[int]:
@@ -131,12 +90,12 @@ def _priced_chains(problem: Problem, cands: Candidates, pi: np.ndarray, lam: flo
 
 
 def reduced_cost(problem: Problem, served: int, saving: float, size: int, pi: np.ndarray, lam: float) -> float:
-    idx = _bit_indices(served)
+    idx = bit_indices(served)
     return float(np.maximum(0.0, problem.weights[idx] * saving - pi[idx]).sum()) - lam * size
 
 
 def price(
-    problem: Problem, cands: Candidates, rounds: int = ROUNDS, deadline: float | None = None
+    problem: Problem, cands: Candidates, model: PlanModel, rounds: int = ROUNDS, deadline: float | None = None
 ) -> tuple[Candidates, np.ndarray | None]:
     """Add priced columns for up to `rounds` rounds or until `deadline` (monotonic).
 
@@ -147,10 +106,10 @@ def price(
     for _ in range(rounds):
         if deadline is not None and time.monotonic() > deadline:
             break
-        duals = lp_duals(problem, cands)
-        if duals is None:
+        relaxed = model.relax()
+        if relaxed is None:
             break
-        pi, lam, _, keep = duals
+        pi, lam, keep = relaxed.pi, relaxed.lam, relaxed.keep
         known = set(cands.sets)
         fresh = _priced_chains(problem, cands, pi, lam) - known
         # cut-to-fit variants: under a tight budget a smaller core may price out better
@@ -174,4 +133,5 @@ def price(
             break
         scored.sort(key=lambda t: (-t[0], t[1]))
         cands = with_sets(problem, cands, [t[1:] for t in scored[:MAX_NEW_PER_ROUND]])
+        model.extend(cands)
     return cands, keep

@@ -43,6 +43,14 @@ def ids_of(bits: int) -> list[int]:
     return out
 
 
+def bit_indices(bits: int) -> np.ndarray:
+    """Indices of the set bits, ascending, as an int64 array (fast for wide bitsets)."""
+    if not bits:
+        return np.zeros(0, dtype=np.int64)
+    raw = np.frombuffer(bits.to_bytes((bits.bit_length() + 7) // 8, "little"), dtype=np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little")).astype(np.int64)
+
+
 def is_subset(a: int, b: int) -> bool:
     return a & ~b == 0
 
