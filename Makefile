@@ -12,7 +12,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install clean
+        bench-planner bench-cache bench-stream bench-install bench-startup clean
 
 all: test
 
@@ -93,6 +93,9 @@ bench-stream: setup
 
 bench-install: setup
 	$(PY) bench/install.py --scale 8
+
+bench-startup: setup
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache
