@@ -2,8 +2,8 @@
 
 What it does: `make_plan` runs the planner end to end (problem → candidates →
 greedy → ILP → plan); `solve_problem` does the same on a plain `Problem` (the
-benchmark uses it). `Plan` is the frozen result, `to_json`/`from_json` follow
-docs/interfaces.md. `check_plan_matches` recomputes the hash of the inputs.
+benchmark uses it). The result is an `ais.contracts.Plan` (its schema, with
+`to_json`/`from_json`, is the contract with the cache). `check_plan_matches` recomputes the hash of the inputs.
 What it reads: a `Site`, a budget, a `CostModel`, optional measured stored sizes
 (frozenset of nevras → bytes) of package sets already built.
 What it fails on: bad input (no configurations, hosts naming unknown ones) →
@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
-from ais.errors import BadInput, PlanMismatch
+from ais.contracts import Plan, PlanImage, Serving
+from ais.errors import PlanMismatch
 from ais.planner.cost import CostModel
 from ais.planner.heuristics import base_times, baselines, best_assignment, best_greedy, objective_of
 from ais.planner.lattice import Candidates, build_candidates
@@ -31,95 +32,7 @@ from ais.planner.pricing import ROUNDS as PRICE_ROUNDS
 from ais.planner.pricing import price
 from ais.planner.problem import Problem, ids_of, problem_from_site
 
-PLAN_FORMAT = 1
 MIN_SOLVER_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Image:
-    key: str
-    packages: tuple[str, ...]  # nevras, sorted
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class Serving:
-    image: str | None  # image key, None: packages only
-    remainder: tuple[str, ...]  # nevras installed by RPM after imaging
-    predicted_seconds: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    inputs_hash: str
-    budget_bytes: int
-    images: tuple[Image, ...]
-    serve: dict[str, Serving]
-    objective: float
-    bound: float
-    gap: float
-    status: str
-    solver: str
-    baselines: dict[str, dict]
-    candidates: dict[str, int]
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(i.size_bytes for i in self.images)
-
-    def image(self, key: str) -> Image:
-        for img in self.images:
-            if img.key == key:
-                return img
-        raise KeyError(key)
-
-    def to_json(self) -> str:
-        data = {
-            "format": PLAN_FORMAT,
-            "inputs_hash": self.inputs_hash,
-            "budget_bytes": self.budget_bytes,
-            "images": [{**asdict(i), "packages": list(i.packages)} for i in self.images],
-            "serve": {
-                name: {"image": s.image, "remainder": list(s.remainder), "predicted_seconds": s.predicted_seconds}
-                for name, s in sorted(self.serve.items())
-            },
-            "objective": self.objective,
-            "bound": self.bound,
-            "gap": self.gap,
-            "status": self.status,
-            "solver": self.solver,
-            "baselines": self.baselines,
-            "candidates": self.candidates,
-            "warnings": list(self.warnings),
-        }
-        return json.dumps(data, indent=1, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "Plan":
-        try:
-            data = json.loads(text)
-            if data.get("format") != PLAN_FORMAT:
-                raise BadInput(f"plan format {data.get('format')!r} is not {PLAN_FORMAT}; run ais plan again")
-            return cls(
-                inputs_hash=data["inputs_hash"],
-                budget_bytes=int(data["budget_bytes"]),
-                images=tuple(Image(i["key"], tuple(i["packages"]), int(i["size_bytes"])) for i in data["images"]),
-                serve={
-                    n: Serving(s["image"], tuple(s["remainder"]), float(s["predicted_seconds"]))
-                    for n, s in data["serve"].items()
-                },
-                objective=float(data["objective"]),
-                bound=float(data["bound"]),
-                gap=float(data["gap"]),
-                status=data["status"],
-                solver=data["solver"],
-                baselines=data["baselines"],
-                candidates={k: int(v) for k, v in data["candidates"].items()},
-                warnings=tuple(data.get("warnings", ())),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise BadInput(f"not a valid plan file: {type(err).__name__}: {err}") from err
 
 
 def inputs_hash(identities: dict[str, list[str]], weights: dict[str, float], budget: int, cost: CostModel) -> str:
@@ -224,7 +137,8 @@ def _assemble(problem: Problem, cands: Candidates, warm, solved: Solved, hash_: 
     used = sorted(set(int(k) for k in choice) - {0})
     keys = {k: f"k{n}" for n, k in enumerate(used)}
     images = tuple(
-        Image(keys[k], tuple(sorted(problem.nevras[j] for j in ids_of(cands.sets[k]))), int(cands.size[k]))
+        PlanImage(key=keys[k], packages=tuple(sorted(problem.nevras[j] for j in ids_of(cands.sets[k]))),
+                  size_bytes=int(cands.size[k]))
         for k in used
     )
     base = base_times(problem)
@@ -232,9 +146,8 @@ def _assemble(problem: Problem, cands: Candidates, warm, solved: Solved, hash_: 
     for c, name in enumerate(problem.names):
         k = int(choice[c])
         remainder = ids_of(problem.configs[c] & ~cands.sets[k])
-        serve[name] = Serving(
-            keys.get(k), tuple(sorted(problem.nevras[j] for j in remainder)), round(float(base[c] - cands.saving[k]), 6)
-        )
+        serve[name] = Serving(image=keys.get(k), remainder=tuple(sorted(problem.nevras[j] for j in remainder)),
+                              predicted_seconds=round(float(base[c] - cands.saving[k]), 6))
     return Plan(
         inputs_hash=hash_,
         budget_bytes=problem.budget_bytes,

@@ -1,4 +1,3 @@
-import dataclasses
 
 import pytest
 
@@ -91,5 +90,5 @@ def test_cbc_fallback_agrees_with_highs(make_problem):
 
 def test_frozen():
     plan = make_plan(site(), 2**30)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):  # frozen
         plan.objective = 0
