@@ -14,8 +14,9 @@ docs/stream.md.
 
 What it reads: the trusted header (from the control channel) and datagrams.
 
-What it fails on: `StreamError` when no chunk arrives for `stall_timeout`
-seconds while chunks are missing, or a socket cannot join the group.
+What it fails on: `MulticastStalled` (a `StreamError`) when no good chunk
+arrives for `stall_timeout` seconds while chunks are missing (the caller may
+fall back to unicast); `StreamError` when a socket cannot join the group.
 
 What it returns: the source yields (index, stored bytes).
 """
@@ -47,12 +48,15 @@ T_DATA, T_REQUEST = 1, 2
 DATAGRAM_MAX = 8192
 PAYLOAD_MAX = DATAGRAM_MAX - COMMON.size - DATA.size
 REQ_BITS_MAX = (DATAGRAM_MAX - COMMON.size - REQ.size) * 8
-DATA_OVERHEAD = (COMMON.size + DATA.size) / PAYLOAD_MAX  # header bytes per payload byte of a full datagram
 # What one request may make the server send: the chunks it newly queues for a request stop once their
 # stored bytes reach this (so at most this plus one chunk). Clients split what they ask for to fit.
 REQUEST_BYTES_MAX = 4 << 20
 PARTS_BYTES_MAX = 64 << 20  # reassembly buffers a receiver keeps; beyond, the stalest chunk is dropped
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
+
+
+class MulticastStalled(StreamError):
+    """The multicast session made no progress (no good chunk) for the stall timeout."""
 
 
 def open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
@@ -90,6 +94,11 @@ def interface_towards(host: str) -> str:
         except OSError as err:
             raise StreamError(f"cannot find the local address that routes to {host}: {err}") from err
         return sock.getsockname()[0]
+
+
+def wire_bytes(length: int) -> int:
+    """Bytes one transmission of a chunk of length stored bytes puts on the wire (UDP payloads)."""
+    return length + (COMMON.size + DATA.size) * ((length + PAYLOAD_MAX - 1) // PAYLOAD_MAX)
 
 
 def slot_length(length: int, offset: int) -> int:
@@ -226,7 +235,7 @@ class MulticastSource:
                 index, data = self._ready.get(timeout=0.5)
             except queue.Empty:
                 if time.monotonic() - last_progress > self.stall_timeout:
-                    raise StreamError(
+                    raise MulticastStalled(
                         f"multicast {self.group}:{self.port}: no chunk of image {self.image_id} for "
                         f"{self.stall_timeout:.0f}s, {len(remaining)} of {len(self.header.chunks)} chunks missing"
                     ) from None

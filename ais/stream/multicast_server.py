@@ -186,12 +186,12 @@ class MulticastServer:
         packet = b"".join(
             (COMMON.pack(MAGIC, VERSION, T_DATA, 0, tag), DATA.pack(index, len(data), offset, len(payload), 0), payload)
         )
+        self.stats["bytes_sent"] += len(packet)  # counted first: whatever is on the wire is in the count
+        self.stats["datagrams"] += 1
         try:
             self._send_sock.sendto(packet, (self.group, self.port))
         except OSError as err:  # ENOBUFS under pressure: the client will ask again
             log.debug("sendto failed: %s", err)
-        self.stats["bytes_sent"] += len(packet)
-        self.stats["datagrams"] += 1
         offset += len(payload)
         if offset >= len(data):
             self._current = None

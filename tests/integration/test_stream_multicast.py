@@ -20,7 +20,7 @@ import pytest
 from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.lab import NetLab, make_fs_image, make_tree
-from ais.stream.multicast import DATA_OVERHEAD, REQUEST_BYTES_MAX
+from ais.stream.multicast import REQUEST_BYTES_MAX, within_budget, wire_bytes
 from ais.stream.pack import pack
 from ais.stream.unicast import image_tag
 from ais.stream.writer import write_image
@@ -140,7 +140,7 @@ def test_three_receivers_and_a_late_joiner(image, tmp_path):
     assert stats["multicast_chunks_sent"] >= chunks + sent_before - 1
     # One copy for the session, at most one more for the late joiner, whatever the machine's speed:
     # every receiver was in from the start but one, and requests for queued chunks are merged.
-    assert stats["multicast_bytes_sent"] <= 2 * header.stored_bytes * (1 + DATA_OVERHEAD)
+    assert stats["multicast_bytes_sent"] <= 2 * sum(wire_bytes(c.stored_length) for c in header.chunks)
     assert stats["multicast_merged"] > 0
 
 
@@ -203,20 +203,23 @@ def test_forged_datagrams_do_not_break_a_session(image, tmp_path):
 
 def test_one_small_request_makes_the_server_send_a_bounded_amount(tmp_path):
     """One request datagram naming every chunk, from a neighbour without a token, makes the server
-    send at most REQUEST_BYTES_MAX of chunks (plus the chunk that crosses it), not the whole image."""
+    send at most REQUEST_BYTES_MAX of chunks (plus the chunk that crosses it), not the whole image
+    (the old server sent all 12.6 MB for 26 bytes)."""
     fs = make_fs_image(make_tree(tmp_path / "src", seed=3, random_kib=12288, text_files=20), tmp_path / "fs.img", 48)
     images = tmp_path / "images"
     images.mkdir()
     pack(fs, images / "img-b.aisimg", image_id="img-b", packages=[])
     header = read_header(images / "img-b.aisimg")
     assert header.stored_bytes > 2 * REQUEST_BYTES_MAX  # the premise: one image is far more than the bound
-    chunks, largest = len(header.chunks), max(c.stored_length for c in header.chunks)
+    sizes = [c.stored_length for c in header.chunks]
     with NetLab(2) as lab:
         server = serve(lab, images, rate="20")
-        asker = peer(lab, 1, "ask", "img-b", str(chunks), str(chunks - 1))
+        asker = peer(lab, 1, "ask", "img-b", str(len(sizes)), str(len(sizes) - 1))
         request_bytes = event(asker, lambda o: "request_bytes" in o)["request_bytes"]
         stats = stop_and_stats(server)
-    assert request_bytes < 64
-    # everything the first request caused, plus the marker chunk that showed it was all sent
-    bound = (REQUEST_BYTES_MAX + largest + header.chunks[-1].stored_length) * (1 + DATA_OVERHEAD)
-    assert stats["multicast_bytes_sent"] <= bound, (stats, bound, header.stored_bytes)
+    honoured = list(within_budget(range(len(sizes)), sizes))
+    assert request_bytes < 64 and len(sizes) - 1 not in honoured
+    assert sum(sizes[i] for i in honoured[:-1]) < REQUEST_BYTES_MAX
+    # exactly the chunks within the budget, each once, and the marker chunk that showed they were all sent
+    assert stats["multicast_bytes_sent"] == sum(wire_bytes(sizes[i]) for i in honoured) + wire_bytes(sizes[-1]), (stats, sizes, honoured)
+    assert stats["multicast_over_budget"] == len(sizes) - len(honoured)  # the marker, too, the first time
