@@ -1,7 +1,9 @@
 """The install record inside the target, and the report to the server.
 
 What it does: `make_record(session)` gathers what this reinstall did: host,
-SCD, manifest generation, image id (or null) and fallback, the remainder
+SCD, manifest generation, image id (or null), the transport that delivered
+the image and why multicast fell back to unicast (or null), the planner's
+fallback, the remainder
 installed, host files written, timings per phase, the planner's predicted
 seconds against the measured ones (`install_seconds`: imaging through fsck,
 the span the planner's cost model predicts). `write_record(root, record)`
@@ -41,7 +43,7 @@ def make_record(session, *, remainder: list[str] | None = None, allowed_va: list
         "generation": plan.get("generation"),
         "server": session.server,
         "image": {"id": image["id"], "key": image.get("key"), "stored_bytes": image.get("stored_bytes"),
-                  "transport": session.transport} if image else None,
+                  **delivery(session)} if image else None,
         "fallback": plan.get("fallback"),
         "configuration": plan.get("configuration"),
         "remainder": remainder if remainder is not None else [p["nevra"] for p in plan.get("packages", [])],
@@ -53,6 +55,13 @@ def make_record(session, *, remainder: list[str] | None = None, allowed_va: list
         "started_at": session.started_at,
         "written_at": time.time(),
     }
+
+
+def delivery(session) -> dict:
+    """How the image came: the transport that delivered it, and why multicast fell back (or None)."""
+    streamed = session.results.get("image") or {}
+    return {"transport": streamed.get("transport", session.transport),
+            "transport_fallback": streamed.get("transport_fallback")}
 
 
 def write_record(root: str, record: dict) -> None:
@@ -69,6 +78,7 @@ def report_body(session, status: str, *, record: dict | None = None, phase: str 
         "phase": phase,
         "message": message,
         "image": (plan.get("image") or {}).get("id"),
+        "transport_fallback": delivery(session)["transport_fallback"],
         "generation": plan.get("generation"),
         "timings": dict(session.timings),
         "measured_seconds": measured_seconds(session.timings),

@@ -9,6 +9,10 @@ phase and message (best effort: an unreachable server is said, not hidden),
 and leave a readable message on the console. A success report is only ever
 sent by `report()` after every earlier step passed.
 
+A multicast image that makes no progress falls back to unicast
+(`stream_image`); the install record and report say which transport delivered
+the image and why it fell back.
+
 Reads: the session, the server, the target. Fails with `ClientError` and the
 tools' and streamer's errors. Returns nothing; results go into the session.
 """
@@ -27,6 +31,7 @@ from ais.client.session import Session, say
 from ais.client.target import check_target
 from ais.client.verify import verify_target
 from ais.errors import AisError, ClientError
+from ais.stream.multicast import MulticastStalled
 
 MiB = 1 << 20
 
@@ -85,11 +90,24 @@ def image(session: Session) -> None:
         return say(f"would {what}")
     if p["image"]:
         with session.phase("image", f"{p['image']['id'][:12]} by {session.transport}"):
-            session.results["image"] = disk.write_planned_image(p, session.target, transport=session.transport,
-                                                                 interface=session.interface)
+            session.results["image"] = stream_image(session, p)
     else:
         with session.phase("image", "packages only: fresh filesystem"):
             disk.make_fresh_fs(session.target, f"ais-{p['host']}")
+
+
+def stream_image(session: Session, p: dict) -> dict:
+    """The plan's image onto the target by the session's transport; a multicast session that makes
+    no progress (nothing good arrives for the stall timeout: the path is blocked, or a neighbour
+    floods it with forged datagrams) falls back to unicast, and the result says so."""
+    try:
+        result = disk.write_planned_image(p, session.target, transport=session.transport, interface=session.interface)
+        return {**result, "transport": session.transport, "transport_fallback": None}
+    except MulticastStalled as err:
+        reason = f"multicast made no progress ({err}); the image came by unicast"
+        say(f"fallback: {reason}")
+    result = disk.write_planned_image(p, session.target, transport="unicast")
+    return {**result, "transport": "unicast", "transport_fallback": reason}
 
 
 def grow(session: Session) -> None:

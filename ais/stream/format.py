@@ -10,13 +10,15 @@ and "zero and in use" differ). See docs/format.md for the byte layout.
 
 What it reads: `.aisimg` files, or header JSON from the control channel.
 
-What it fails on: any malformed or hostile `.aisimg`
-(`ImageFormatError`, a `StreamError`): bad magic, unknown version, a header
-too long, regions beyond the filesystem, overlapping regions, chunk sizes over
+What it fails on: any malformed or hostile `.aisimg` (`ImageFormatError`, a
+`StreamError`): bad magic, unknown version, a header too long or nested too
+deeply, regions beyond the filesystem, overlapping regions, chunk sizes over
 the limits, chunk data outside the file, a chunk whose hash or decompressed
-size does not match. A corrupt image is a failure of the world (the cache or
-the wire), not an admin's input error, hence exit code 1. Every check runs
-before anything is written anywhere.
+size does not match. A header that arrives over the wire, or a chunk that
+fails its check, is a failure of the world (exit 1); a local file named by the
+caller whose header is not sound raises `ImageFileError` (also `BadInput`,
+exit 2: the input is wrong, nothing is written). Header checks run before
+anything is written; a chunk is checked before any of its bytes are.
 
 What it returns: `ImageHeader` (frozen; `to_json`/`from_json`), chunk bytes
 as stored, and decoded chunks as `(block_offset, data)` pieces.
@@ -36,7 +38,7 @@ from typing import Iterator
 
 import zstandard
 
-from ais.errors import StreamError
+from ais.errors import BadInput, StreamError
 
 MAGIC = b"AISIMG\r\n"  # \r\n catches text-mode mangling, as PNG's magic does
 FORMAT_VERSION = 1
@@ -49,7 +51,12 @@ MAX_CHUNKS = 1 << 24
 
 
 class ImageFormatError(StreamError):
-    """A .aisimg file or chunk is malformed, hostile or corrupt (exit 1)."""
+    """A .aisimg header or chunk is malformed, hostile or corrupt (exit 1)."""
+
+
+class ImageFileError(ImageFormatError, BadInput):
+    """A local .aisimg file named by the caller is not a sound image (its header): bad input, exit 2.
+    Still an ImageFormatError, so callers that skip malformed files go on doing so."""
 
 
 Range = tuple[int, int]  # (first block, block count)
@@ -127,6 +134,8 @@ class ImageHeader:
             obj = json.loads(text)
         except (ValueError, UnicodeDecodeError) as err:
             raise ImageFormatError(f"image header is not valid JSON: {err}") from err
+        except RecursionError as err:  # [[[[...: the parser's stack, not a bug of ours
+            raise ImageFormatError("image header is not a sound header: JSON nested too deeply") from err
         return header_from_obj(obj)
 
 
@@ -243,31 +252,34 @@ def header_from_obj(obj: object) -> ImageHeader:
 
 
 def read_header_and_data_offset(path: Path) -> tuple[ImageHeader, int]:
-    """Read and validate the header; also return where chunk data starts."""
+    """Read and validate the header; also return where chunk data starts.
+
+    A file that is not a sound .aisimg (magic, header length, JSON, fields, truncation) raises
+    `ImageFileError` (bad input, exit 2); a file that cannot be read raises `ImageFormatError`."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             preamble = f.read(PREAMBLE.size)
             if len(preamble) != PREAMBLE.size:
-                raise ImageFormatError(f"{path}: too short to be an .aisimg file")
+                raise ImageFileError(f"{path}: too short to be an .aisimg file")
             magic, length = PREAMBLE.unpack(preamble)
             if magic != MAGIC:
-                raise ImageFormatError(f"{path}: not an .aisimg file (bad magic)")
+                raise ImageFileError(f"{path}: not an .aisimg file (bad magic)")
             if length > MAX_HEADER_BYTES:
-                raise ImageFormatError(f"{path}: header length {length} exceeds {MAX_HEADER_BYTES}")
+                raise ImageFileError(f"{path}: header length {length} exceeds {MAX_HEADER_BYTES}")
             text = f.read(length)
             size = os.fstat(f.fileno()).st_size
     except OSError as err:
         raise ImageFormatError(f"{path}: cannot read image: {err}") from err
     if len(text) != length:
-        raise ImageFormatError(f"{path}: header truncated ({len(text)} of {length} bytes)")
+        raise ImageFileError(f"{path}: header truncated ({len(text)} of {length} bytes)")
     try:
         header = ImageHeader.from_json(text)
     except ImageFormatError as err:
-        raise ImageFormatError(f"{path}: {err}") from err
+        raise ImageFileError(f"{path}: {err}") from err
     data_offset = PREAMBLE.size + length
     if data_offset + header.stored_bytes > size:
-        raise ImageFormatError(f"{path}: truncated: chunk data ends beyond the file ({size} bytes)")
+        raise ImageFileError(f"{path}: truncated: chunk data ends beyond the file ({size} bytes)")
     return header, data_offset
 
 

@@ -14,8 +14,9 @@ docs/stream.md.
 
 What it reads: the trusted header (from the control channel) and datagrams.
 
-What it fails on: `StreamError` when no chunk arrives for `stall_timeout`
-seconds while chunks are missing, or a socket cannot join the group.
+What it fails on: `MulticastStalled` (a `StreamError`) when no good chunk
+arrives for `stall_timeout` seconds while chunks are missing (the caller may
+fall back to unicast); `StreamError` when a socket cannot join the group.
 
 What it returns: the source yields (index, stored bytes).
 """
@@ -47,7 +48,15 @@ T_DATA, T_REQUEST = 1, 2
 DATAGRAM_MAX = 8192
 PAYLOAD_MAX = DATAGRAM_MAX - COMMON.size - DATA.size
 REQ_BITS_MAX = (DATAGRAM_MAX - COMMON.size - REQ.size) * 8
+# What one request may make the server send: the chunks it newly queues for a request stop once their
+# stored bytes reach this (so at most this plus one chunk). Clients split what they ask for to fit.
+REQUEST_BYTES_MAX = 4 << 20
+PARTS_BYTES_MAX = 64 << 20  # reassembly buffers a receiver keeps; beyond, the stalest chunk is dropped
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
+
+
+class MulticastStalled(StreamError):
+    """The multicast session made no progress (no good chunk) for the stall timeout."""
 
 
 def open_socket(group: str, port: int, interface: str, ttl: int, rcvbuf: int) -> socket.socket:
@@ -87,16 +96,44 @@ def interface_towards(host: str) -> str:
         return sock.getsockname()[0]
 
 
-def encode_requests(tag: int, indexes: Sequence[int]) -> list[bytes]:
-    """Request datagrams (bitmaps of at most REQ_BITS_MAX bits) covering indexes."""
+def wire_bytes(length: int) -> int:
+    """Bytes one transmission of a chunk of length stored bytes puts on the wire (UDP payloads)."""
+    return length + (COMMON.size + DATA.size) * ((length + PAYLOAD_MAX - 1) // PAYLOAD_MAX)
+
+
+def slot_length(length: int, offset: int) -> int:
+    """Payload length of the datagram at offset of a chunk of length bytes, or 0 if no datagram
+    starts there: a sender splits a chunk at multiples of PAYLOAD_MAX and nowhere else."""
+    if offset % PAYLOAD_MAX or not 0 <= offset < length:
+        return 0
+    return min(PAYLOAD_MAX, length - offset)
+
+
+def within_budget(indexes: Sequence[int], sizes: Sequence[int], budget: int = REQUEST_BYTES_MAX) -> Iterator[int]:
+    """The indexes (ascending) one request may make the server send: until their sizes reach budget."""
+    spent = 0
+    for i in sorted(indexes):
+        if spent >= budget:
+            return
+        spent += sizes[i]
+        yield i
+
+
+def encode_requests(tag: int, indexes: Sequence[int], sizes: Sequence[int] | None = None) -> list[bytes]:
+    """Request datagrams covering indexes: bitmaps of at most REQ_BITS_MAX bits, and, when the chunks'
+    stored sizes are given, at most REQUEST_BYTES_MAX of chunks each (or one larger chunk)."""
     out = []
     indexes = sorted(indexes)
     pos = 0
     while pos < len(indexes):
         first = indexes[pos]
         bits = bytearray((REQ_BITS_MAX + 7) // 8)
-        last = first
+        last, spent = first, 0
         while pos < len(indexes) and indexes[pos] - first < REQ_BITS_MAX:
+            if sizes is not None:
+                if spent and spent + sizes[indexes[pos]] > REQUEST_BYTES_MAX:
+                    break
+                spent += sizes[indexes[pos]]
             i = indexes[pos] - first
             bits[i >> 3] |= 1 << (i & 7)
             last = indexes[pos]
@@ -120,14 +157,14 @@ def decode_request(packet: bytes) -> tuple[int, list[int]] | None:
 
 
 class _Assembly:
-    """One chunk being reassembled from datagrams."""
+    """One chunk being reassembled from datagrams: its buffer and the slots filled so far."""
 
-    __slots__ = ("buf", "offsets", "got")
+    __slots__ = ("buf", "slots", "needed")
 
     def __init__(self, length: int):
         self.buf = bytearray(length)
-        self.offsets: set[int] = set()
-        self.got = 0
+        self.slots: set[int] = set()
+        self.needed = (length + PAYLOAD_MAX - 1) // PAYLOAD_MAX
 
 
 class MulticastSource:
@@ -166,7 +203,10 @@ class MulticastSource:
         self._ready: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.stats = {"datagrams": 0, "bytes": 0, "requests_sent": 0, "bad_chunks": 0, "duplicates": 0}
+        self._sizes = [c.stored_length for c in header.chunks]
+        self._parts_bytes = 0
+        self.stats = {"datagrams": 0, "bytes": 0, "requests_sent": 0, "bad_chunks": 0, "duplicates": 0,
+                      "refused": 0, "dropped_parts": 0}
 
     def __enter__(self) -> "MulticastSource":
         return self
@@ -195,7 +235,7 @@ class MulticastSource:
                 index, data = self._ready.get(timeout=0.5)
             except queue.Empty:
                 if time.monotonic() - last_progress > self.stall_timeout:
-                    raise StreamError(
+                    raise MulticastStalled(
                         f"multicast {self.group}:{self.port}: no chunk of image {self.image_id} for "
                         f"{self.stall_timeout:.0f}s, {len(remaining)} of {len(self.header.chunks)} chunks missing"
                     ) from None
@@ -233,7 +273,12 @@ class MulticastSource:
                 next_request = now + backoff
 
     def _take_datagram(self, packet: memoryview, now: float) -> bool:
-        """Store one data datagram; True if it completed a good chunk."""
+        """Store one data datagram; True if it completed a good chunk.
+
+        Only a datagram of exactly the size its slot has is taken (`slot_length`); it replaces
+        whatever an earlier datagram put in that slot, so forged bytes that came first are
+        overwritten by the real ones. A finished chunk that fails its sha256 is dropped and asked
+        for again at the next request."""
         if len(packet) < COMMON.size + DATA.size:
             return False
         magic, version, kind, _, tag = COMMON.unpack_from(packet)
@@ -243,26 +288,31 @@ class MulticastSource:
         payload = packet[COMMON.size + DATA.size :]
         self.stats["datagrams"] += 1
         self.stats["bytes"] += len(packet)
-        if index >= len(self.header.chunks) or length != self.header.chunks[index].stored_length:
+        if index >= len(self._sizes) or length != self._sizes[index] or plen != len(payload) \
+                or plen != slot_length(length, offset):
+            self.stats["refused"] += 1
             return False
-        if plen != len(payload) or offset + plen > length or index in self._done:
-            self.stats["duplicates"] += index in self._done
+        if index in self._done:
+            self.stats["duplicates"] += 1
             return False
         self._last_seen[index] = now
-        part = self._parts.get(index)
+        part = self._parts.pop(index, None)  # re-inserted last: the dict runs stalest first
         if part is None:
-            part = self._parts[index] = _Assembly(length)
-        if offset in part.offsets:
-            return False
+            part = _Assembly(length)
+            self._parts_bytes += length
+            self._drop_stalest_parts()
+        self._parts[index] = part
         part.buf[offset : offset + plen] = payload
-        part.offsets.add(offset)
-        part.got += plen
-        if part.got < length:
+        part.slots.add(offset)
+        if len(part.slots) < part.needed:
             return False
         del self._parts[index]
+        self._parts_bytes -= length
         stored = bytes(part.buf)
         if hashlib.sha256(stored).hexdigest() != self.header.chunks[index].sha256:
-            self.stats["bad_chunks"] += 1  # corrupt or injected: ask again
+            self.stats["bad_chunks"] += 1  # corrupt or forged: ask again at once
+            self._last_seen.pop(index, None)
+            self._requested_at.pop(index, None)
             return False
         with self._lock:
             self._done.add(index)
@@ -270,6 +320,16 @@ class MulticastSource:
         if wanted:
             self._ready.put((index, stored))
         return True
+
+    def _drop_stalest_parts(self) -> None:
+        """Keep reassembly buffers under PARTS_BYTES_MAX: drop the chunks that heard nothing longest
+        (a real session fills few at once; forged datagrams must not make us hold the whole image)."""
+        while self._parts_bytes > PARTS_BYTES_MAX and len(self._parts) > 0:
+            index, part = next(iter(self._parts.items()))
+            del self._parts[index]
+            self._parts_bytes -= len(part.buf)
+            self._last_seen.pop(index, None)
+            self.stats["dropped_parts"] += 1
 
     def _hear_requests(self, now: float) -> None:
         while True:
@@ -279,7 +339,8 @@ class MulticastSource:
                 return
             decoded = decode_request(packet)
             if decoded and decoded[0] == self.tag:
-                for i in decoded[1]:
+                asked = [i for i in decoded[1] if i < len(self._sizes)]
+                for i in within_budget(asked, self._sizes):
                     self._requested_at[i] = now  # someone asked: the server will send it
 
     def _request_missing(self, now: float) -> bool:
@@ -293,7 +354,7 @@ class MulticastSource:
         ]
         if not asked:
             return False
-        for packet in encode_requests(self.tag, asked):
+        for packet in encode_requests(self.tag, asked, self._sizes):
             try:
                 self._req_sock.sendto(packet, (self.group, self.port + 1))
             except OSError as err:

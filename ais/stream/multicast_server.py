@@ -4,7 +4,9 @@ What it does: `MulticastServer` listens for chunk requests on GROUP:PORT+1 and
 sends the requested chunks to GROUP:PORT, each chunk split into datagrams
 (`ais.stream.multicast` defines the packets). Requests are merged: a chunk
 already queued is not queued twice, so many clients that miss the same chunk
-cost one transmission. The send rate is capped by a token bucket (bytes per
+cost one transmission. One request queues at most `REQUEST_BYTES_MAX` of
+chunks (plus the one that crosses it); the rest of it is ignored, so a small
+unauthenticated datagram cannot make the server send a whole image. The send rate is capped by a token bucket (bytes per
 second, configurable). A session keeps the image it serves: if a rebuild
 removes the file while clients are still asking for its chunks, the server
 finishes from the open file for as long as requests keep coming
@@ -14,7 +16,7 @@ is served from the new one.
 What it reads: images through `ImageCatalog`. What it fails on: `StreamError`
 when a socket cannot be opened; errors while sending are logged and the loop
 goes on (clients ask again). What it returns: counts of bytes, datagrams,
-requests and merges in `stats`.
+requests, merges and chunks ignored over a request's budget in `stats`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 
 from ais.stream.multicast import (
-    COMMON, DATA, DATAGRAM_MAX, MAGIC, PAYLOAD_MAX, T_DATA, VERSION, decode_request, open_socket,
+    COMMON, DATA, DATAGRAM_MAX, MAGIC, PAYLOAD_MAX, REQUEST_BYTES_MAX, T_DATA, VERSION, decode_request, open_socket,
 )
 from ais.stream.unicast import ImageCatalog, ServedImage
 
@@ -65,7 +67,8 @@ class MulticastServer:
         self._current: list | None = None  # [tag, index, data, offset]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.stats = {"bytes_sent": 0, "datagrams": 0, "requests": 0, "merged": 0, "chunks_sent": 0}
+        self.stats = {"bytes_sent": 0, "datagrams": 0, "requests": 0, "merged": 0, "chunks_sent": 0,
+                      "over_budget": 0}
 
     def start(self) -> "MulticastServer":
         self._thread = threading.Thread(target=self._loop, daemon=True, name="ais-mcast-server")
@@ -144,18 +147,22 @@ class MulticastServer:
         entry = self._image(tag, request=True)
         if entry is None:
             return
-        chunks = len(entry.header.chunks)
+        chunks = entry.header.chunks
         self.stats["requests"] += 1
         current = self._current
-        for i in indexes:
-            if not 0 <= i < chunks:
+        queued = 0  # stored bytes this request added to the queue
+        for i in sorted(indexes):
+            if not 0 <= i < len(chunks):
                 continue
             key = (tag, i)
             in_flight = current is not None and (current[0], current[1]) == key and current[3] == 0
             if key in self._queue or in_flight:
                 self.stats["merged"] += 1  # someone else's request already covers it
+            elif queued >= REQUEST_BYTES_MAX:
+                self.stats["over_budget"] += 1  # one request makes the server send a bounded amount
             else:
                 self._queue[key] = None
+                queued += chunks[i].stored_length
 
     def _start_next_chunk(self) -> bool:
         if not self._queue:
@@ -179,12 +186,12 @@ class MulticastServer:
         packet = b"".join(
             (COMMON.pack(MAGIC, VERSION, T_DATA, 0, tag), DATA.pack(index, len(data), offset, len(payload), 0), payload)
         )
+        self.stats["bytes_sent"] += len(packet)  # counted first: whatever is on the wire is in the count
+        self.stats["datagrams"] += 1
         try:
             self._send_sock.sendto(packet, (self.group, self.port))
         except OSError as err:  # ENOBUFS under pressure: the client will ask again
             log.debug("sendto failed: %s", err)
-        self.stats["bytes_sent"] += len(packet)
-        self.stats["datagrams"] += 1
         offset += len(payload)
         if offset >= len(data):
             self._current = None

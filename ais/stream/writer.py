@@ -5,8 +5,10 @@ a trusted `ImageHeader` onto `target` (a block device or a regular file). The
 fetch (the calling thread, pulling from a `ChunkSource`) and the
 verify + decompress + write (a few worker threads using `os.pwrite`; zstd,
 hashlib and pwrite release the GIL) overlap through a bounded queue. Each
-chunk's sha256 is checked before any of its bytes are written; a bad chunk is
-dropped and asked for again in the next round. The in-use zero ranges are
+chunk's sha256 is checked before any of its bytes are written; a bad chunk
+from the network is dropped and asked for again in the next round; a bad
+chunk of a local file stops the write at once (reading it again would give
+the same bytes), after the chunks already checked have been written. The in-use zero ranges are
 zeroed exactly; free blocks are left as they are. Nothing is written outside
 the filesystem's extent. A progress journal (by default `<target>.ais-progress`
 for a regular file; for a block device only when the caller names one)
@@ -22,7 +24,8 @@ object with `fetch(wanted) -> iterator of (index, stored bytes)` works.
 What it fails on (`StreamError`, before any write where it can be known then):
 a target smaller than the filesystem (a regular file is extended instead), a
 target that cannot be opened, a source that keeps failing to deliver chunks
-after a bounded number of rounds, a write error.
+after a bounded number of rounds, a write error; `ImageFormatError` at the
+first chunk of a local image that fails its check.
 
 `receive_only(source, header)` is a measurement tool, not a way to install:
 it fetches every chunk and checks its sha256 (or relies on a source that
@@ -64,9 +67,13 @@ class ChunkSource(Protocol):
 
 
 class LocalSource:
-    """Chunks read from a local .aisimg file; also offers its header."""
+    """Chunks read from a local .aisimg file; also offers its header.
+
+    `damaged_if_bad` names the file: reading it again gives the same bytes, so a chunk that fails
+    its check is a damaged file (stop), not a transfer to retry."""
 
     def __init__(self, path: Path):
+        self.damaged_if_bad = str(path)
         self.path = Path(path)
         self.header, self.data_offset = read_header_and_data_offset(self.path)
 
@@ -225,8 +232,10 @@ class Journal:
 class _Pipeline:
     """Worker threads that verify, decompress and write chunks from a queue."""
 
-    def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int, journal_every: int):
+    def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int, journal_every: int,
+                 damaged_if_bad: str | None = None):
         self.fd, self.header, self.journal = fd, header, journal
+        self.damaged_if_bad = damaged_if_bad  # a local file: a bad chunk stops everything
         self.journal_every = journal_every
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.lock = threading.Lock()
@@ -265,9 +274,12 @@ class _Pipeline:
         try:
             pieces = decode_chunk(self.header, index, stored)
         except ImageFormatError as err:
-            log.warning("dropping chunk %d: %s", index, err)
             with self.lock:
                 self.bad += 1
+            if self.damaged_if_bad:
+                raise ImageFormatError(f"{self.damaged_if_bad}: {err}: the image file is damaged; stopped at "
+                                       "its first bad chunk (rebuild the image)") from err
+            log.warning("dropping chunk %d: %s", index, err)
             return
         for offset, data in pieces:
             pwrite_all(self.fd, data, offset, self.header.fs_bytes)
@@ -331,7 +343,8 @@ def write_image(
             journal.load()
         journal.open(resume)
         resumed = len(journal.done)
-        pipeline = _Pipeline(fd, header, journal, threads, queue_depth, journal_every)
+        pipeline = _Pipeline(fd, header, journal, threads, queue_depth, journal_every,
+                             getattr(source, "damaged_if_bad", None))
         try:
             zero_bytes = 0
             if not journal.zeros_done:

@@ -2,14 +2,16 @@
 
 import json
 import os
+import re
 import struct
 
 import pytest
 import zstandard
 
-from ais.errors import StreamError
+from ais.run import run
 from ais.stream import format as F
 from ais.stream import pack as P
+from ais.stream.lab import ais_command
 
 
 def test_round_trip_places_every_used_block(small_fs, small_image):
@@ -102,20 +104,53 @@ def _write_with_header(tmp_path, small_image, text: bytes, magic=F.MAGIC, length
     return path
 
 
-def test_file_level_refusals(tmp_path, small_image):
-    good = F.read_header(small_image).to_json().encode()
-    cases = [
-        (_write_with_header(tmp_path, small_image, good, magic=b"NOTMAGIC"), "bad magic"),
-        (_write_with_header(tmp_path, small_image, good, length=1 << 40), "exceeds"),
-        (_write_with_header(tmp_path, small_image, b"{not json"), "not valid JSON"),
-    ]
-    for path, message in cases:
-        with pytest.raises(F.ImageFormatError, match=message):
-            F.read_header(path)
-    truncated = tmp_path / "short.aisimg"
-    truncated.write_bytes(small_image.read_bytes()[:-10])
-    with pytest.raises(StreamError, match="truncated"):
-        F.read_header(truncated)
+def _hostile_field(small_image):
+    obj = _obj(small_image)
+    obj["version"] = 99
+    return json.dumps(obj).encode()
+
+
+DEEP = 100_000  # far past the JSON parser's recursion limit
+# (name, function of (tmp_path, small_image) -> a hostile .aisimg, message): the admin names the file.
+HOSTILE_FILES = [
+    ("bad magic", lambda t, i: _write_with_header(t, i, F.read_header(i).to_json().encode(), magic=b"NOTMAGIC"),
+     "bad magic"),
+    ("header length over the limit", lambda t, i: _write_with_header(t, i, b"{}", length=1 << 40), "exceeds"),
+    ("header not JSON", lambda t, i: _write_with_header(t, i, b"{not json"), "not valid JSON"),
+    ("header nested deeply", lambda t, i: _write_with_header(t, i, b"[" * DEEP + b"]" * DEEP), "nested too deeply"),
+    ("deep inside an object", lambda t, i: _write_with_header(t, i, b'{"format": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+     "nested too deeply"),
+    ("hostile field", lambda t, i: _write_with_header(t, i, _hostile_field(i)), "unknown format version"),
+    ("chunk data cut short", lambda t, i: _truncated(t, i), "truncated"),
+    ("too short to hold a preamble", lambda t, i: _tiny(t), "too short"),
+]
+
+
+def _truncated(tmp_path, small_image):
+    path = tmp_path / "short.aisimg"
+    path.write_bytes(small_image.read_bytes()[:-10])
+    return path
+
+
+def _tiny(tmp_path):
+    path = tmp_path / "tiny.aisimg"
+    path.write_bytes(b"AIS")
+    return path
+
+
+@pytest.mark.parametrize("name,make,message", HOSTILE_FILES, ids=[h[0] for h in HOSTILE_FILES])
+def test_hostile_image_file_is_bad_input(tmp_path, small_image, name, make, message):
+    """`ais image verify` and `ais image write` of a file whose header is not sound: a clear message,
+    exit 2, no traceback, no target created."""
+    path = make(tmp_path, small_image)
+    with pytest.raises(F.ImageFileError, match=message):
+        F.read_header(path)
+    target = tmp_path / "target.img"
+    for argv in (("image", "verify", str(path)), ("image", "write", str(path), str(target))):
+        proc = run(ais_command(*argv), check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert not target.exists() and not (tmp_path / "target.img.ais-progress").exists()
 
 
 def test_corrupt_chunk_fails_hash_before_decompressing(small_image):

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from ais.errors import StreamError
-from ais.cli import main
+from ais.run import run
 from ais.stream.format import read_header
+from ais.stream.lab import ais_command
 from ais.stream.unicast import UnicastServer
 from ais.stream.writer import LocalSource, receive_only
 
@@ -47,7 +48,7 @@ def test_source_that_never_delivers(small_image):
         receive_only(Empty(), read_header(small_image), max_rounds=2)
 
 
-def test_image_get_verify_only_writes_nothing(small_image, tmp_path, capsys):
+def test_image_get_verify_only_writes_nothing(small_image, tmp_path):
     header = read_header(small_image)
     served = tmp_path / "images"
     served.mkdir()
@@ -55,13 +56,13 @@ def test_image_get_verify_only_writes_nothing(small_image, tmp_path, capsys):
     server = UnicastServer(served).start()
     try:
         host, port = server.address
-        assert main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id,
-                              "--verify-only", "--json"]) == 0
-        summary = json.loads(capsys.readouterr().out)
+        get = ("image", "get", "--server", f"{host}:{port}", "--image", header.image_id)
+        proc = run(ais_command(*get, "--verify-only", "--json"), cwd=tmp_path)
+        summary = json.loads(proc.stdout)
         assert summary["chunks_total"] == len(header.chunks) and summary["bad_chunks"] == 0
         assert summary["tcp_bytes"] >= header.stored_bytes
-        assert main(["image", "get", "--server", f"{host}:{port}", "--image", header.image_id]) == 2
-        assert "--verify-only" in capsys.readouterr().err
+        proc = run(ais_command(*get), cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and "--verify-only" in proc.stderr
     finally:
         server.stop()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]

@@ -8,7 +8,8 @@ import pytest
 
 from ais.errors import StreamError
 from ais.run import run
-from ais.stream.format import read_header
+from ais.stream.format import data_offset_of, read_header
+from ais.stream.lab import ais_command
 from ais.stream.writer import LocalSource, write_image
 
 
@@ -158,3 +159,39 @@ def test_block_device_target(tmp_path, small_image):
     with open(backing, "rb") as f, open(cut, "wb") as out:
         out.write(f.read(header.fs_bytes))
     run(["e2fsck", "-fn", str(cut)])
+
+
+class _CountingLocal(LocalSource):
+    """A LocalSource that counts how often each chunk is read."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.reads = {}
+
+    def fetch(self, wanted):
+        for index, data in super().fetch(wanted):
+            self.reads[index] = self.reads.get(index, 0) + 1
+            yield index, data
+
+
+def _damaged_copy(tmp_path, small_image, index):
+    header = read_header(small_image)
+    data = bytearray(small_image.read_bytes())
+    data[data_offset_of(small_image) + header.chunks[index].offset + 10] ^= 0xFF
+    bad = tmp_path / "damaged.aisimg"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_a_damaged_local_image_stops_at_its_first_bad_chunk_read_once(tmp_path, small_image):
+    source = _CountingLocal(_damaged_copy(tmp_path, small_image, 1))
+    with pytest.raises(StreamError, match="chunk 1: sha256 mismatch.*image file is damaged"):
+        write_image(source, tmp_path / "t")
+    assert source.reads[1] == 1  # not re-read round after round: the file will not change its mind
+
+
+def test_ais_image_write_of_a_damaged_image_says_so(tmp_path, small_image):
+    bad = _damaged_copy(tmp_path, small_image, 1)
+    proc = run(ais_command("image", "write", str(bad), str(tmp_path / "t")), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "damaged.aisimg: chunk 1: sha256 mismatch" in proc.stderr and "stopped at its first bad chunk" in proc.stderr
