@@ -1,7 +1,8 @@
 """The documents that travel between the phases, each defined once as a strict schema.
 
 What it does: every document one phase writes and a later one reads (the plan
-file, the cache manifest, the host's install plan, the install report) is a
+file, the image header, the cache manifest, the host's install plan, the install
+report) is a
 msgspec `Struct` here: frozen, unknown fields refused, numbers bounded. `decode`
 turns bytes or text into one, and any problem of form (not JSON, nested too
 deep, a missing field, a wrong type, an unknown field, a number out of range, a
@@ -20,11 +21,13 @@ Reads: bytes or str. Fails with the given `AisError` subclass. Returns Structs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from ais.errors import AisError
+from ais.errors import AisError, ImageFormatError
 
 T = TypeVar("T")
 
@@ -43,8 +46,10 @@ def decode(data: bytes | str, schema: type[T], what: str, error: type[AisError])
         return msgspec.json.decode(data, type=schema)
     except msgspec.ValidationError as err:
         raise error(f"{what} is not a valid document: {err}") from err
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as err:
-        raise error(f"{what} is not JSON: {err}") from err
+    except RecursionError as err:
+        raise error(f"{what} is not valid JSON: nested too deeply") from err
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise error(f"{what} is not valid JSON: {err}") from err
 
 
 def encode(doc: msgspec.Struct, *, indent: int | None = None) -> bytes:
@@ -116,3 +121,111 @@ class Plan(Strict, kw_only=True):
         if unknown:
             raise BadInput(f"the plan file serves configurations from images it does not keep: {unknown}")
         return plan
+
+
+# ---------------------------------------------------------------- the image header
+
+MAX_CHUNK_RAW = 8 << 20  # hard limit a reader accepts; bounds memory per chunk
+MAX_FS_BYTES = 1 << 46  # 64 TiB
+MAX_CHUNKS = 1 << 24
+MAX_BLOCKS = MAX_FS_BYTES // 1024
+
+Block = Annotated[int, msgspec.Meta(ge=0, le=MAX_BLOCKS)]
+BlockCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_BLOCKS)]
+Range = tuple[Block, BlockCount]  # (first block, block count)
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Label = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class Chunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One independently compressed piece of an image (positional: offset, lengths, hash, ranges)."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_FS_BYTES)]  # from the start of the chunk data area
+    stored_length: Annotated[int, msgspec.Meta(ge=1, le=2 * MAX_CHUNK_RAW)]
+    raw_length: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHUNK_RAW)]
+    sha256: Sha256  # of the stored (compressed) bytes: checked before decompressing
+    ranges: tuple[Range, ...]  # where the decompressed bytes go, in order
+
+
+class ImageHeader(Strict, kw_only=True):
+    """Everything a writer needs to place an image's chunks, and to trust them.
+
+    Its identity (`sha256`) is the hash of `to_json()`, compact with sorted keys:
+    what the manifest records and the control channel pins.
+    """
+
+    format: Literal["aisimg"] = "aisimg"
+    version: Literal[1] = 1
+    block_size: Annotated[int, msgspec.Meta(ge=1024, le=65536)]
+    fs_blocks: BlockCount
+    fs_uuid: Label
+    fs_label: Label
+    image_id: Annotated[str, msgspec.Meta(max_length=256)]
+    packages: tuple[str, ...]
+    chunks: Annotated[tuple[Chunk, ...], msgspec.Meta(max_length=MAX_CHUNKS)]
+    zero_ranges: tuple[Range, ...]
+    totals: dict[str, int | float] = {}
+
+    @property
+    def fs_bytes(self) -> int:
+        return self.fs_blocks * self.block_size
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(c.stored_length for c in self.chunks)
+
+    def to_obj(self) -> dict:
+        return msgspec.to_builtins(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_obj(), separators=(",", ":"), sort_keys=True)
+
+    def sha256(self) -> str:
+        """Identity of the header as serialised: what a control channel pins."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ImageHeader":
+        """Decode and check a header; `ImageFormatError` naming the problem if it is not sound."""
+        return decode(text, cls, "image header", ImageFormatError)
+
+    def __post_init__(self) -> None:
+        _check_header(self)
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ImageFormatError(f"bad image header: {message}")
+
+
+def _check_header(header: ImageHeader) -> None:
+    """What the schema cannot say: regions inside the filesystem and disjoint, chunk
+    lengths that match their ranges, chunks packed in order (hostile otherwise)."""
+    block_size, fs_blocks = header.block_size, header.fs_blocks
+    _need(block_size & (block_size - 1) == 0, f"block_size {block_size} is not a power of two")
+    _need(header.fs_bytes <= MAX_FS_BYTES, f"fs_blocks={fs_blocks} makes a filesystem over {MAX_FS_BYTES} bytes")
+    regions: list[tuple[tuple[int, int], str]] = []
+    offset = 0
+    for i, chunk in enumerate(header.chunks):
+        _need(chunk.raw_length == sum(n for _, n in chunk.ranges) * block_size,
+              f"chunk {i} raw_length {chunk.raw_length} does not match its ranges")
+        _need(chunk.stored_length <= zstd_bound(chunk.raw_length),
+              f"chunk {i} stored_length {chunk.stored_length} exceeds what zstd makes of {chunk.raw_length} bytes")
+        _need(chunk.offset == offset, f"chunk {i} offset {chunk.offset} is not {offset} (chunks are packed in order)")
+        offset += chunk.stored_length
+        regions += [(r, f"chunk {i}") for r in chunk.ranges]
+    regions += [(r, "zero") for r in header.zero_ranges]
+    for (first, count), where in regions:
+        _need(first + count <= fs_blocks,
+              f"{where} range [{first}, {count}] goes beyond the filesystem ({fs_blocks} blocks)")
+    regions.sort()
+    end = -1
+    for (first, count), where in regions:
+        _need(first >= end, f"{where} range [{first}, {count}] overlaps another region")
+        end = first + count
+
+
+def zstd_bound(raw_length: int) -> int:
+    """Largest zstd output for raw_length input (ZSTD_COMPRESSBOUND) plus frame slack."""
+    small = ((128 << 10) - raw_length) >> 11 if raw_length < (128 << 10) else 0
+    return raw_length + (raw_length >> 8) + small + 64

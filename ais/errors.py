@@ -95,6 +95,15 @@ class StreamError(WorldError):
     """Streaming or writing an image failed."""
 
 
+class ImageFormatError(StreamError):
+    """A .aisimg file, header or chunk is malformed, hostile or corrupt (exit 1)."""
+
+
+class ImageFileError(ImageFormatError, BadInput):
+    """A local .aisimg file named by the caller is not a sound image (its header): bad input, exit 2.
+    Still an ImageFormatError, so callers that skip malformed files go on doing so."""
+
+
 class ClientError(WorldError):
     """A reinstall step on the client failed."""
 

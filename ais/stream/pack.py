@@ -33,7 +33,8 @@ import zstandard
 
 from ais.errors import BuildError
 from ais.run import run
-from ais.stream.format import FORMAT_VERSION, MAGIC, PREAMBLE, Chunk, ImageHeader, Range
+from ais.contracts import Chunk, ImageHeader, Range
+from ais.stream.format import FORMAT_VERSION, MAGIC, PREAMBLE
 
 CHUNK_RAW_TARGET = 1 << 20  # about 1 MiB of used-block data per chunk
 READ_SIZE = 8 << 20  # large sequential reads of the source

@@ -51,8 +51,8 @@ PLAN_CASES = [
     ("image it does not keep", edited(serve__db__image="k9"), "k9"),
     ("null list", edited(images=None), "$.images"),
     ("not an object", "[1, 2, 3]", "Expected `object`"),
-    ("not JSON", "{plan", "not JSON"),
-    ("empty", "", "not JSON"),
+    ("not JSON", "{plan", "not valid JSON"),
+    ("empty", "", "not valid JSON"),
     ("nested 100,000 deep", "[" * 100_000 + "]" * 100_000, "the plan file"),
     ("lone surrogate", edited(solver="\ud800"), "the plan file"),
 ]
