@@ -18,19 +18,21 @@ measurements; `ais calibrate` replaces them with figures from this machine.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Annotated
 
+import msgspec
 import numpy as np
 
 from ais.errors import BadInput
 from ais.files import write_atomic
 
 CALIBRATION_FORMAT = 1
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
-@dataclass(frozen=True)
-class CostModel:
+class CostModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Seconds per unit of work, plus how images are sized.
 
     RPM time of one package = per_package + per_byte * installed_size
@@ -48,20 +50,20 @@ class CostModel:
     what rpm just installed is still in the page cache).
     """
 
-    rpm_per_package_s: float = 0.03
-    rpm_per_byte_s: float = 1.0 / 40e6  # rpm unpacks about 40 MB/s
-    rpm_per_file_s: float = 0.0002
-    rpm_per_scriptlet_s: float = 0.25
-    transaction_s: float = 2.0  # opening the rpm db, ordering, verifying
-    host_files_s: float = 1.0  # writing one host's files
-    image_fixed_s: float = 2.0  # start of a stream, resize2fs, new UUID
-    stream_bytes_per_s: float = 100e6  # stored (compressed) bytes per second
-    stored_factor: float = 0.5  # compressed stored bytes per installed byte
-    image_overhead_bytes: int = 16 * 2**20  # filesystem metadata of one image
-    fresh_fs_s: float = 2.0  # mkfs of an empty filesystem (packages-only install)
-    finish_s: float = 2.0  # mount, install record, unmount, fsck start-up
-    finish_per_file_s: float = 0.0002  # rpm -Va and fsck, per installed file
-    finish_per_image_byte_s: float = 2e-9  # rpm -Va reading back imaged bytes (~500 MB/s)
+    rpm_per_package_s: NonNegative = 0.03
+    rpm_per_byte_s: NonNegative = 1.0 / 40e6  # rpm unpacks about 40 MB/s
+    rpm_per_file_s: NonNegative = 0.0002
+    rpm_per_scriptlet_s: NonNegative = 0.25
+    transaction_s: NonNegative = 2.0  # opening the rpm db, ordering, verifying
+    host_files_s: NonNegative = 1.0  # writing one host's files
+    image_fixed_s: NonNegative = 2.0  # start of a stream, resize2fs, new UUID
+    stream_bytes_per_s: Positive = 100e6  # stored (compressed) bytes per second
+    stored_factor: NonNegative = 0.5  # compressed stored bytes per installed byte
+    image_overhead_bytes: Annotated[int, msgspec.Meta(ge=0)] = 16 * 2**20  # filesystem metadata of one image
+    fresh_fs_s: NonNegative = 2.0  # mkfs of an empty filesystem (packages-only install)
+    finish_s: NonNegative = 2.0  # mount, install record, unmount, fsck start-up
+    finish_per_file_s: NonNegative = 0.0002  # rpm -Va and fsck, per installed file
+    finish_per_image_byte_s: NonNegative = 2e-9  # rpm -Va reading back imaged bytes (~500 MB/s)
 
     def rpm_seconds(self, installed_size: float, file_count: float, scriptlets: float) -> float:
         """Predicted seconds to install one package by RPM."""
@@ -104,7 +106,7 @@ COST_FILE = "cost.json"  # where `ais calibrate` writes, in the cache directory
 
 def cost_to_obj(model: CostModel) -> dict:
     """The model as a JSON object (the calibration file, and the manifest's `cost`)."""
-    return {"format": CALIBRATION_FORMAT, **asdict(model)}
+    return {"format": CALIBRATION_FORMAT, **msgspec.structs.asdict(model)}
 
 
 def save_calibration(model: CostModel, path: str | Path) -> None:
@@ -119,26 +121,20 @@ def load_calibration(path: str | Path) -> CostModel:
         data = json.loads(path.read_text())
     except OSError as err:
         raise BadInput(f"{path}: cannot read calibration: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise BadInput(f"{path}:{err.lineno}: calibration is not JSON: {err.msg}") from err
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as err:
+        raise BadInput(f"{path}: calibration is not JSON: {err}") from err
     return cost_from_obj(data, str(path))
 
 
 def cost_from_obj(data: object, where: str) -> CostModel:
-    """Check and build a model from its JSON object; missing keys take the defaults."""
+    """Check and build a model from its JSON object (the schema is CostModel's fields:
+    non-negative numbers, positive stream rate); missing keys take the defaults."""
     if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
         raise BadInput(f"{where}: not a calibration of format {CALIBRATION_FORMAT}")
-    known = {f.name for f in fields(CostModel)}
-    values = {k: v for k, v in data.items() if k != "format"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise BadInput(f"{where}: unknown calibration keys {unknown}; write it again with ais calibrate")
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise BadInput(f"{where}: {key} must be a non-negative number, not {value!r}")
-    if values.get("stream_bytes_per_s", 1) == 0:
-        raise BadInput(f"{where}: stream_bytes_per_s must be positive")
-    return CostModel(**values)
+    try:
+        return msgspec.convert({k: v for k, v in data.items() if k != "format"}, CostModel)
+    except msgspec.ValidationError as err:
+        raise BadInput(f"{where}: {err}; write it again with ais calibrate") from err
 
 
 def cost_for(cache_dir: str | Path, explicit: str | Path | None) -> tuple[CostModel, str]:
@@ -160,8 +156,7 @@ def fit(samples, base: CostModel | None = None) -> CostModel:
 
     samples: iterable of (installed_size, file_count, scriptlets, seconds), one
     per measured package install. Returns `base` (default CostModel()) with the
-    four rpm_* coefficients replaced. A coefficient that comes out negative is
-    fixed at zero and the rest refitted (active-set NNLS, enough for 4 columns).
+    four rpm_* coefficients replaced. Coefficients are non-negative (NNLS).
 
     >>> fit([(0, 0, 0, 1.0), (1e6, 0, 0, 2.0), (0, 10, 0, 1.5), (0, 0, 1, 3.0)]).rpm_per_file_s
     0.05
@@ -172,7 +167,7 @@ def fit(samples, base: CostModel | None = None) -> CostModel:
     design = np.column_stack([np.ones(len(rows)), rows[:, 0], rows[:, 1], rows[:, 2]])
     coef = nonnegative_least_squares(design, rows[:, 3])
     base = base or CostModel()
-    return replace(
+    return msgspec.structs.replace(
         base,
         rpm_per_package_s=round(float(coef[0]), 12),
         rpm_per_byte_s=round(float(coef[1]), 18),

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict
 
 import numpy as np
+from msgspec.structs import asdict
 
 from ais.contracts import Plan, PlanImage, Serving
 from ais.errors import PlanMismatch

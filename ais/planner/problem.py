@@ -16,9 +16,10 @@ configuration simply takes the kept image ⊆ it with the largest saving.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
+from msgspec.structs import replace
 
 from ais.errors import BadInput
 from ais.planner.cost import CostModel
