@@ -57,6 +57,7 @@ def server(site, repo_dir):
     base, descriptors, _ = site
     with ServeProcess(descriptors, repo_dir, base / "cache", base / "history.sqlite") as proc:
         yield proc
+        assert "Traceback" not in proc.log()  # every answer above was given on purpose
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def strict_server(site, repo_dir):
     base, descriptors, _ = site
     with ServeProcess(descriptors, repo_dir, base / "cache", base / "strict.sqlite", *STRICT) as proc:
         yield proc
+        assert "Traceback" not in proc.log()
 
 
 def test_plan_by_name_and_mac_agree(server, site):
