@@ -80,16 +80,16 @@ def register(subparsers) -> None:
 def positive(text: str) -> float:
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = 0.0
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text[:20]!r}")
     return value
 
 
 def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1 or len(text) > 7:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 9999999, got {text!r}")
+    if not text.isdigit() or len(text) > 7 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 9999999, got {text[:20]!r}")
     return int(text)
 
 

@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import sqlite3
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from ais.planner.cost import CostModel, save_calibration
 from ais.server.lab import ServeProcess, get_json, rebuild_cache, request, subset_descriptors
+from ais.stream.lab import ais_command
 from ais.stream.unicast import fetch_header
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -482,3 +484,34 @@ def test_plan_by_mac_without_the_token_names_no_host(server, mac, headers):
     status, _, body = request(server, "GET", f"/v1/hosts/{mac}/plan", headers)
     assert (status, body) == reference[::2]  # the same answer, byte for byte, for known and unknown MACs
     assert status == 403 and not any(name.encode() in body for name in ("mail01", "db01", DC_NAME))
+
+
+BAD_OPTIONS = [
+    # (option, value, words in the message)
+    ("--header-timeout", "0", "positive number of seconds"),
+    ("--header-timeout", "-1", "positive number of seconds"),
+    ("--header-timeout", "nan", "positive number of seconds"),
+    ("--body-timeout", "inf", "positive number of seconds"),
+    ("--body-timeout", "soon", "positive number of seconds"),
+    ("--max-connections", "0", "whole number"),
+    ("--max-connections", "1" * 5000, "whole number"),
+    ("--workers", "2.5", "whole number"),
+]
+
+
+@pytest.mark.parametrize("option,value,words", BAD_OPTIONS, ids=[f"{o} {v[:10]}" for o, v, _ in BAD_OPTIONS])
+def test_bad_limit_options_exit_2(site, repo_dir, tmp_path, option, value, words):
+    base, descriptors, _ = site
+    proc = subprocess.run(ais_command("serve", "--descriptors", str(descriptors), "--repo", str(repo_dir),
+                                      "--cache", str(base / "cache"), "--history", str(tmp_path / "h.sqlite"),
+                                      "--listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0",
+                                      option, value, "--seconds", "0"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "h.sqlite").exists()  # nothing done
+
+
+def test_serve_help_documents_the_limits():
+    out = subprocess.run(ais_command("serve", "--help"), capture_output=True, text=True, timeout=60).stdout
+    for option in ("--header-timeout", "--body-timeout", "--max-connections", "--workers", "--max-report-bytes"):
+        assert option in out
