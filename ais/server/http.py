@@ -391,6 +391,8 @@ class Api:
             raise HttpError(411, "a report needs a Content-Length")
         if length > self.max_report_bytes:
             raise HttpError(413, f"report of {length} bytes is larger than the limit of {self.max_report_bytes}")
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # checks passed: send the body
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 return await request.content.readexactly(length)

@@ -515,3 +515,19 @@ def test_serve_help_documents_the_limits():
     out = subprocess.run(ais_command("serve", "--help"), capture_output=True, text=True, timeout=60).stdout
     for option in ("--header-timeout", "--body-timeout", "--max-connections", "--workers", "--max-report-bytes"):
         assert option in out
+
+
+def test_expect_100_continue_report(server):
+    """curl sends `Expect: 100-continue` with larger bodies: the server says 100 once the token
+    and the length are accepted, then takes the body."""
+    body = json.dumps({"status": "ok", "message": "x" * 2000}).encode()
+    head = report(body, "Expect: 100-continue")[: -len(body)]
+    with connect(server) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    (status, _, stored), = parse_responses(answer, ["POST"])[0]
+    assert status == 201 and json.loads(stored)["host"] == "mail01"
