@@ -47,6 +47,7 @@ from urllib.parse import unquote
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 log = logging.getLogger("ais.server.http")
 
@@ -417,7 +418,8 @@ class Api:
         """aiohttp's FileResponse (sendfile, Range) on a copy of the request that keeps Range only
         when this API decided to honour it (If-Range by sha256 ETag)."""
         _, _, partial = byte_range(request, answer.size, answer.etag)
-        headers = {k: v for k, v in request.headers.items() if k not in _FILE_IGNORED and (partial or k != hdrs.RANGE)}
+        dropped = {name.lower() for name in _FILE_IGNORED} | (set() if partial else {"range"})
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
         return _DigestFileResponse(answer.path, answer.etag, request.clone(headers=headers),
                                    headers={**SERVER, hdrs.CONTENT_TYPE: answer.ctype})
 

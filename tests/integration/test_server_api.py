@@ -531,3 +531,15 @@ def test_expect_100_continue_report(server):
             answer += chunk
     (status, _, stored), = parse_responses(answer, ["POST"])[0]
     assert status == 201 and json.loads(stored)["host"] == "mail01"
+
+
+@pytest.mark.parametrize("headers,status,part", [
+    ({"range": "bytes=5-", "if-range": '"other-version"'}, 200, slice(None)),  # header names in any case
+    ({"RANGE": "bytes=5-", "IF-RANGE": '"cd"'}, 200, slice(None)),
+    ({"range": "bytes=5-", "if-none-match": "*"}, 206, slice(5, None)),  # conditionals by mtime: ignored
+    ({"Accept-Encoding": "gzip, br"}, 200, slice(None)),  # never a compressed sibling file
+])
+def test_package_headers_in_any_case(server, repo_dir, headers, status, part):
+    whole = (repo_dir / "RPMS" / "x86_64" / PACKAGE.rsplit("/", 1)[1]).read_bytes()
+    got, answer, body = request(server, "GET", PACKAGE, headers)
+    assert (got, body) == (status, whole[part]) and answer["ETag"] == f'"{hashlib.sha256(whole).hexdigest()}"'
