@@ -13,12 +13,14 @@ Returns exit code 0 after a clean stop.
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import threading
 from pathlib import Path
 
 from ais.errors import UsageError
+from ais.server.http import Limits
 from ais.server.service import Config, Server
 
 
@@ -55,12 +57,40 @@ def register(subparsers) -> None:
                    help="SQLite database of install reports [%(default)s]")
     p.add_argument("--max-report-bytes", type=int, default=1 << 20, metavar="BYTES",
                    help="largest report body accepted; larger gets 413 [%(default)s]")
+    p.add_argument("--header-timeout", type=positive, default=Limits.header_timeout, metavar="SECONDS",
+                   help="a request's line and headers must be complete this long after the connection "
+                        "opens or the previous answer ends; else the connection is closed (also the "
+                        "idle keep-alive time) [%(default)s]")
+    p.add_argument("--body-timeout", type=positive, default=Limits.body_timeout, metavar="SECONDS",
+                   help="a report body must be complete this long after its headers; else 408 [%(default)s]")
+    p.add_argument("--max-connections", type=positive_int, default=Limits.max_connections, metavar="N",
+                   help="open client connections at most; one more closes the oldest connection with no "
+                        "request in progress [%(default)s]")
+    p.add_argument("--workers", type=positive_int, default=Limits.workers, metavar="N",
+                   help="threads for plans, image checks, file stats and history writes; the event loop "
+                        "only moves bytes [%(default)s]")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often the descriptors are checked for changes; the manifest is "
                         "checked on every request [%(default)s]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except (ValueError, OverflowError):
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text[:20]!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or len(text) > 7 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 9999999, got {text[:20]!r}")
+    return int(text)
 
 
 def config_from_args(args) -> Config:
@@ -72,6 +102,8 @@ def config_from_args(args) -> Config:
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
         advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
+        limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                      max_connections=args.max_connections, workers=args.workers),
     )
 
 

@@ -1,258 +1,229 @@
-"""The control API over HTTP: routes, checks, Range, one log line per request.
+"""The control API over HTTP, on aiohttp's web server: routes, checks, Range, limits, one log line per request.
 
-What it does: `make_handler(app)` returns a `BaseHTTPRequestHandler` class for
-`ThreadingHTTPServer` answering (docs/server.md has the details):
+What it does: `HttpServer(app, sock, limits)` serves, on an already bound
+listening socket, (docs/server.md has the details):
   GET  /v1/health                          generation, counts
   GET  /v1/hosts/<name-or-mac>/plan        the host's install plan   (token)
   GET  /v1/hosts/<name>/files/<n>          host file n, Range        (token)
-  GET  /v1/packages/<file>.rpm             an RPM of the site, Range
+  GET  /v1/packages/<file>.rpm             an RPM of the site, Range (sendfile)
   GET  /v1/images/<id>/header              the image header (canonical JSON)
   POST /v1/hosts/<name>/report             store an install report   (token)
 HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
-carry the token of the host's HCD.
+carry the token of the host's HCD. A plan asked for by MAC answers the same
+403, naming no host, for an unknown MAC and for a missing or wrong token.
 
-What it reads: the request line, headers and (for reports) a JSON body of at
-most `app.max_report_bytes`. What it fails on: nothing escapes a handler; bad
-input gets a 4xx with a JSON body {"error": ..., "status": ...} (400 malformed,
-403 token, 404 unknown, 405 method, 411/413 body length, 416 range), a bug
-gets a 500 and a logged traceback. What it returns: HTTP responses.
+aiohttp parses HTTP (request line and header sizes, duplicate or malformed
+Content-Length, bodies on any method, keep-alive, pipelining), parses Range
+(`request.http_range`) and sends files (`FileResponse`, sendfile). This
+module adds: a total deadline for a request's line and headers (aiohttp's
+keep-alive timer, armed from the connection's start and after each answer,
+closes a connection whose next request is not complete by then), a deadline
+for a report body, a cap on open connections (over it the oldest connection
+with no request in progress is closed), a bounded thread pool that runs
+everything that touches the disk or SQLite (the event loop only moves bytes),
+and JSON bodies for every error, including those of aiohttp's own parser.
+
+Reads: requests; the app (`ais.server.service.Server`): state, checker,
+history, max_report_bytes, plan_for. Fails on nothing a client sends: bad input
+gets a 4xx with a JSON body {"error": ..., "status": ...} (400 malformed,
+403 token, 404 unknown, 405 method, 408 body too slow, 411/413 body length,
+416 range); a bug gets a 500 and a logged traceback. Returns HTTP responses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
-import time
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import unquote, urlsplit
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
 
-from ais.server.ranges import RangeNotSatisfiable, byte_range
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 log = logging.getLogger("ais.server.http")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-MAC = re.compile(r"(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}")
+MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0-9a-fA-F]{2}")
 RPM_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm")
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 INDEX = re.compile(r"\d{1,6}")
 REPORT_STATUSES = ("ok", "failed")
+REPORT_MAX_DEPTH = 32
+SQLITE_MAX_INT = 2**63 - 1
+SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
+MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
+               "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
+# Conditional headers aiohttp's FileResponse would judge by mtime; this API judges by sha256 ETag itself,
+# and Accept-Encoding would make FileResponse look for a .gz/.br sibling of the file.
+_FILE_IGNORED = (hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_MODIFIED_SINCE,
+                 hdrs.IF_UNMODIFIED_SINCE, hdrs.ACCEPT_ENCODING)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold of the server (docs/server.md, "Limits")."""
+
+    header_timeout: float = 10.0  # request line + headers complete within this; also the idle keep-alive
+    body_timeout: float = 30.0  # a report body complete within this after its headers
+    max_connections: int = 256  # open client connections; over it the oldest idle one is closed
+    workers: int = 8  # threads for disk, plans and SQLite
+    max_line_size: int = 8190  # request line and each header line, bytes
+    max_field_size: int = 8190  # one header value, bytes
+    max_headers: int = 64
+    lingering_seconds: float = 2.0  # after an answer, unread body bytes are drained this long, then closed
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
-def make_handler(app) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        pass
+# ------------------------------------------------------------------ answers the routes give
 
-    Handler.app = app
-    return Handler
+@dataclass(frozen=True)
+class Json:
+    status: int
+    obj: dict
 
 
-class _Handler(BaseHTTPRequestHandler):
-    app = None  # set by make_handler: the ais.server.service.Server
-    protocol_version = "HTTP/1.1"
-    server_version = "ais-serve/1"
-    timeout = 30  # seconds a silent client may hold a thread
-    default_request_version = "HTTP/1.0"  # so errors about a garbage request line carry a status line
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    ctype: str
+    etag: str
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the base class detects itself (bad request line, headers too long): JSON too."""
-        self.close_connection = True
-        text = message or self.responses.get(code, ("error",))[0]
-        body = json.dumps({"error": text, "status": code}).encode() + b"\n"
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if getattr(self, "command", None) != "HEAD":
-            self.wfile.write(body)
 
-    # -------------------------------------------------------------- plumbing
+@dataclass(frozen=True)
+class File:
+    path: Path
+    size: int
+    ctype: str
+    etag: str
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
 
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
+def error_response(status: int, message: str, headers: dict | None = None, *, close: bool = False) -> web.Response:
+    body = json.dumps({"error": message, "status": status}).encode() + b"\n"
+    resp = web.Response(status=status, body=body, content_type="application/json", headers={**SERVER, **(headers or {})})
+    if close:
+        resp.force_close()
+    return resp
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
+def json_response(status: int, obj: dict) -> web.Response:
+    body = json.dumps(obj, sort_keys=True).encode() + b"\n"
+    return web.Response(status=status, body=body, content_type="application/json", headers=SERVER)
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+def byte_range(request: web.BaseRequest, size: int, etag: str) -> tuple[int, int, bool]:
+    """(start, length, partial) of what to send, from aiohttp's parse of Range; the same arithmetic
+    as FileResponse, so in-memory bytes and files answer alike. 416 for a Range aiohttp cannot
+    parse or that starts past the end."""
+    if hdrs.RANGE not in request.headers:
+        return 0, size, False
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if if_range is not None and if_range.strip() != f'"{etag}"':
+        return 0, size, False  # the client's partial copy is of another version: send everything
+    unsatisfiable = {"Content-Range": f"bytes */{size}"}
+    try:
+        rng = request.http_range
+    except ValueError as err:
+        raise HttpError(416, f"Range {request.headers[hdrs.RANGE][:40]!r} not understood: send one range, "
+                             "bytes=A-B, bytes=A- or bytes=-N", unsatisfiable) from err
+    start, end = rng.start, rng.stop
+    if start < 0 and end is None:  # suffix: the last -start bytes
+        start = max(size + start, 0)
+        length = size - start
+    else:
+        length = min(end if end is not None else size, size) - start
+    if start >= size:
+        raise HttpError(416, f"range starts at byte {start}, the file has {size} bytes", unsatisfiable)
+    return start, length, True
 
-    def _dispatch(self, method: str) -> None:
-        self._started = time.monotonic()
-        self._status, self._sent, self._in_dispatch = 0, 0, True
-        self._body_read = False
-        try:
-            self._route(method)
-        except HttpError as err:
-            self._error(err.status, err.message)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception:  # a bug: answer 500, keep serving
-            log.exception("internal error on %s %s", method, self.path)
-            if not self._status:
-                self._error(500, "internal server error (see the server log)")
-            self.close_connection = True
-        finally:
-            self._in_dispatch = False
-            log.info('%s "%s %s" %d %d %.1fms', self.client_address[0], method, self.path[:200],
-                     self._status, self._sent, (time.monotonic() - self._started) * 1000)
 
-    def log_request(self, code="-", size="-") -> None:
-        if not getattr(self, "_in_dispatch", False):  # errors the base class answers itself
-            log.info('%s "%s" %s', self.client_address[0], (self.requestline or "")[:200], code)
+def range_headers(start: int, length: int, size: int, partial: bool, etag: str) -> dict:
+    headers = {**SERVER, "Accept-Ranges": "bytes", "ETag": f'"{etag}"'}
+    if partial:
+        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+    return headers
 
-    def log_message(self, format: str, *args) -> None:
-        log.debug("%s %s", self.client_address[0], format % args)
 
-    def _send_head(self, status: int, length: int, ctype: str, extra: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(length))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self._status = status
+class _DigestFileResponse(web.FileResponse):
+    """FileResponse whose ETag is the file's sha256 (what plans list and clients send in If-Range),
+    not aiohttp's mtime-size tag, and which answers `view`: a copy of the request that keeps only
+    the headers this API decided to honour."""
 
-    def _json(self, status: int, obj: dict) -> None:
-        body = json.dumps(obj, sort_keys=True).encode() + b"\n"
-        self._send_head(status, len(body), "application/json")
-        if self.command != "HEAD":
-            self.wfile.write(body)
-            self._sent += len(body)
+    def __init__(self, path: Path, digest: str, view: web.BaseRequest, **kwargs):
+        super().__init__(path, **kwargs)
+        self._digest, self._view = digest, view
 
-    def _error(self, status: int, message: str) -> None:
-        if self.command == "POST" and not self._body_read:
-            self.close_connection = True  # the unread body would be taken for the next request
-        self._json(status, {"error": message, "status": status})
+    etag = property(web.StreamResponse.etag.fget,
+                    lambda self, _value: web.StreamResponse.etag.fset(self, self._digest))
 
-    def _bytes(self, data: bytes, ctype: str, etag: str | None = None) -> None:
-        """Send in-memory bytes, honouring Range."""
-        start, length, partial = self._range(len(data), etag)
-        self._send_head(206 if partial else 200, length, ctype, self._range_headers(start, length, len(data), partial, etag))
-        if self.command != "HEAD":
-            self.wfile.write(data[start:start + length])
-            self._sent += length
+    async def prepare(self, request: web.BaseRequest):
+        return await super().prepare(self._view)
 
-    def _file(self, path, ctype: str, etag: str | None = None) -> None:
-        """Send a file with sendfile, honouring Range."""
-        try:
-            f = open(path, "rb")
-        except OSError as err:
-            raise HttpError(404, f"{path.name} is listed but missing on the server: {err.strerror}") from err
-        with f:
-            size = os.fstat(f.fileno()).st_size
-            start, length, partial = self._range(size, etag)
-            self._send_head(206 if partial else 200, length, ctype, self._range_headers(start, length, size, partial, etag))
-            if self.command != "HEAD" and length:
-                self.wfile.flush()
-                self._sent += self.connection.sendfile(f, start, length)
 
-    def _range(self, size: int, etag: str | None) -> tuple[int, int, bool]:
-        header = self.headers.get("Range")
-        if_range = self.headers.get("If-Range")
-        if header and if_range is not None and if_range.strip() != f'"{etag}"':
-            header = None  # the client's partial copy is of another version: send everything
-        try:
-            return byte_range(header, size)
-        except RangeNotSatisfiable as err:
-            self._status = 416
-            body = json.dumps({"error": str(err), "status": 416}).encode() + b"\n"
-            self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{size}")
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            raise _Answered() from err
+# ------------------------------------------------------------------ the routes (run in the worker threads)
 
-    @staticmethod
-    def _range_headers(start: int, length: int, size: int, partial: bool, etag: str | None) -> dict:
-        headers = {"Accept-Ranges": "bytes"}
-        if etag:
-            headers["ETag"] = f'"{etag}"'
-        if partial:
-            headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
-        return headers
+class Routes:
+    """The API's logic: blocking (stat, plans, image checks, SQLite), so it runs in the worker pool."""
 
-    # -------------------------------------------------------------- routing
+    def __init__(self, app):
+        self.app = app
 
-    def _route(self, method: str) -> None:
-        raw = urlsplit(self.path).path
-        if not raw.startswith("/"):
-            raise HttpError(400, "request target must be an absolute path")
-        parts = [unquote(p) for p in raw.split("/")[1:]]
-        if any("/" in p or "\x00" in p for p in parts):
-            raise HttpError(400, "encoded '/' or NUL in the path")
-        if parts[:1] != ["v1"]:
-            raise HttpError(404, f"no such resource {raw[:100]}; the API lives under /v1/")
-        route, args = _match(parts[1:])
-        if route is None:
-            raise HttpError(404, f"no such resource {raw[:100]}")
-        allowed = ("POST",) if route == "report" else ("GET", "HEAD")
-        if method not in allowed:
-            self.close_connection = True
-            raise HttpError(405, f"{method} is not allowed on {raw[:100]} (use {' or '.join(allowed)})")
-        try:
-            getattr(self, f"_r_{route}")(*args)
-        except _Answered:
-            pass
-
-    # -------------------------------------------------------------- routes
-
-    def _r_health(self) -> None:
+    def health(self, headers) -> Json:
         snap = self.app.state.current()
-        self._json(200, {"status": "ok", "generation": snap.generation, "hosts": len(snap.hosts),
-                         "images": len(snap.manifest.get("images", {}))})
+        return Json(200, {"status": "ok", "generation": snap.generation, "hosts": len(snap.hosts),
+                          "images": len(snap.manifest.get("images", {}))})
 
-    def _r_plan(self, ident: str) -> None:
+    def plan(self, headers, ident: str) -> Json:
         snap = self.app.state.current()
-        host = self._host(snap, ident, by_mac=True)
-        self._authorise(host)
-        self._json(200, self.app.plan_for(snap, host))
+        if MAC.fullmatch(ident) and ident not in snap.hosts:
+            host = snap.macs.get(ident.lower().replace("-", ":"))
+            if host is None or not _token_matches(host, headers):
+                raise HttpError(403, MAC_REFUSED)  # the same answer, naming no host, whatever the reason
+        else:
+            host = _host_by_name(snap, ident)
+            _authorise(host, headers)
+        return Json(200, self.app.plan_for(snap, host))
 
-    def _r_file(self, name: str, index: str) -> None:
+    def file(self, headers, name: str, index: str) -> Blob:
         snap = self.app.state.current()
-        host = self._host(snap, name)
-        self._authorise(host)
+        host = _host_by_name(snap, name)
+        _authorise(host, headers)
         if not INDEX.fullmatch(index):
             raise HttpError(400, f"file index must be a number, not {index[:40]!r}")
         n = int(index)
         if n >= len(host.files):
             raise HttpError(404, f"host {host.name} has {len(host.files)} files; there is no file {n}")
         content = host.files[n].content
-        self._bytes(content, "application/octet-stream", etag=hashlib.sha256(content).hexdigest())
+        return Blob(content, "application/octet-stream", hashlib.sha256(content).hexdigest())
 
-    def _r_package(self, filename: str) -> None:
+    def package(self, headers, filename: str) -> File:
         if not RPM_FILE.fullmatch(filename) or ".." in filename:
             raise HttpError(400, f"not an RPM file name: {filename[:80]!r}")
         snap = self.app.state.current()
         pkg = snap.files.get(filename)
         if pkg is None:
             raise HttpError(404, f"package {filename} is not in the repository")
-        self._file(snap.repo_dir / pkg.filename, "application/x-rpm", etag=pkg.digest)
+        path = snap.repo_dir / pkg.filename
+        try:
+            size = os.stat(path).st_size
+        except OSError as err:
+            raise HttpError(404, f"{path.name} is listed but missing on the server: {err.strerror}") from err
+        return File(path, size, "application/x-rpm", pkg.digest)
 
-    def _r_header(self, iid: str) -> None:
+    def header(self, headers, iid: str) -> Blob:
         if not IMAGE_ID.fullmatch(iid):
             raise HttpError(400, "an image id is 64 lower-case hex digits")
         snap = self.app.state.current()
@@ -261,76 +232,92 @@ class _Handler(BaseHTTPRequestHandler):
         header, why = self.app.checker.check(snap, iid)
         if header is None:
             raise HttpError(503, why)
-        self._bytes(header.to_json().encode(), "application/json", etag=header.sha256())
+        return Blob(header.to_json().encode(), "application/json", header.sha256())
 
-    def _r_report(self, name: str) -> None:
+    def report_host(self, headers, name: str):
+        """Checked before the body is read: a stranger's report is refused unread."""
         snap = self.app.state.current()
-        host = self._host(snap, name)
-        self._authorise(host)
-        report = self._read_json()
-        status = report.get("status")
-        if status not in REPORT_STATUSES:
-            raise HttpError(400, f"report status must be one of {', '.join(REPORT_STATUSES)}, not {status!r}")
-        row = self.app.history.add(host.name, report)
-        self._json(201, {"stored": row, "host": host.name})
-
-    # -------------------------------------------------------------- checks
-
-    def _host(self, snap, ident: str, *, by_mac: bool = False):
-        if MAC.fullmatch(ident):
-            if not by_mac:
-                raise HttpError(400, "this resource takes a host name, not a MAC address")
-            host = snap.macs.get(ident.lower().replace("-", ":"))
-            if host is None:
-                raise HttpError(404, f"no host with MAC {ident.lower()} in the descriptors (add it to an HCD)")
-            return host
-        if ":" in ident or (by_mac and re.fullmatch(r"[0-9a-fA-F:-]{12,}", ident)):
-            raise HttpError(400, f"malformed MAC address {ident[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
-        if not NAME.fullmatch(ident):
-            raise HttpError(400, f"malformed host name {ident[:40]!r}")
-        host = snap.hosts.get(ident)
-        if host is None:
-            raise HttpError(404, f"unknown host {ident}: no HCD names it")
+        host = _host_by_name(snap, name)
+        _authorise(host, headers)
         return host
 
-    def _authorise(self, host) -> None:
-        if not host.token:
-            raise HttpError(403, f"host {host.name} has no <token> in its HCD; its plan and files are never served without one")
-        header = self.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise HttpError(403, f"host {host.name}: send 'Authorization: Bearer <token>' (the token of its HCD)")
-        if not hmac.compare_digest(given.strip().encode(), host.token.encode()):
-            raise HttpError(403, f"host {host.name}: wrong token")
-
-    def _read_json(self) -> dict:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            raise HttpError(411, "send the report with a Content-Length (no chunked encoding)")
-        if length is None:
-            raise HttpError(411, "a report needs a Content-Length")
-        if not length.strip().isdigit():
-            raise HttpError(400, f"bad Content-Length {length[:40]!r}")
-        if int(length) > self.app.max_report_bytes:
-            raise HttpError(413, f"report of {length} bytes is larger than the limit of {self.app.max_report_bytes}")
-        body = self.rfile.read(int(length))
-        self._body_read = True
-        if len(body) != int(length):
-            raise HttpError(400, "the body ended before Content-Length bytes")
-        try:
-            report = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise HttpError(400, f"report is not valid JSON: {err}") from err
-        if not isinstance(report, dict):
-            raise HttpError(400, "report must be a JSON object")
-        return report
+    def report(self, host, body: bytes) -> Json:
+        row = self.app.history.add(host.name, parse_report(body))
+        return Json(201, {"stored": row, "host": host.name})
 
 
-class _Answered(Exception):
-    """The response was already sent (e.g. a 416)."""
+def parse_report(body: bytes) -> dict:
+    """The report as a dict, or a 400 saying what is wrong with it."""
+    try:
+        report = json.loads(body)
+    except RecursionError as err:
+        raise HttpError(400, f"report is nested more than {REPORT_MAX_DEPTH} levels deep") from err
+    except (ValueError, UnicodeDecodeError) as err:
+        raise HttpError(400, f"report is not valid JSON: {str(err)[:200]}") from err
+    if not isinstance(report, dict):
+        raise HttpError(400, "report must be a JSON object")
+    if _depth(report) > REPORT_MAX_DEPTH:
+        raise HttpError(400, f"report is nested more than {REPORT_MAX_DEPTH} levels deep")
+    try:
+        json.dumps(report, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise HttpError(400, "report holds a lone surrogate (a \\ud800-\\udfff escape without its pair): "
+                             "not valid Unicode") from err
+    status = report.get("status")
+    if status not in REPORT_STATUSES:
+        raise HttpError(400, f"report status must be one of {', '.join(REPORT_STATUSES)}, not {str(status)[:40]!r}")
+    generation = report.get("generation")
+    if generation is not None and (type(generation) is not int or not 0 <= generation <= SQLITE_MAX_INT):
+        raise HttpError(400, f"report generation must be null or an integer from 0 to {SQLITE_MAX_INT}, "
+                             f"not {str(generation)[:40]}")
+    return report
 
 
-def _match(parts: list[str]) -> tuple[str | None, tuple]:
+def _depth(value) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if depth <= REPORT_MAX_DEPTH:
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            todo.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _host_by_name(snap, ident: str):
+    host = snap.hosts.get(ident)
+    if host is not None:
+        return host
+    if MAC.fullmatch(ident):
+        raise HttpError(400, "this resource takes a host name, not a MAC address")
+    if ":" in ident:
+        raise HttpError(400, f"malformed MAC address {ident[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
+    if not NAME.fullmatch(ident):
+        raise HttpError(400, f"malformed host name {ident[:40]!r}")
+    raise HttpError(404, f"unknown host {ident}: no HCD names it")
+
+
+def _given_token(headers) -> str | None:
+    scheme, _, given = headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _token_matches(host, headers) -> bool:
+    given = _given_token(headers)
+    return bool(host.token) and given is not None and hmac.compare_digest(given.encode(), host.token.encode())
+
+
+def _authorise(host, headers) -> None:
+    if not host.token:
+        raise HttpError(403, f"host {host.name} has no <token> in its HCD; its plan and files are never served without one")
+    if _given_token(headers) is None:
+        raise HttpError(403, f"host {host.name}: send 'Authorization: Bearer <token>' (the token of its HCD)")
+    if not _token_matches(host, headers):
+        raise HttpError(403, f"host {host.name}: wrong token")
+
+
+def match(parts: list[str]) -> tuple[str | None, tuple]:
     """(route name, arguments) for the path segments after /v1."""
     if parts == ["health"]:
         return "health", ()
@@ -345,3 +332,209 @@ def _match(parts: list[str]) -> tuple[str | None, tuple]:
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
         return "header", (parts[1],)
     return None, ()
+
+
+def route_of(method: str, target: str) -> tuple[str, tuple]:
+    raw = target.split("?", 1)[0]
+    if not raw.startswith("/"):
+        raise HttpError(400, "request target must be an absolute path")
+    parts = [unquote(p) for p in raw.split("/")[1:]]
+    if any("/" in p or "\x00" in p for p in parts):
+        raise HttpError(400, "encoded '/' or NUL in the path")
+    if parts[:1] != ["v1"]:
+        raise HttpError(404, f"no such resource {raw[:100]}; the API lives under /v1/")
+    route, args = match(parts[1:])
+    if route is None:
+        raise HttpError(404, f"no such resource {raw[:100]}")
+    allowed = ("POST",) if route == "report" else ("GET", "HEAD")
+    if method not in allowed:
+        raise HttpError(405, f"{method} is not allowed on {raw[:100]} (use {' or '.join(allowed)})",
+                        {"Allow": ", ".join(allowed)})
+    return route, args
+
+
+# ------------------------------------------------------------------ the asynchronous side
+
+class Api:
+    """The request handler aiohttp calls: reads, hands the blocking work to the pool, answers."""
+
+    def __init__(self, app, limits: Limits):
+        self.routes, self.limits = Routes(app), limits
+        self.max_report_bytes = app.max_report_bytes
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            route, args = route_of(request.method, request.raw_path)
+            if route == "report":
+                host = await self._blocking(self.routes.report_host, request.headers, *args)
+                body = await self._read_body(request)
+                answer = await self._blocking(self.routes.report, host, body)
+            else:
+                answer = await self._blocking(getattr(self.routes, route), request.headers, *args)
+            return await self._respond(request, answer)
+        except HttpError as err:
+            return error_response(err.status, err.message, err.headers, close=err.status in (408, 411, 413))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # a bug: answer 500, keep serving
+            log.exception("internal error on %s %s", request.method, request.raw_path[:200])
+            return error_response(500, "internal server error (see the server log)", close=True)
+
+    @staticmethod
+    async def _blocking(func, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        if request.headers.get(hdrs.TRANSFER_ENCODING):
+            raise HttpError(411, "send the report with a Content-Length (no chunked encoding)")
+        length = request.content_length
+        if length is None:
+            raise HttpError(411, "a report needs a Content-Length")
+        if length > self.max_report_bytes:
+            raise HttpError(413, f"report of {length} bytes is larger than the limit of {self.max_report_bytes}")
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # checks passed: send the body
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                return await request.content.readexactly(length)
+        except TimeoutError as err:
+            raise HttpError(408, f"the report body did not arrive within {self.limits.body_timeout:g} s "
+                                 f"of its headers ({length} bytes announced)") from err
+        except asyncio.IncompleteReadError as err:
+            raise HttpError(400, "the body ended before Content-Length bytes") from err
+
+    async def _respond(self, request: web.BaseRequest, answer) -> web.StreamResponse:
+        if isinstance(answer, Json):
+            return json_response(answer.status, answer.obj)
+        if isinstance(answer, Blob):
+            start, length, partial = byte_range(request, len(answer.data), answer.etag)
+            return web.Response(status=206 if partial else 200, body=answer.data[start:start + length],
+                                content_type=answer.ctype,
+                                headers=range_headers(start, length, len(answer.data), partial, answer.etag))
+        return self._file(request, answer)
+
+    @staticmethod
+    def _file(request: web.BaseRequest, answer: File) -> web.StreamResponse:
+        """aiohttp's FileResponse (sendfile, Range) on a copy of the request that keeps Range only
+        when this API decided to honour it (If-Range by sha256 ETag)."""
+        _, _, partial = byte_range(request, answer.size, answer.etag)
+        dropped = {name.lower() for name in _FILE_IGNORED} | (set() if partial else {"range"})
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
+        return _DigestFileResponse(answer.path, answer.etag, request.clone(headers=headers),
+                                   headers={**SERVER, hdrs.CONTENT_TYPE: answer.ctype})
+
+
+# ------------------------------------------------------------------ connections, errors, logging
+
+class _Connection(RequestHandler):
+    """aiohttp's per-connection protocol, with JSON bodies for the errors its parser finds."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+            text = "internal server error (see the server log)"
+        else:
+            first_line = (message or str(exc) or "bad HTTP").split("\n", 1)[0].rstrip(": ")
+            text = f"malformed request: {first_line[:200]}"
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer was already under way: closing the connection")
+        resp = error_response(status, text, close=True)
+        resp.ais_parser_error = True
+        return resp
+
+
+class _BoundedServer(web.Server):
+    """aiohttp's low-level server with at most `max_connections` client connections open:
+    one more closes the oldest connection that has no request in progress (slow or idle
+    clients go first), or the newcomer when every connection is busy."""
+
+    def __init__(self, handler, *, max_connections: int, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self._open: dict[RequestHandler, None] = {}  # insertion order = age
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport) -> None:
+        super().connection_made(handler, transport)
+        self._open[handler] = None
+        if len(self._open) > self.max_connections:
+            victim = next((h for h in self._open if h is not handler and not h._request_in_progress), handler)
+            log.debug("%d connections open (--max-connections): closing one from %s", len(self._open),
+                      victim.peername)
+            del self._open[victim]
+            victim.force_close()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self._open.pop(handler, None)
+        super().connection_lost(handler, exc)
+
+
+class _AccessLog(AbstractAccessLogger):
+    """One line per answer: client "METHOD path" status bytes time."""
+
+    def log(self, request, response, time: float) -> None:
+        what = "-" if getattr(response, "ais_parser_error", False) else f"{request.method} {request.raw_path[:200]}"
+        self.logger.info('%s "%s" %d %d %.1fms', request.remote, what, response.status,
+                         response.body_length, time * 1000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+class HttpServer:
+    """The control API on a bound socket, in an event loop on its own thread (start/stop)."""
+
+    def __init__(self, app, sock, limits: Limits):
+        self.sock, self.limits = sock, limits
+        self.api = Api(app, limits)
+        self.executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="ais-serve-work")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: web.ServerRunner | None = None
+        self._thread = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(self.executor)  # FileResponse's stat/open run here too
+        limits = self.limits
+        server = _BoundedServer(
+            self.api, max_connections=limits.max_connections,
+            keepalive_timeout=limits.header_timeout, max_line_size=limits.max_line_size,
+            max_field_size=limits.max_field_size, max_headers=limits.max_headers,
+            lingering_time=limits.lingering_seconds, access_log_class=_AccessLog, access_log=log,
+            auto_decompress=False)
+        self.runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=5.0)
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+
+    def start(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="ais-serve-http")
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        if self.loop is None:
+            self.sock.close()
+            self.executor.shutdown(wait=False)
+            return
+        if self.runner is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=15)
+            except Exception as err:  # stopping anyway
+                log.warning("the HTTP server did not stop cleanly: %s", err)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+        self.loop = None
+        self.sock.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)

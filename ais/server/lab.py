@@ -174,7 +174,8 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
 
 def request(server, method: str, path: str, headers: dict | None = None, body: bytes | None = None,
             timeout: float = 30.0) -> tuple[int, dict, bytes]:
-    """One HTTP exchange with a server (anything with `.url`): (status, headers, body)."""
+    """One HTTP exchange with a server (anything with `.url`): (status, headers, body); the
+    headers are looked up regardless of case, as HTTP says."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -183,7 +184,7 @@ def request(server, method: str, path: str, headers: dict | None = None, body: b
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
+        return resp.status, resp.headers, resp.read()
     finally:
         conn.close()
 

@@ -3,9 +3,9 @@
 What it does: `Server(config)` loads the first snapshot (`StateHolder`; a
 broken site refuses to start), opens the history database, starts the
 streamer's `StreamServer` on the cache's images/ directory (TCP, and
-multicast when a group is configured) and a `ThreadingHTTPServer` for the
-control API (`ais.server.http`). `start()` runs both in threads, `stop()`
-shuts both down; `serve_forever` is what the command runs until SIGTERM.
+multicast when a group is configured) and binds the control API's socket
+(`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
+bounded worker pool). `start()` runs both in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
 server opens an image file when a transfer starts, so a transfer in flight
@@ -23,14 +23,13 @@ loading the site raises. Returns nothing; `addresses()` tells where it listens.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ais.errors import UsageError, WorldError
 from ais.server.history import History
-from ais.server.http import make_handler
+from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
@@ -53,12 +52,7 @@ class Config:
     history: Path = Path("build/history.sqlite")
     max_report_bytes: int = 1 << 20
     poll_seconds: float = 1.0
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
+    limits: Limits = field(default_factory=Limits)
 
 
 class Server:
@@ -79,11 +73,11 @@ class Server:
                                    multicast=config.multicast,
                                    multicast_interface=config.multicast_interface, rate=config.multicast_rate)
         try:
-            self.http = _HTTPServer(config.listen, make_handler(self))
+            sock = socket.create_server(config.listen, backlog=256)
         except OSError as err:
             self.stream.stop()
             raise WorldError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {err}") from err
-        self._thread: threading.Thread | None = None
+        self.http = HttpServer(self, sock, config.limits)
 
     def endpoints(self) -> Endpoints:
         host, port = self.stream.address
@@ -95,7 +89,7 @@ class Server:
         return host_plan(snapshot, host, self.checker, manifest_cost(snapshot.manifest), self.endpoints())
 
     def addresses(self) -> dict:
-        h_host, h_port = self.http.server_address[:2]
+        h_host, h_port = self.http.address
         s_host, s_port = self.stream.address
         return {"http": f"{h_host}:{h_port}", "url": f"http://{h_host}:{h_port}",
                 "stream_tcp": f"{s_host}:{s_port}",
@@ -104,20 +98,15 @@ class Server:
 
     def start(self) -> "Server":
         self.stream.start()
-        self._thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.2},
-                                        daemon=True, name="ais-serve-http")
-        self._thread.start()
+        self.http.start()
         log.info("serving %s (stream tcp %s, multicast %s), manifest generation %d",
                  self.addresses()["url"], self.endpoints().tcp, self.endpoints().multicast or "off",
                  self.state.current().generation)
         return self
 
     def stop(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        self.http.stop()
         self.stream.stop()
-        if self._thread:
-            self._thread.join(timeout=10)
 
     def __enter__(self) -> "Server":
         return self.start()
