@@ -40,16 +40,17 @@ class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Base of every contract: immutable, and a field nobody defined is an error."""
 
 
-def decode(data: bytes | str, schema: type[T], what: str, error: type[AisError]) -> T:
-    """data as a `schema` document; `error(what: why at $.path)` when it is not one."""
+def decode(data: bytes | str, schema: type[T], what: str, error: type[AisError], hint: str = "") -> T:
+    """data as a `schema` document; `error("WHAT is not ...: why - at $.path; HINT")` when it is not one."""
+    tail = f"; {hint}" if hint else ""
     try:
         return msgspec.json.decode(data, type=schema)
     except msgspec.ValidationError as err:
-        raise error(f"{what} is not a valid document: {err}") from err
+        raise error(f"{what} is not a valid document: {err}{tail}") from err
     except RecursionError as err:
-        raise error(f"{what} is not valid JSON: nested too deeply") from err
+        raise error(f"{what} is not valid JSON: nested too deeply{tail}") from err
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
-        raise error(f"{what} is not valid JSON: {err}") from err
+        raise error(f"{what} is not valid JSON: {err}{tail}") from err
 
 
 def encode(doc: msgspec.Struct, *, indent: int | None = None) -> bytes:
@@ -59,8 +60,8 @@ def encode(doc: msgspec.Struct, *, indent: int | None = None) -> bytes:
 
 
 def to_builtins(doc: msgspec.Struct) -> dict:
-    """The document as plain dicts and lists (for embedding in another JSON object)."""
-    return msgspec.to_builtins(doc, order="sorted")
+    """The document as plain dicts and lists, exactly as its JSON reads back."""
+    return msgspec.json.decode(msgspec.json.encode(doc))
 
 
 # ---------------------------------------------------------------- the plan
@@ -229,3 +230,41 @@ def zstd_bound(raw_length: int) -> int:
     """Largest zstd output for raw_length input (ZSTD_COMPRESSBOUND) plus frame slack."""
     small = ((128 << 10) - raw_length) >> 11 if raw_length < (128 << 10) else 0
     return raw_length + (raw_length >> 8) + small + 64
+
+
+# ---------------------------------------------------------------- the cache manifest
+
+class ManifestImage(Strict, kw_only=True):
+    """One published image: where it is, what it holds, and the hash that pins its header."""
+
+    key: Name
+    packages: tuple[Name, ...]
+    file: Name
+    stored_bytes: Count
+    fs_bytes: Count
+    chunks: Count
+    header_sha256: Sha256
+    raw_bytes: Count = 0
+    content_bytes: Count = 0  # bytes of the installed tree (sizes the filesystem)
+    build_seconds: Seconds | None = None  # None: found built by a crashed run, not timed
+    step_seconds: dict[str, Seconds] = {}  # rpm, mkfs, check, pack, ...
+
+
+class ManifestConfiguration(Strict, kw_only=True):
+    """How the rebuild serves one configuration: image id (None: packages only)."""
+
+    image: Name | None
+    remainder: tuple[Name, ...]
+    predicted_seconds: Seconds
+
+
+class Manifest(Strict, kw_only=True):
+    """manifest.json: the published state of the cache (generation 0: nothing published)."""
+
+    format: Literal[1] = 1
+    generation: Count
+    published_at: str | None
+    plan: Plan | None
+    images: dict[Name, ManifestImage]
+    configurations: dict[Name, ManifestConfiguration]
+    cost: dict[str, float] | None = None  # the CostModel the plan used (checked by ais.planner.cost)

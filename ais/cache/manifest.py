@@ -5,9 +5,11 @@ What a server serves is exactly what manifest.json lists; it changes only by
 the directory), so a reader sees the old or the new manifest, never a mix.
 Layout: docs/interfaces.md ("The cache").
 
+Its schema is `ais.contracts.Manifest`: `read` decodes and checks it, `publish`
+checks what it is given, so a manifest that breaks the contract is never written.
 Reads: the cache's manifest.json. Fails with `BuildError` if it exists but is
-not valid JSON of the expected format (a human must look: it is never written
-in place). Returns plain dicts.
+not a valid manifest (a human must look: it is never written in place).
+Returns plain dicts (the checked document).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import json
 import os
 from datetime import datetime, timezone
 
-from ais.faults import pause_point
+import msgspec
+
 from ais.cache.store import Store
+from ais.contracts import Manifest, decode, to_builtins
+from ais.errors import AisError, BuildError
+from ais.faults import pause_point
 from ais.files import fsync_dir
-from ais.errors import BuildError
 
 FORMAT = 1
 
@@ -36,15 +41,8 @@ def read(store: Store) -> dict:
         text = store.manifest_path.read_text()
     except FileNotFoundError:
         return empty()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BuildError(f"{store.manifest_path} is not valid JSON ({err}); "
-                         "move it away and run `ais rebuild`") from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BuildError(f"{store.manifest_path}: unknown manifest format "
-                         f"{data.get('format') if isinstance(data, dict) else data!r}")
-    return data
+    return to_builtins(decode(text, Manifest, f"manifest {store.manifest_path}", BuildError,
+                              "move it away and run `ais rebuild`"))
 
 
 def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
@@ -62,7 +60,12 @@ def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
 
 
 def publish(store: Store, manifest: dict) -> None:
-    """Replace manifest.json atomically and durably; BuildError if the disk refuses."""
+    """Replace manifest.json atomically and durably; BuildError if the disk refuses
+    or the manifest breaks its contract (then nothing is written)."""
+    try:
+        msgspec.convert(manifest, Manifest)
+    except (msgspec.ValidationError, AisError) as err:
+        raise BuildError(f"refusing to publish a manifest that breaks its contract: {err}") from err
     try:
         _publish(store, manifest)
     except OSError as err:

@@ -76,6 +76,7 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
     from ais.cache.build import build_image
     from ais.cache.store import Store, image_id
     from ais.descriptors import load_site
+    from ais.contracts import Plan, PlanImage, Serving, to_builtins
     from ais.planner.cost import CostModel, cost_to_obj, load_calibration
     from ais.server.plans import predict
 
@@ -98,9 +99,16 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
         confs[conf.name] = {"image": iid, "remainder": sorted(p.nevra for p in remainder),
                             "predicted_seconds": round(predict(model, images[iid]["stored_bytes"], remainder, conf), 6)}
     store.drain()
-    plan = {"format": 1, "note": "every configuration served from its base image (ais.server.lab)",
-            "images": [{"key": r["key"], "packages": r["packages"], "size_bytes": r["stored_bytes"]}
-                       for r in images.values()]}
+    keys = {iid: r["key"] for iid, r in images.items()}
+    total = sum(c["predicted_seconds"] for c in confs.values())
+    plan = to_builtins(Plan(
+        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
+        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
+                     for r in images.values()),
+        serve={name: Serving(image=keys[c["image"]], remainder=tuple(c["remainder"]),
+                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
+        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
+        warnings=("every configuration served from its base image (the lab, not the planner)",)))
     manifests.publish(store, manifests.make(previous=previous, plan_json=plan, images=images, configurations=confs,
                                             cost=cost_to_obj(model)))
     return manifests.read(store)

@@ -60,14 +60,18 @@ def test_clean_tmp_removes_everything(tmp_path):
     assert list(store.tmp.iterdir()) == []
 
 
+RECORD = {"key": "k0", "packages": ["a"], "file": "images/x.aisimg", "stored_bytes": 5, "fs_bytes": 4096,
+          "chunks": 1, "header_sha256": "0" * 64}
+
+
 def test_manifest_publish_replaces_atomically(tmp_path):
     store = Store(tmp_path / "cache")
     store.ensure()
     assert manifests.read(store) == manifests.empty()
-    first = manifests.make(previous=manifests.empty(), plan_json={}, images={}, configurations={})
+    first = manifests.make(previous=manifests.empty(), plan_json=None, images={}, configurations={})
     manifests.publish(store, first)
-    second = manifests.make(previous=first, plan_json={}, images={"x": {"packages": ["a"], "stored_bytes": 5}},
-                            configurations={})
+    second = manifests.make(previous=first, plan_json=None, images={"x": RECORD},
+                            configurations={"c": {"image": "x", "remainder": [], "predicted_seconds": 1.0}})
     manifests.publish(store, second)
     read = manifests.read(store)
     assert read["generation"] == 2
@@ -75,14 +79,34 @@ def test_manifest_publish_replaces_atomically(tmp_path):
     assert not (store.tmp / "manifest.json.new").exists()
 
 
-def test_manifest_unreadable_is_an_error(tmp_path):
+BAD_MANIFESTS = [
+    ("not JSON", "{not json", "not valid JSON"),
+    ("other format", json.dumps({"format": 99}), r"\$\.format"),
+    ("missing fields", json.dumps({"format": 1}), "missing required field"),
+    ("nested deeply", "[" * 100_000 + "]" * 100_000, "manifest"),
+    ("record without its hash", json.dumps({**manifests.empty(), "images": {"x": {**RECORD, "header_sha256": "zz"}}}),
+     "header_sha256"),
+    ("huge generation", json.dumps({**manifests.empty(), "generation": 2**70}), r"\$\.generation"),
+    ("unknown field", json.dumps({**manifests.empty(), "colour": "red"}), "colour"),
+]
+
+
+@pytest.mark.parametrize("text, words", [c[1:] for c in BAD_MANIFESTS], ids=[c[0] for c in BAD_MANIFESTS])
+def test_manifest_that_breaks_its_contract_is_an_error(tmp_path, text, words):
     store = Store(tmp_path)
-    store.manifest_path.write_text("{not json")
-    with pytest.raises(BuildError, match="not valid JSON"):
+    store.manifest_path.write_text(text)
+    with pytest.raises(BuildError, match=words):
         manifests.read(store)
-    store.manifest_path.write_text(json.dumps({"format": 99}))
-    with pytest.raises(BuildError, match="unknown manifest format"):
-        manifests.read(store)
+
+
+def test_publish_refuses_a_manifest_that_breaks_its_contract(tmp_path):
+    store = Store(tmp_path / "cache")
+    store.ensure()
+    broken = manifests.make(previous=manifests.empty(), plan_json=None, images={"x": {"packages": ["a"]}},
+                            configurations={})
+    with pytest.raises(BuildError, match="breaks its contract"):
+        manifests.publish(store, broken)
+    assert not store.manifest_path.exists()
 
 
 def test_lock_busy_names_holder_pid(tmp_path):
