@@ -97,8 +97,10 @@ class DependencyIndex:
         """One requirement as sets of providers, each of which the package needs one of."""
         if not text.startswith("("):
             return [self.providers(text)]
-        tokens = _TOKEN.findall(text)
-        node, _ = _parse(tokens, 0)
+        try:
+            node, _ = _parse(_TOKEN.findall(text), 0)
+        except (IndexError, ValueError):  # not rpm's rich syntax: libsolv's reading of it, as one set
+            return [self.providers(text)]
         return [frozenset(c) for c in self._clauses(node)]
 
     def _clauses(self, node) -> list[frozenset[str]]:
@@ -155,7 +157,8 @@ def _parse(tokens: list[str], i: int):
     A node is a simple dependency text or (operator, [operands]); 'a if b else c'
     is ('if', [a, b, c]).
     """
-    assert tokens[i] == "("
+    if tokens[i] != "(":
+        raise ValueError(f"expected '(' at {tokens[i]!r}")
     i += 1
     parts, ops, words = [], [], []
     while tokens[i] != ")":
