@@ -1,9 +1,11 @@
-"""rpm on Debian, made to behave like rpm on a Red Hat system.
+"""rpm as it is on the target, made to behave like rpm on a Red Hat system.
 
-Debian's rpm keeps its database in ~/.rpmdb and nags about alien; every rpm
-call in AIS goes through here so images always carry /var/lib/rpm and the
-flags are the same everywhere: `--dbpath /var/lib/rpm` (Debian's default is
-~/.rpmdb, which `--root R` would put at R/root/.rpmdb) and `--force-debian`.
+Every rpm call in AIS goes through here so images always carry /var/lib/rpm:
+`--dbpath /var/lib/rpm` always (Debian's default is ~/.rpmdb, which `--root R`
+would put at R/root/.rpmdb; on an RPM-based system it is the default anyway).
+Installs get `--force-debian` only when the rpm on PATH is Debian's: that
+option exists only there (it silences the "use Alien" nag) and any other rpm
+refuses it. Which rpm it is is found once per rpm binary, from `rpm --help`.
 
 Reads: a target root directory and RPM file paths. Fails with `ToolError` when
 rpm fails, and with `BuildError` when a scriptlet failed although rpm exited 0
@@ -12,7 +14,9 @@ rpm fails, and with `BuildError` when a scriptlet failed although rpm exited 0
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from pathlib import Path
 
 from ais.errors import BuildError
@@ -20,7 +24,7 @@ from ais.run import run
 
 DBPATH = "/var/lib/rpm"
 RPM_FLAGS = ["--dbpath", DBPATH]
-INSTALL_FLAGS = ["--force-debian"]  # only -i/-U accept it; silences the "use Alien" nag
+DEBIAN_FLAG = "--force-debian"  # Debian's rpm only; only -i/-U accept it
 # Printed by rpm even when it exits 0; any of these means the root is not what we asked for.
 SCRIPTLET_FAILURES = ("scriptlet failed", "/bin/sh is needed", "execv(")
 
@@ -41,8 +45,20 @@ def rpm_install(root: str | os.PathLike, rpm_paths: list[str | os.PathLike], *,
         return
     Path(root).mkdir(parents=True, exist_ok=True)  # rpm -i creates the database itself
     mode = "-U" if upgrade else "-i"
-    proc = run(rpm_cmd(root, mode, *INSTALL_FLAGS, "--quiet", *[os.fspath(p) for p in rpm_paths]))
+    proc = run(rpm_cmd(root, mode, *install_flags(), "--quiet", *[os.fspath(p) for p in rpm_paths]))
     _check_scriptlets(proc.stdout + proc.stderr)
+
+
+def install_flags() -> tuple[str, ...]:
+    """Extra flags for -i/-U: ('--force-debian',) with Debian's rpm, else none."""
+    return _install_flags_of(shutil.which("rpm") or "rpm")
+
+
+@functools.lru_cache(maxsize=None)
+def _install_flags_of(rpm_binary: str) -> tuple[str, ...]:
+    """Asked once per rpm binary: Debian's rpm lists --force-debian in its --help."""
+    proc = run([rpm_binary, "--help"], check=False)
+    return (DEBIAN_FLAG,) if DEBIAN_FLAG in proc.stdout + proc.stderr else ()
 
 
 def installed_nevras(root: str | os.PathLike) -> set[str]:

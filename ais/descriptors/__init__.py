@@ -1,7 +1,10 @@
 """Descriptors: read, validate and resolve SCD/HCD files into a `Site`.
 
 Reads: a descriptors directory (`scd/*.xml`, `hcd/*.xml`, host file sources)
-and an RPM repository directory. Fails with one `DescriptorError` listing every
+and an RPM repository directory: its repodata once (`ais.repo.solver`, which
+also resolves), plus the header of each RPM a configuration installs for its
+scriptlet count (`ais.repo.headers`; `Site.packages` no configuration installs
+keep a count of 0, nothing reads it). Fails with one `DescriptorError` listing every
 problem found (file:line and what to do) — nothing past this edge sees XML or
 trusts its input. Returns a `Site` of frozen dataclasses.
 """
@@ -9,14 +12,16 @@ trusts its input. Returns a `Site` of frozen dataclasses.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ais.descriptors.checks import normalise_mac, run_checks
 from ais.descriptors.parse import HcdRecord, parse_descriptors
 from ais.descriptors.resolve import resolve_scd
 from ais.errors import BadInput, DescriptorError, Problem
-from ais.model import Host, HostFile, Site
-from ais.repo.headers import load_repo
+from ais.model import Configuration, Host, HostFile, Site
+from ais.repo.headers import with_scriptlets
+from ais.repo.solver import RepoPool
 
 
 def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -> Site:
@@ -24,14 +29,14 @@ def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -
     directory = Path(descriptors_dir)
     if not directory.is_dir():
         raise BadInput(f"{directory}: descriptors directory not found")
-    index = load_repo(repo_dir)
+    pool = RepoPool(repo_dir)
     parsed = parse_descriptors(directory)
     problems = parsed.problems + run_checks(parsed.scds, parsed.hcds, directory)
     by_name = {s.name: s for s in parsed.scds}
     configurations = []
     if not problems:
         for scd in parsed.scds:
-            conf, found = resolve_scd(scd, by_name, index)
+            conf, found = resolve_scd(scd, by_name, pool)
             problems += found
             if conf is not None:
                 configurations.append(conf)
@@ -40,7 +45,15 @@ def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -
     if problems:
         raise DescriptorError(problems)
     hosts = tuple(sorted((_host(h, directory) for h in parsed.hcds), key=lambda h: h.name))
-    return Site(tuple(sorted(configurations, key=lambda c: c.name)), hosts, index.packages)
+    counted = with_scriptlets({p for c in configurations for p in c.packages}, repo_dir)
+    configurations = [_counted(c, counted) for c in configurations]
+    packages = tuple(counted.get(p.nevra, p) for p in pool.packages)
+    return Site(tuple(sorted(configurations, key=lambda c: c.name)), hosts, packages)
+
+
+def _counted(conf: Configuration, counted: dict) -> Configuration:
+    """conf with the scriptlet-counted record of each of its packages."""
+    return replace(conf, packages=tuple(counted[p.nevra] for p in conf.packages))
 
 
 def _host(record: HcdRecord, directory: Path) -> Host:

@@ -1,12 +1,16 @@
 """Resolve each SCD to a configuration: a dependency-closed set of concrete RPMs.
 
 Reads: SCD records (already checked for references and cycles) and a
-`RepoIndex`. An SCD's packages are its installation base's, then those of the
-SCDs it extends (nearest wins, so a patch-level SCD can pin a newer version),
-then its own; dependencies are pulled in from the repository, newest provider
-first, preferring what the configuration already has. Fails by returning
-`Problem`s: a package or version the repository lacks, a requirement nothing
-provides, two versions of one package. Returns `Configuration` records.
+`RepoPool` (the repository's repodata in libsolv). An SCD's requests are its
+installation base's, then those of the SCDs it extends (nearest wins, so a
+patch-level SCD can pin a newer version), then its own; libsolv then installs
+them all at once (`ais.repo.solver`): dependencies from the repository, newest
+version first, ranged provides, rich dependencies, conflicts and obsoletes
+honoured, alternatives backtracked. Fails by returning `Problem`s, every one at
+once, each at the SCD line of a request it involves (and naming the others): a
+package or version the repository lacks, two pins of one package, a requirement
+nothing (installable) provides, requests that conflict or obsolete each other.
+Returns `Configuration` records.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 
 from ais.descriptors.parse import PackageRequest, ScdRecord
 from ais.errors import Problem
-from ais.model import Configuration, Package
-from ais.repo.headers import RepoIndex
+from ais.model import Configuration
+from ais.repo.solver import RepoPool, Request, Unresolved
 
 
 @dataclass(frozen=True)
@@ -79,60 +83,31 @@ def _pin(req: PackageRequest) -> str:
     return f"{req.version or '*'}-{req.release or '*'}"
 
 
-def pick_requested(requests: dict, index: RepoIndex, problems: list[Problem]) -> dict[str, tuple[Package, Origin]]:
-    chosen = {}
-    for name, (req, origin) in sorted(requests.items()):
-        pkg = index.find(name, req.version, req.release)
-        if pkg is None:
-            problems.append(Problem(origin.file, origin.line, _missing_message(req, index)))
-        else:
-            chosen[name] = (pkg, origin)
-    return chosen
+def as_requests(requests: dict[str, tuple[PackageRequest, Origin]]) -> list[Request]:
+    """The solver's requests, in name order, each carrying where it was written."""
+    return [Request(name, req.version, req.release, origin) for name, (req, origin) in sorted(requests.items())]
 
 
-def _missing_message(req: PackageRequest, index: RepoIndex) -> str:
-    versions = index.by_name.get(req.name)
-    if not versions:
-        return f"package {req.name!r} is not in the repository; check the name or add its spec to packages/"
-    have = ", ".join(f"{p.version}-{p.release}" for p in versions)
-    return f"package {req.name!r} version {_pin(req)} is not in the repository (it has {have})"
+def to_problem(unresolved: Unresolved, scd: ScdRecord) -> Problem:
+    """A solver problem at the line of the first request it involves, naming the others."""
+    origins = sorted({r.origin for r in unresolved.requests}, key=lambda o: (o.file, o.line))
+    if not origins:
+        return Problem(scd.file, scd.line, unresolved.message)
+    message = unresolved.message
+    if len(origins) > 1:
+        message += " (requests at " + ", ".join(f"{o.file}:{o.line}" for o in origins) + ")"
+    return Problem(origins[0].file, origins[0].line, message)
 
 
-def close_dependencies(chosen: dict[str, tuple[Package, Origin]], index: RepoIndex, problems: list[Problem]) -> None:
-    """Add what the chosen packages require, in place; report what cannot be met."""
-    queue = [name for name in sorted(chosen)]
-    while queue:
-        pkg, origin = chosen[queue.pop()]
-        for requirement in pkg.requires:
-            providers = index.providers(requirement)
-            if any(chosen.get(p.name, (None,))[0] == p for p in providers):
-                continue
-            free = [p for p in providers if p.name not in chosen]
-            if not free:
-                problems.append(Problem(origin.file, origin.line, _unsatisfied(pkg, requirement, providers, chosen)))
-                continue
-            chosen[free[0].name] = (free[0], origin)
-            queue.append(free[0].name)
-
-
-def _unsatisfied(pkg: Package, requirement: str, providers: list[Package], chosen: dict) -> str:
-    if not providers:
-        return (f"unsatisfied dependency: {pkg.nevra} needs {requirement!r}, "
-                "which no package in the repository provides")
-    have = ", ".join(sorted({chosen[p.name][0].nevra for p in providers}))
-    return (f"unsatisfied dependency: {pkg.nevra} needs {requirement!r}, but this configuration "
-            f"has {have}; pin a version that provides it")
-
-
-def resolve_scd(scd: ScdRecord, by_name: dict[str, ScdRecord], index: RepoIndex) -> tuple[Configuration | None, list[Problem]]:
+def resolve_scd(scd: ScdRecord, by_name: dict[str, ScdRecord], pool: RepoPool) -> tuple[Configuration | None, list[Problem]]:
+    """The configuration of one SCD (packages without scriptlet counts), or its problems."""
     problems: list[Problem] = []
     base_name = base_of(scd, by_name)
     requests = effective_requests(scd, by_name)
     if scd.kind == "system" and base_name in by_name:
         requests = merge_base(requests, effective_requests(by_name[base_name], by_name), problems)
-    chosen = pick_requested(requests, index, problems)
-    close_dependencies(chosen, index, problems)
+    resolution = pool.resolve(as_requests(requests))
+    problems += [to_problem(u, scd) for u in resolution.problems]
     if problems:
         return None, problems
-    packages = tuple(sorted((pkg for pkg, _ in chosen.values()), key=lambda p: p.nevra))
-    return Configuration(scd.name, base_name or scd.name, scd.kind, packages, scd.file), []
+    return Configuration(scd.name, base_name or scd.name, scd.kind, tuple(resolution.packages), scd.file), []

@@ -1,5 +1,8 @@
 """The built demo repository installs for real: base + a role in ONE rpm transaction
-into a fresh root, without --nodeps; scriptlets run under busybox /bin/sh in the chroot."""
+into a fresh root, without --nodeps; scriptlets run under busybox /bin/sh in the chroot.
+And libsolv's answers agree with rpm's own transaction check (`rpm -i --test` into an
+empty root): every demo configuration installs, and package sets that break a ranged
+provide, a rich dependency, a conflict or an obsoletes are refused by both."""
 
 import subprocess
 from pathlib import Path
@@ -7,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ais.errors import ToolError
+from ais.rpmenv import install_flags, rpm_cmd
 from ais.run import run
 
 BASE = ["filesystem", "busybox-base", "setup", "libc", "kernel", "rpm-tools", "logrotate"]
@@ -15,7 +19,7 @@ DB = ["postgresql-server", "postgresql-libs", "postgresql-contrib"]
 
 
 def rpm(root: Path, *args) -> subprocess.CompletedProcess:
-    return run(["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "--force-debian", *args])
+    return run(rpm_cmd(root, *args, *(install_flags() if args[0].startswith("-i") else ())))
 
 
 def newest(repo: Path, name: str) -> Path:
@@ -71,3 +75,104 @@ def test_role_without_its_base_is_refused(repo_dir, root):
     """Without busybox-base nothing provides /bin/sh: rpm must refuse, not half-install."""
     with pytest.raises(ToolError, match="/bin/sh"):
         rpm(root, "-i", *[newest(repo_dir, n) for n in ["filesystem", "libc", "logrotate"]])
+
+
+# --- libsolv's answers cross-checked against rpm's own transaction check ---------------
+
+DEMO = Path(__file__).resolve().parents[2] / "descriptors"
+DEMO_SCDS = sorted(p.stem for p in DEMO.glob("scd/*.xml"))
+
+
+def rpm_accepts(repo: Path, root: Path, files: list[str]) -> tuple[bool, str]:
+    """Whether `rpm -i --test` of files into the empty root succeeds, and what it said."""
+    proc = run(rpm_cmd(root, "-i", "--test", *install_flags(), *[repo / f for f in files]), check=False)
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_site(repo_dir):
+    from ais.descriptors import load_site
+
+    return load_site(DEMO, repo_dir)
+
+
+@pytest.mark.parametrize("scd", DEMO_SCDS)
+def test_rpm_accepts_every_demo_configuration(demo_site, repo_dir, tmp_path, scd):
+    conf = demo_site.configuration(scd)
+    ok, said = rpm_accepts(repo_dir, tmp_path / "root", [p.filename for p in conf.packages])
+    assert ok, f"{scd}: rpm refuses what libsolv resolved:\n{said}"
+
+
+def test_rpm_refuses_a_demo_configuration_missing_a_dependency(demo_site, repo_dir, tmp_path):
+    conf = demo_site.configuration("web-1")
+    files = [p.filename for p in conf.packages if p.name != "libssl"]
+    ok, said = rpm_accepts(repo_dir, tmp_path / "root", files)
+    assert not ok and "libssl" in said
+
+
+def spec(name: str, version: str = "1.0", *deps: str) -> str:
+    lines = "\n".join(deps)
+    return (f"%define debug_package %{{nil}}\nName: {name}\nVersion: {version}\nRelease: 1\n"
+            f"Summary: {name}\nLicense: MIT\nBuildArch: x86_64\nAutoReqProv: no\n{lines}\n"
+            f"%description\nCross-check package.\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\n"
+            f"echo {name} > %{{buildroot}}/usr/share/{name}/f\n%files\n/usr/share/{name}\n")
+
+
+CROSS_SPECS = {
+    "aaa": spec("aaa"), "bbb": spec("bbb"), "ccc": spec("ccc"), "ddd": spec("ddd"),
+    "oldfoo": spec("oldfoo", "9.0", "Provides: foo < 1"),
+    "newfoo": spec("newfoo", "1.0", "Provides: foo = 3"),
+    "wantsfoo": spec("wantsfoo", "1.0", "Requires: foo > 2"),
+    "richor": spec("richor", "1.0", "Requires: (aaa or bbb)"),
+    "richif": spec("richif", "1.0", "Requires: (ccc if ddd)"),
+    "confa": spec("confa", "1.0", "Conflicts: confb"), "confb": spec("confb"),
+    "oldname": spec("oldname"), "newname": spec("newname", "2.0", "Obsoletes: oldname < 2"),
+    "impl-new": spec("impl-new", "2.0", "Provides: lib-impl", "Conflicts: bar"),
+    "impl-old": spec("impl-old", "1.0", "Provides: lib-impl"),
+    "app": spec("app", "1.0", "Requires: lib-impl", "Requires: bar"), "bar": spec("bar"),
+}
+
+# (package set installed alone, whether it installs)
+CROSS_SETS = [
+    (["wantsfoo", "newfoo"], True),
+    (["wantsfoo", "oldfoo"], False),  # foo < 1 does not meet foo > 2
+    (["richor", "bbb"], True),
+    (["richor"], False),
+    (["richif"], True),
+    (["richif", "ddd"], False),
+    (["richif", "ddd", "ccc"], True),
+    (["confa", "confb"], False),
+    (["newname", "oldname"], False),  # rpm's check passes, but it installs newname only
+    (["app", "impl-old", "bar"], True),
+    (["app", "impl-new", "bar"], False),
+]
+
+
+@pytest.fixture(scope="module")
+def cross_repo(build_test_rpms):
+    from ais.repo.solver import RepoPool
+
+    repo = build_test_rpms(CROSS_SPECS)
+    return repo, RepoPool(repo)
+
+
+@pytest.mark.parametrize("names, installs", CROSS_SETS, ids=["+".join(s) for s, _ in CROSS_SETS])
+def test_libsolv_and_rpm_agree(cross_repo, tmp_path, names, installs):
+    from ais.repo.solver import Request
+
+    repo, pool = cross_repo
+    resolution = pool.resolve([Request(n) for n in names])
+    libsolv_ok = not resolution.problems and {p.name for p in resolution.packages} == set(names)
+    files = [p.filename for p in pool.packages if p.name in names]
+    rpm_ok, said = rpm_installs_exactly(repo, tmp_path / "root", files, names)
+    assert (libsolv_ok, rpm_ok) == (installs, installs), (resolution.problems, said)
+
+
+def rpm_installs_exactly(repo: Path, root: Path, files: list[str], names: list[str]) -> tuple[bool, str]:
+    """rpm's check passes and a real install leaves exactly these packages (obsoletes drop some)."""
+    ok, said = rpm_accepts(repo, root, files)
+    if not ok:
+        return False, said
+    run(rpm_cmd(root, "-i", *install_flags(), *[repo / f for f in files]))
+    left = installed(root)
+    return left == set(names), f"rpm installed {sorted(left)}"

@@ -1,10 +1,12 @@
-"""A repository with one extra package whose dependency nothing provides."""
+"""A repository (RPMs and createrepo_c metadata) with one extra package whose dependency nothing provides."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from ais.run import run
 
 
 BROKEN_SPEC = """\
@@ -32,4 +34,5 @@ def broken_repo(repo_dir, build_test_rpms, tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("repo-with-broken")
     for rpm_file in list(Path(repo_dir).rglob("*.rpm")) + list(built.rglob("*.rpm")):
         (repo / rpm_file.name).symlink_to(rpm_file)
+    run(["createrepo_c", "--quiet", str(repo)], timeout=120)
     return repo

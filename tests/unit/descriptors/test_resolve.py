@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from ais.descriptors import load_site
-from ais.repo.headers import compare_evr, satisfies, Dep
 
 DEMO = Path(__file__).resolve().parents[3] / "descriptors"
 
@@ -71,18 +70,34 @@ def test_packages_read_from_real_headers(site):
     assert postfix.scriptlets >= 2
 
 
-@pytest.mark.parametrize("provide, want, expected", [
-    ("libssl = 0:3.0.1-1", "libssl >= 3.0.1", True),
-    ("libssl = 0:3.0.1-1", "libssl >= 3.0.2", False),
-    ("libssl = 0:3.0.1-2", "libssl > 0:3.0.1-1", True),
-    ("libssl = 0:3.0.1-1", "libssl < 3.0.1", False),
-    ("webserver", "webserver", True),
-    ("libssl = 0:3.0.1-1", "libssl", True),
-])
-def test_satisfies(provide, want, expected):
-    assert satisfies(Dep.parse(provide), Dep.parse(want)) is expected
+def test_packages_from_repodata_match_their_headers(site, repo_dir):
+    """Every field repodata gives equals what rpm reads from the RPM itself."""
+    import rpm
+
+    from ais.files import file_sha256
+
+    ts = rpm.TransactionSet()
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
+    assert len(site.packages) == len(list(repo_dir.rglob("*.rpm")))
+    for pkg in site.packages:
+        path = repo_dir / pkg.filename
+        with open(path, "rb") as handle:
+            hdr = ts.hdrFromFdno(handle.fileno())
+        assert (pkg.name, pkg.epoch, pkg.version, pkg.release, pkg.arch) == (
+            hdr[rpm.RPMTAG_NAME], hdr[rpm.RPMTAG_EPOCHNUM], hdr[rpm.RPMTAG_VERSION],
+            hdr[rpm.RPMTAG_RELEASE], hdr[rpm.RPMTAG_ARCH])
+        assert pkg.installed_size == hdr[rpm.RPMTAG_LONGSIZE], pkg.nevra
+        assert pkg.file_count == len(hdr[rpm.RPMTAG_FILENAMES]), pkg.nevra
+        assert pkg.size == path.stat().st_size and pkg.digest == file_sha256(path), pkg.nevra
 
 
-def test_compare_evr_release_optional():
-    assert compare_evr("0:3.0.1-2", "3.0.1") == 0
-    assert compare_evr("1:1.0-1", "0:9.0-1") == 1
+def test_scriptlets_counted_for_configuration_packages(site):
+    counts = {p.name: p.scriptlets for c in site.configurations for p in c.packages}
+    assert counts["postfix"] >= 2 and counts["kernel"] == 0
+    assert {p.nevra: p.scriptlets for p in site.packages if p.name == "postfix"} == {
+        p.nevra: p.scriptlets for c in site.configurations for p in c.packages if p.name == "postfix"}
+
+
+def test_file_requirement_met_from_file_lists(site):
+    busybox = next(p for p in site.packages if p.name == "busybox-base")
+    assert "/bin/sh" in busybox.provides

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ais.descriptors import load_site
 from ais.model import Package
 from ais.repo.closure import DependencyIndex
@@ -49,3 +51,36 @@ def test_demo_configurations_are_closed_and_their_intersections_shrink(repo_dir)
     assert not idx.is_closed(common)
     assert idx.is_closed(closed) and closed < common
     assert not any(n.startswith(("httpd-0", "mod_ssl-0")) for n in closed)
+
+
+def test_ranged_provide_does_not_meet_a_disjoint_range():
+    universe = [pkg("oldfoo", "9", provides=("foo < 1",)), pkg("newfoo", provides=("foo = 3",)),
+                pkg("wants", requires=("foo > 2",))]
+    idx = DependencyIndex(universe)
+    assert idx.largest_closed_subset(frozenset({nevra("wants"), nevra("oldfoo", "9")})) == {nevra("oldfoo", "9")}
+    assert idx.is_closed(frozenset({nevra("wants"), nevra("newfoo")}))
+
+
+@pytest.mark.parametrize("requirement, present, closed", [
+    ("(aaa or bbb)", set(), False),
+    ("(aaa or bbb)", {"bbb"}, True),
+    ("(aaa and bbb)", {"aaa"}, False),
+    ("(aaa and bbb)", {"aaa", "bbb"}, True),
+    ("(ccc if ddd)", {"ddd"}, False),
+    ("(ccc if ddd)", {"ddd", "ccc"}, True),
+    ("(ccc if nothere)", set(), True),  # a condition no package meets never applies
+    ("(aaa unless bbb)", {"bbb"}, True),
+    ("(aaa unless bbb)", set(), False),
+    ("(foo >= 1 with foo < 2)", {"foo2"}, False),  # foo2 provides foo = 2: not below 2
+    ("(foo >= 1 with foo < 2)", {"foo1"}, True),
+    ("(aaa or (bbb and ccc))", {"bbb"}, False),
+    ("(aaa or (bbb and ccc))", {"bbb", "ccc"}, True),
+])
+def test_rich_requirement(requirement, present, closed):
+    universe = [pkg(n) for n in ("aaa", "bbb", "ccc", "ddd")] + [
+        pkg("foo1", provides=("foo = 1",)), pkg("foo2", provides=("foo = 2",)),
+        pkg("rich", requires=(requirement,))]
+    idx = DependencyIndex(universe)
+    wanted = frozenset({nevra("rich")} | {nevra(n) for n in present})
+    assert idx.is_closed(wanted) is closed
+    assert idx.largest_closed_subset(wanted) == (wanted if closed else wanted - {nevra("rich")})
