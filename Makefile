@@ -64,7 +64,7 @@ test-latest: packages
 
 # The demo RPM repository, built by rpmbuild + createrepo_c (incremental).
 packages: venv
-	$(PY) -m ais.repo.build --specs packages --out $(REPO)
+	$(PY) -m aislab.demo_repo --specs packages --out $(REPO)
 
 # The whole story: validate, calibrate, plan, rebuild, serve, reinstall two hosts.
 demo: setup

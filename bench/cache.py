@@ -2,7 +2,7 @@
 
 Run: `make bench-cache` (or `.venv/bin/python bench/cache.py [--repeat N] [--scale N]`).
 `--scale N` (default 1) uses the demo repository built at size scale N
-(`python -m ais.repo.build --scale N` into build/repo-xN, incremental; same names and
+(`python -m aislab.demo_repo --scale N` into build/repo-xN, incremental; same names and
 versions, N times the bytes and tree files) and an N GiB budget.
 Prints a table. Everything runs in a temporary directory on the same disk as
 build/ (so rpm, mke2fs and the packer see the same storage as a real cache).
@@ -42,7 +42,7 @@ from ais.cache.build import build_fs, build_image, content_usage  # noqa: E402
 from ais.cache.store import Store  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.planner.cost import CostModel, save_calibration  # noqa: E402
-from ais.repo.build import build_repo, default_out  # noqa: E402
+from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.stream.pack import pack  # noqa: E402

@@ -12,7 +12,7 @@ if that is more), three runs per host (median). Prints wall time per phase, serv
 per approach, AIS's predicted vs measured time, and the goals.
 
 `--scale N` (default 8) uses the demo repository built at size scale N
-(`python -m ais.repo.build --scale N`, incremental, into build/repo-xN; scale 1 is
+(`python -m aislab.demo_repo --scale N`, incremental, into build/repo-xN; scale 1 is
 build/repo): the same descriptors, names and versions, N times the bytes and tree
 files, so a configuration is 0.1-0.3 GB instead of 15-36 MiB. Everything (calibration,
 the three caches, the server, the reinstalls) uses that repository. About 7 minutes at
@@ -43,9 +43,9 @@ from ais.client.lab import LoopDisk, reinstall_argv  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.planner.calibrate import calibrate  # noqa: E402
 from ais.planner.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
-from ais.repo.build import build_repo, default_out  # noqa: E402
+from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
-from ais.server.lab import ServeProcess, rebuild_cache  # noqa: E402
+from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
 RUNS = 3

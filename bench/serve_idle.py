@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ais.server.lab import ServeProcess, get_json, rebuild_cache, subset_descriptors  # noqa: E402
+from aislab.site import ServeProcess, get_json, rebuild_cache, subset_descriptors  # noqa: E402
 
 
 def threads_and_fds(pid: int) -> tuple[int, int]:

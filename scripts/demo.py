@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from ais.client.lab import LoopDisk, reinstall_argv, target_facts  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
-from ais.server.lab import ServeProcess  # noqa: E402
+from aislab.site import ServeProcess  # noqa: E402
 from ais.stream.lab import ais_command  # noqa: E402
 
 DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"

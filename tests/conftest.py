@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     """The demo RPM repository, built (incrementally) into build/repo once per session."""
-    from ais.repo.build import build_repo
+    from aislab.demo_repo import build_repo
 
     out = ROOT / "build" / "repo"
     build_repo(ROOT / "packages", out, echo=lambda line: None)
@@ -26,7 +26,7 @@ def build_test_rpms(tmp_path_factory):
     """
     import shutil
 
-    from ais.repo.build import build_repo
+    from aislab.demo_repo import build_repo
 
     def build(specs: dict[str, str]) -> Path:
         spec_dir = tmp_path_factory.mktemp("specs")

@@ -1,4 +1,4 @@
-"""The RPM repository: building the demo repository from packages/*.spec
-(`ais.repo.build`), reading its repodata and resolving requests with libsolv
+"""The RPM repository: reading its repodata and resolving requests with libsolv
 (`ais.repo.solver`), scriptlet counts from RPM headers (`ais.repo.headers`) and
-the dependency closure of package sets (`ais.repo.closure`)."""
+the dependency closure of package sets (`ais.repo.closure`). The demo
+repository is built by the lab (`aislab.demo_repo`)."""

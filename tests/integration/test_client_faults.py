@@ -18,7 +18,7 @@ from ais.client.lab import LoopDisk, Mounted, reinstall_argv
 from ais.planner.cost import CostModel, save_calibration
 from ais.rpmenv import installed_nevras
 from ais.run import run, start
-from ais.server.lab import ServeProcess, publish_base_cache, subset_descriptors, wait_for
+from aislab.site import ServeProcess, publish_base_cache, subset_descriptors, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"mail01": "9d4bf7abd55eb7e7da9043caf50c4203", "db01": "fb9577bf9257dd86cd19d77acdaf07b7"}

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ais.planner.cost import CostModel, save_calibration
-from ais.server.lab import ServeProcess, get_json, rebuild_cache, request, subset_descriptors
+from aislab.site import ServeProcess, get_json, rebuild_cache, request, subset_descriptors
 from ais.stream.lab import ais_command
 from ais.stream.unicast import fetch_header
 

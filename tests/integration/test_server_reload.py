@@ -12,7 +12,7 @@ import pytest
 
 from ais.errors import StreamError
 from ais.planner.cost import CostModel, save_calibration
-from ais.server.lab import (ServeProcess, get_json, publish_base_cache, rebuild_cache, request,
+from aislab.site import (ServeProcess, get_json, publish_base_cache, rebuild_cache, request,
                             subset_descriptors, wait_for)
 from ais.stream.format import ImageHeader
 from ais.stream.unicast import UnicastSource

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ais.descriptors import load_site
-from ais.server.lab import publish_base_cache, subset_descriptors
+from aislab.site import publish_base_cache, subset_descriptors
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,4 +1,4 @@
-"""ais.repo.build on a few real specs: real rpmbuild and createrepo_c, tmp dirs."""
+"""aislab.demo_repo on a few real specs: real rpmbuild and createrepo_c, tmp dirs."""
 
 import json
 import shutil
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ais.errors import BuildError, UsageError
-from ais.repo.build import build_repo, default_out
+from aislab.demo_repo import build_repo, default_out
 from ais.run import run
 
-PACKAGES = Path(__file__).resolve().parents[3] / "packages"
+PACKAGES = Path(__file__).resolve().parents[2] / "packages"
 SMALL = ("filesystem.spec", "setup.spec", "make.spec")
 
 # The names other engineers' descriptors use: a contract.

@@ -28,7 +28,7 @@ from ais.errors import WorldError
 from ais.run import start
 from ais.stream.lab import ais_command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def subset_descriptors(src: Path, dst: Path, scds: list[str], hosts: list[str]) -> Path:

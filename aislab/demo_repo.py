@@ -29,7 +29,7 @@ produce the same RPM file; `ToolError` (wrapped in `BuildError` naming the spec
 for rpmbuild) when a tool fails.
 Returns: `build_repo()` returns a `BuildResult` (built, skipped, removed, RPM paths).
 
-Run as `python -m ais.repo.build --specs packages --out build/repo [--scale N]`.
+Run as `python -m aislab.demo_repo --specs packages --out build/repo [--scale N]`.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ais.repo.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m aislab.demo_repo", description=__doc__.splitlines()[0])
     parser.add_argument("--specs", default="packages", help="directory of *.spec files (default: packages)")
     parser.add_argument("--out", default=None,
                         help="repository to write (default: build/repo, or build/repo-xN with --scale N)")
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         build_repo(a.specs, out, work=a.work, jobs=a.jobs, force=a.force, scale=a.scale)
         return 0
 
-    return run_handler(build, args, prog="ais.repo.build")
+    return run_handler(build, args, prog="aislab.demo_repo")
 
 
 if __name__ == "__main__":
