@@ -9,6 +9,7 @@ import pytest
 from ais.errors import StreamError
 from ais.run import run
 from ais.stream.format import read_header
+from ais.stream.target import TargetRefused
 from ais.stream.writer import LocalSource, write_image
 
 
@@ -137,7 +138,7 @@ def small_loop_device(tmp_path):
 
 def test_block_device_smaller_than_filesystem_is_refused_untouched(small_loop_device, small_image):
     dev, backing = small_loop_device
-    with pytest.raises(StreamError, match="use a larger disk"):
+    with pytest.raises(TargetRefused, match="use a larger disk"):
         write_image(small_image, dev)
     assert backing.read_bytes() == b"\xaa" * (8 << 20)
 
