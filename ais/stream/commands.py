@@ -64,7 +64,7 @@ def register(subparsers) -> None:
                                    "smaller than the filesystem (exit 2, nothing written). A TARGET that does not "
                                    "exist is refused unless --create-file asks for a new image file.",
                        epilog=TARGET_EPILOG)
-    p.add_argument("image", type=Path)
+    p.add_argument("image", type=Path, help="a local .aisimg file")
     p.add_argument("target", type=Path, help="a block device (/dev/sdX) or an image file")
     p.add_argument("--create-file", action="store_true", help=CREATE_FILE_HELP)
     p.add_argument("--journal", type=Path, help="progress journal (default TARGET.ais-progress for files)")

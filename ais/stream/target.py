@@ -81,7 +81,8 @@ def describe_errno(err: OSError) -> str:
 
 
 def io_failure(err: OSError, path: str | os.PathLike, doing: str) -> TargetIOError:
-    return TargetIOError(f"{doing} {path} failed: {describe_errno(err)}")
+    """'/dev/sdb: syncing failed: Input/output error (EIO: ...)'."""
+    return TargetIOError(f"{os.fspath(path)}: {doing} failed: {describe_errno(err)}")
 
 
 def path_of(fd_or_path: int | str | os.PathLike) -> str:
@@ -107,23 +108,25 @@ def target_io(fd_or_path: int | str | os.PathLike, doing: str):
 
 def check_target(path: str | os.PathLike, fs_bytes: int) -> int:
     """Every check of open_target on an existing target, then close it; returns its size in bytes."""
-    fd = open_target(path, fs_bytes, create_file=False, extend=False)
+    fd = open_target(path, fs_bytes, create_file=False, extend=False, missing_hint="")
     try:
         return os.lseek(fd, 0, os.SEEK_END)
     finally:
         os.close(fd)
 
 
-def open_target(path: str | os.PathLike, fs_bytes: int, *, create_file: bool = False, extend: bool = True) -> int:
+def open_target(path: str | os.PathLike, fs_bytes: int, *, create_file: bool = False, extend: bool = True,
+                missing_hint: str = ": give --create-file to make a new image file") -> int:
     """Open path for writing after every check (see the module docstring); returns the descriptor.
 
     extend: grow a regular file smaller than fs_bytes (check_target only measures).
+    missing_hint: what to say after "target X does not exist" (the client cannot create files).
     """
     target = Path(path)
     try:
         st = os.stat(target)
     except FileNotFoundError:
-        return _create_file(target, fs_bytes, create_file)
+        return _create_file(target, fs_bytes, create_file, missing_hint)
     except OSError as err:
         raise _open_refusal(target, err) from err
     if stat.S_ISBLK(st.st_mode):
@@ -133,14 +136,13 @@ def open_target(path: str | os.PathLike, fs_bytes: int, *, create_file: bool = F
     raise TargetRefused(f"target {target} is neither a block device nor a regular file")
 
 
-def _create_file(target: Path, fs_bytes: int, create_file: bool) -> int:
+def _create_file(target: Path, fs_bytes: int, create_file: bool, missing_hint: str) -> int:
     absolute = Path(os.path.abspath(target))
-    if not create_file or absolute.parts[:2] == ("/", "dev"):
-        raise TargetRefused(
-            f"target {target} does not exist"
-            + ("" if absolute.parts[:2] == ("/", "dev") else
-               " (a new image file is only made with --create-file)" if not create_file else "")
-            + ": name an existing disk; nothing was created")
+    if absolute.parts[:2] == ("/", "dev"):
+        raise TargetRefused(f"target {target} does not exist: name an existing disk (lsblk lists them); "
+                            f"nothing was created")
+    if not create_file:
+        raise TargetRefused(f"target {target} does not exist{missing_hint}; nothing was created")
     if not absolute.parent.is_dir():
         raise TargetRefused(f"cannot create target {target}: directory {absolute.parent} does not exist")
     try:
@@ -148,7 +150,7 @@ def _create_file(target: Path, fs_bytes: int, create_file: bool) -> int:
     except OSError as err:
         raise io_failure(err, target, "creating") from err
     try:
-        with target_io(target, f"extending to {fs_bytes} bytes"):
+        with target_io(target, f"growing the file to {fs_bytes} bytes"):
             os.ftruncate(fd, fs_bytes)
     except BaseException:
         os.close(fd)
@@ -170,7 +172,7 @@ def _open_file(target: Path, st: os.stat_result, fs_bytes: int, extend: bool) ->
         raise _open_refusal(target, err) from err
     try:
         if extend and st.st_size < fs_bytes:
-            with target_io(target, f"extending to {fs_bytes} bytes"):
+            with target_io(target, f"growing the file to {fs_bytes} bytes"):
                 os.ftruncate(fd, fs_bytes)
     except BaseException:
         os.close(fd)

@@ -113,7 +113,7 @@ def pwrite_all(fd: int, data: memoryview, offset: int, limit: int) -> None:
     """pwrite every byte, never past limit (the filesystem's extent)."""
     if offset < 0 or offset + len(data) > limit:
         raise StreamError(f"refusing a write at {offset}+{len(data)} beyond the filesystem ({limit} bytes)")
-    with target_io(fd, f"writing at offset {offset} of"):
+    with target_io(fd, f"writing at offset {offset}"):
         while len(data):
             n = os.pwrite(fd, data, offset)
             data, offset = data[n:], offset + n

@@ -357,3 +357,45 @@ def test_host_file_where_the_image_has_a_directory(site, tmp_path):
                                   tmp_path / "st", *FAST), check=False, timeout=240)
     assert_one_clean_line(proc, 1, "/var/lib/rpm", "is a directory in the installed image")
     assert "REINSTALL FAILED in phase 'files'" in proc.stderr
+
+
+def hostfile_directory(root):
+    (root / "var/lib/rpm").mkdir(parents=True)
+    return "/var/lib/rpm", ["/var/lib/rpm is a directory in the installed image"]
+
+
+def hostfile_parent_is_a_file(root):
+    (root / "etc").mkdir()
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    return "/etc/passwd/extra", ["/etc/passwd is not a directory in the installed image"]
+
+
+def hostfile_on_a_full_disk(root):
+    free = os.statvfs(root)
+    run(["fallocate", "-l", str(free.f_bfree * free.f_frsize - (512 << 10)), str(root / "filler")])
+    return "/etc/big.conf", ["/etc/big.conf", "No space left on device (ENOSPC"]
+
+
+def hostfile_on_a_failing_disk(root):
+    shut_down(root)
+    return "/etc/hostname", ["/etc/hostname", "Input/output error (EIO"]
+
+
+HOST_FILE_FAULTS = [("a directory in the image", hostfile_directory),
+                    ("a parent that is a file", hostfile_parent_is_a_file),
+                    ("ENOSPC: the target is full", hostfile_on_a_full_disk),
+                    ("EIO: the target fails", hostfile_on_a_failing_disk)]
+
+
+@pytest.mark.parametrize("case,make", HOST_FILE_FAULTS, ids=[h[0] for h in HOST_FILE_FAULTS])
+def test_host_file_faults_name_the_path(tmp_path, case, make):
+    """The files step on a real (small, full or failing) ext4: a ClientError naming the host file."""
+    from ais.client.hostfiles import safe_path, write_one
+    from ais.errors import ClientError
+
+    with small_fs(tmp_path, "root", 16) as (_, root):
+        path, words = make(root)
+        with pytest.raises(ClientError) as caught:
+            write_one(str(root), path, safe_path(str(root), path), os.urandom(1 << 20), 0o644, 0, 0)
+    for word in words:
+        assert word in str(caught.value)

@@ -79,7 +79,7 @@ def test_the_open_target_holds_the_device_exclusively(disk, tmp_path):
 @pytest.mark.parametrize("target,words", [
     (None, "never guesses"),
     ("", "never guesses"),
-    ("/dev/nonexistent-ais", "/dev/nonexistent-ais does not exist: name an existing disk; nothing was created"),
+    ("/dev/nonexistent-ais", "/dev/nonexistent-ais does not exist: name an existing disk \\(lsblk lists them\\); nothing was created"),
     ("/dev/null", "neither a block device nor a regular file"),
     ("/etc/hostname/x", "cannot be written: Not a directory"),
 ])
@@ -89,7 +89,7 @@ def test_bad_names(target, words):
 
 
 @pytest.mark.parametrize("name,create_file,words", [
-    ("new.img", False, "does not exist \\(a new image file is only made with --create-file\\)"),
+    ("new.img", False, "does not exist: give --create-file to make a new image file; nothing was created"),
     ("no-such-dir/new.img", True, "directory .*no-such-dir does not exist"),
 ])
 def test_a_file_is_created_only_when_asked(tmp_path, name, create_file, words):
