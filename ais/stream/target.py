@@ -107,12 +107,17 @@ def target_io(fd_or_path: int | str | os.PathLike, doing: str):
 
 
 def check_target(path: str | os.PathLike, fs_bytes: int) -> int:
-    """Every check of open_target on an existing target, then close it; returns its size in bytes."""
+    """Every check of open_target on an existing target (a file too is refused when smaller than
+    fs_bytes), then close it; returns its size in bytes."""
     fd = open_target(path, fs_bytes, create_file=False, extend=False, missing_hint="")
     try:
-        return os.lseek(fd, 0, os.SEEK_END)
+        size = os.lseek(fd, 0, os.SEEK_END)
     finally:
         os.close(fd)
+    if size < fs_bytes:  # a regular file (a block device was measured already): the client does not extend it
+        raise TargetRefused(f"target {path} holds {size} bytes but the filesystem needs {fs_bytes}: "
+                            f"use a larger disk")
+    return size
 
 
 def open_target(path: str | os.PathLike, fs_bytes: int, *, create_file: bool = False, extend: bool = True,

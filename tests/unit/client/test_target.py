@@ -102,3 +102,36 @@ def test_create_file_under_dev_is_refused():
     with pytest.raises(TargetRefused, match="/dev/ais-typo does not exist"):
         open_target("/dev/ais-typo", MiB, create_file=True)
     assert not os.path.exists("/dev/ais-typo")
+
+
+def _mbr_with_one_partition(path, size_mib: int) -> None:
+    """A disk image with an MBR whose one Linux partition starts at 1 MiB (written by hand: no sfdisk here)."""
+    import struct
+
+    start, sectors = 2048, (size_mib - 1) * 2048
+    entry = struct.pack("<B3sB3sII", 0, b"\0\0\0", 0x83, b"\0\0\0", start, sectors)
+    with open(path, "wb") as f:
+        f.truncate(size_mib * MiB)
+        f.seek(446)
+        f.write(entry + bytes(48) + b"\x55\xaa")
+
+
+def test_a_disk_with_a_mounted_partition_is_refused_naming_it(tmp_path):
+    _mbr_with_one_partition(tmp_path / "parted.img", 64)
+    whole = run(["losetup", "--find", "--show", "--partscan", str(tmp_path / "parted.img")]).stdout.strip()
+    try:
+        if not os.path.exists(f"{whole}p1"):  # this kernel's partscan may not read the table: add it by BLKPG
+            run(["partx", "--add", whole])
+        part = f"{whole}p1"
+        run(["mkfs.ext4", "-q", "-F", part])
+        with Mounted(part) as where:
+            with pytest.raises(TargetRefused, match=f"its partition {part}: mounted on {where}"):
+                check_target(whole, MiB)
+    finally:
+        run(["losetup", "-d", whole])
+
+
+def test_a_regular_file_smaller_than_the_filesystem_is_refused_by_the_client(tmp_path):
+    (tmp_path / "small.img").write_bytes(bytes(MiB))
+    with pytest.raises(TargetRefused, match="holds 1048576 bytes but the filesystem needs"):
+        check_target(tmp_path / "small.img", 2 * MiB)
