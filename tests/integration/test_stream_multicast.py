@@ -49,7 +49,7 @@ def test_three_receivers_and_a_late_joiner(image, tmp_path):
         def receiver(i):
             argv = lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}", "--image", "img-m",
                               "--multicast", f"{GROUP}:{DATA_PORT}", "--interface", lab.address(i),
-                              "--stall-timeout", "20", "--json", str(tmp_path / f"t{i}"))
+                              "--stall-timeout", "20", "--json", "--create-file", str(tmp_path / f"t{i}"))
             return lab.spawn(i, argv)
 
         early = [receiver(i) for i in (1, 2, 3)]
@@ -92,7 +92,7 @@ def test_image_deleted_mid_session(image, tmp_path):
         def receiver(i, image_id, target):
             return lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
                                            "--image", image_id, "--multicast", f"{GROUP}:{DATA_PORT}",
-                                           "--interface", lab.address(i), "--stall-timeout", "10", "--json",
+                                           "--interface", lab.address(i), "--stall-timeout", "10", "--json", "--create-file",
                                            str(target)))
 
         procs = [receiver(i, "img-m", tmp_path / f"t{i}") for i in (1, 2)]
