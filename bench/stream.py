@@ -143,11 +143,11 @@ def main() -> int:
             wall, cpu = timed([["sh", "-c", f"zstd -dc {work / 'fs.zst'} | dd of={target} bs=4M iflag=fullblock conv=fsync status=none"]])
             row("zstd -d | dd", wall, cpu)
             clean(target)
-            wall, cpu = timed([py + ["write", "--no-resume", str(images / "bench.aisimg"), str(target)]])
+            wall, cpu = timed([py + ["write", "--no-resume", "--create-file", str(images / "bench.aisimg"), str(target)]])
             row("ais image write (local)", wall, cpu)
             clean(target)
             server = spawn_server(py + ["serve-stream", str(images), "--listen", f"127.0.0.1:{TPORT}"])
-            wall, cpu = timed([py + ["get", "--server", f"127.0.0.1:{TPORT}", "--image", "bench", str(target)]])
+            wall, cpu = timed([py + ["get", "--server", f"127.0.0.1:{TPORT}", "--image", "bench", "--create-file", str(target)]])
             stats, scpu = stop_server(server)
             row("unicast TCP loopback", wall, cpu, stats["unicast_bytes_sent"], scpu)
             clean(target)
@@ -164,7 +164,7 @@ def main() -> int:
                 sink = ["--verify-only"] if verify_only else []
                 argvs = [lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
                                     "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i), *sink,
-                                    *([] if verify_only else [str(shm / f"m{i}")])) for i in range(1, count + 1)]
+                                    *([] if verify_only else ["--create-file", str(shm / f"m{i}")])) for i in range(1, count + 1)]
                 wall, cpu = timed(argvs)
                 tx = tx_bytes(lab, 0) - tx0
                 stats, scpu = stop_server(server)

@@ -5,9 +5,11 @@ What it does:
   inline header against `header_sha256`, then streams the chunks with the
   streamer's `UnicastSource` (TCP) or `MulticastSource` and writes them with
   `ais.stream.writer.write_image` (every chunk's sha256 checked before a byte
-  of it is written). Multicast joins the group on `interface`, by default the
-  local address that routes to the server's stream address (so a real client
-  joins on the provisioning network, not on loopback).
+  of it is written; the target passes the shared check of ais.stream.target
+  again and stays exclusively open during the write; it is never created).
+  Multicast joins the group on `interface`, by default the local address
+  that routes to the server's stream address (so a real client joins on the
+  provisioning network, not on loopback).
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -74,11 +76,12 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         group, mport = stream["multicast"].rsplit(":", 1)
         interface = interface or interface_towards(host)
         with MulticastSource(group, int(mport), header.image_id, header, interface=interface) as source:
-            result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+            result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None,
+                                 create_file=False)
         extra = {"multicast_interface": interface, **{f"multicast_{k}": v for k, v in source.stats.items()}}
     elif transport == "unicast":
         source = UnicastSource((host, int(port)), header.image_id, header)
-        result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None)
+        result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None, create_file=False)
         extra = {}
     else:
         raise ClientError(f"transport must be unicast or multicast, not {transport!r}")

@@ -11,8 +11,11 @@ are taken as they are.
 
 Reads: the plan, the server, <root>/etc/passwd, <root>/etc/group. Fails with
 `ClientError` for a digest mismatch (nothing of that file is written), an
-unknown owner or group, a path that is not absolute and normal, or a parent
-that is a symlink (it could lead outside the target). Returns the paths written.
+unknown owner or group, a path that is not absolute and normal, a parent
+that is a symlink (it could lead outside the target), a path that is a
+directory in the installed image or whose parent is not a directory, and a
+write the disk refuses (ENOSPC, EIO, ...: the message names the path and the
+errno). Returns the paths written.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from ais.client.api import Api
 from ais.errors import ClientError
 from ais.files import write_atomic
+from ais.stream.target import describe_errno
 
 
 def read_ids(root: str | os.PathLike, table: str) -> dict[str, int]:
@@ -73,6 +77,29 @@ def make_parents(root: str, final: Path) -> None:
         os.chown(directory, 0, 0)
 
 
+def refuse_non_files(root: str, path: str, final: Path) -> None:
+    """A host file may replace a file or a symlink, never a directory; its parents must be directories."""
+    if final.is_dir() and not final.is_symlink():
+        raise ClientError(f"host file {path} is a directory in the installed image ({final}): a host file "
+                          f"cannot replace it; give the file another path in the HCD")
+    parent = final.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ClientError(f"host file {path}: {'/' + str(parent.relative_to(root))} is not a directory in the "
+                          f"installed image ({parent}); give the file another path in the HCD")
+
+
+def write_one(root: str, path: str, final: Path, data: bytes, mode: int, uid: int, gid: int) -> None:
+    """Parents, then the atomic write; a disk that refuses (ENOSPC, EIO, ...) is named with the path."""
+    refuse_non_files(root, path, final)
+    try:
+        make_parents(root, final)
+        write_atomic(final, data, mode, uid, gid)
+    except OSError as err:
+        raise ClientError(f"host file {path}: writing {final} failed: {describe_errno(err)}") from err
+
+
 def write_host_files(api: Api, plan: dict, root: str, scratch: Path) -> list[str]:
     users, groups = read_ids(root, "passwd"), read_ids(root, "group")
     written = []
@@ -85,7 +112,6 @@ def write_host_files(api: Api, plan: dict, root: str, scratch: Path) -> list[str
         api.download(entry["url"], fetched, sha256=entry["sha256"], size=entry.get("size"), auth=True)
         data = fetched.read_bytes()
         fetched.unlink()
-        make_parents(root, final)
-        write_atomic(final, data, int(entry["mode"], 8), uid, gid)
+        write_one(root, entry["path"], final, data, int(entry["mode"], 8), uid, gid)
         written.append(entry["path"])
     return written

@@ -1,8 +1,12 @@
 """`ais image ...` subcommands: write, get, verify, serve-stream.
 
 What it does: `register(subparsers)` adds `image` with four subcommands.
-- `write IMAGE TARGET`: write a local .aisimg onto a disk or file (resumable).
-- `get --server HOST:PORT --image ID TARGET [--multicast GROUP:PORT]`: fetch
+- `write IMAGE TARGET [--create-file]`: write a local .aisimg onto a disk or
+  file (resumable). The target goes through `ais.stream.target` first: a
+  block device in use anywhere (mounted in any mount namespace, swap, held),
+  a path that does not exist (unless --create-file, never under /dev), or one
+  too small is refused with exit 2 and nothing written.
+- `get --server HOST:PORT --image ID TARGET [--multicast GROUP:PORT] [--create-file]`: fetch
   the header over TCP (pinned with `--header-sha256` when the control channel
   gave one), then the chunks over TCP or multicast, and write them.
   `--verify-only` (no TARGET) is a measurement tool: chunks are received and
@@ -12,7 +16,8 @@ What it does: `register(subparsers)` adds `image` with four subcommands.
 Each handler prints a one-line summary (JSON with `--json`).
 
 What it reads: parsed arguments. What it fails on: `UsageError` for a
-malformed HOST:PORT; `StreamError` from the stream modules.
+malformed HOST:PORT; `TargetRefused` (exit 2) for an unsafe target;
+`StreamError`/`TargetIOError` (exit 1) from the stream modules.
 What it returns: exit code 0; errors are raised for `ais.cli` to map.
 
 They run only through the one entry point, `ais image ...` (ais.cli).
@@ -41,13 +46,27 @@ def host_port(text: str, *, allow_zero: bool = False) -> tuple[str, int]:
     return host, int(port)
 
 
+CREATE_FILE_HELP = ("TARGET is a new regular file to create (never under /dev); without it a TARGET that "
+                    "does not exist is refused")
+TARGET_EPILOG = ("Exit codes: 0 written; 1 the world failed (I/O error, disk full, file size limit: the message "
+                 "names the path and the error); 2 bad input (the target refused: nothing written).")
+
+
 def register(subparsers) -> None:
     image = subparsers.add_parser("image", help="write, fetch, verify and serve chunked images")
     sub = image.add_subparsers(dest="image_command", required=True)
 
-    p = sub.add_parser("write", help="write a local .aisimg onto a disk or file")
-    p.add_argument("image", type=Path)
-    p.add_argument("target", type=Path)
+    p = sub.add_parser("write", help="write a local .aisimg onto a disk or file",
+                       description="Write the filesystem of IMAGE onto TARGET, a block device or a regular file. "
+                                   "A block device is opened exclusively and kept so for the whole write: one "
+                                   "mounted (in any mount namespace), used as swap, held by another program, or "
+                                   "sharing its backing file with a loop device in use is refused, as is a disk "
+                                   "smaller than the filesystem (exit 2, nothing written). A TARGET that does not "
+                                   "exist is refused unless --create-file asks for a new image file.",
+                       epilog=TARGET_EPILOG)
+    p.add_argument("image", type=Path, help="a local .aisimg file")
+    p.add_argument("target", type=Path, help="a block device (/dev/sdX) or an image file")
+    p.add_argument("--create-file", action="store_true", help=CREATE_FILE_HELP)
     p.add_argument("--journal", type=Path, help="progress journal (default TARGET.ais-progress for files)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing progress journal")
     p.add_argument("--json", action="store_true")
@@ -65,8 +84,9 @@ def register(subparsers) -> None:
     p.add_argument("--verify-only", action="store_true",
                    help="measurement tool: receive every chunk and check its sha256, then discard it "
                         "(no decompression, nothing written, no TARGET); bench/stream.py uses it")
+    p.add_argument("--create-file", action="store_true", help=CREATE_FILE_HELP)
     p.add_argument("--json", action="store_true")
-    p.add_argument("target", type=Path, nargs="?")
+    p.add_argument("target", type=Path, nargs="?", help="a block device or an image file (checked as for write)")
     p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser("verify", help="check an .aisimg: header, chunk hashes, decompression")
@@ -93,7 +113,8 @@ def _report(args, summary: dict) -> None:
 
 def cmd_write(args) -> int:
     journal = args.journal if args.journal else "default"
-    result = write_image(args.image, args.target, journal_path=journal, resume=not args.no_resume)
+    result = write_image(args.image, args.target, journal_path=journal, resume=not args.no_resume,
+                         create_file=args.create_file)
     _report(args, asdict(result))
     return 0
 
@@ -108,7 +129,7 @@ def cmd_get(args) -> int:
     def sink(source):
         if args.verify_only:
             return receive_only(source, header)
-        return write_image(source, args.target, header=header, journal_path=journal)
+        return write_image(source, args.target, header=header, journal_path=journal, create_file=args.create_file)
 
     if args.multicast:
         group, port = host_port(args.multicast)

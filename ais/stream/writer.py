@@ -21,11 +21,12 @@ a local .aisimg) and chunks from the source: `LocalSource` (an .aisimg file)
 or a network source from `ais.stream.unicast` / `ais.stream.multicast`; any
 object with `fetch(wanted) -> iterator of (index, stored bytes)` works.
 
-What it fails on (`StreamError`, before any write where it can be known then):
-a target smaller than the filesystem (a regular file is extended instead), a
-target that cannot be opened, a source that keeps failing to deliver chunks
-after a bounded number of rounds, a write error; `ImageFormatError` at the
-first chunk of a local image that fails its check.
+What it fails on: a target that `ais.stream.target` refuses (`TargetRefused`,
+before any write: in use, missing, too small, not a disk or file); a source
+that keeps failing to deliver chunks after a bounded number of rounds
+(`StreamError`); a write or sync error of the target (`TargetIOError`, naming
+the path and the errno); `ImageFormatError` at the first chunk of a local image
+that fails its check.
 
 `receive_only(source, header)` is a measurement tool, not a way to install:
 it fetches every chunk and checks its sha256 (or relies on a source that
@@ -50,7 +51,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Protocol, Sequence
 
 from ais.errors import StreamError
+from ais.stream import target as targets
 from ais.stream.format import ImageFormatError, ImageHeader, decode_chunk, read_header_and_data_offset
+from ais.stream.target import target_io
 
 log = logging.getLogger("ais.stream.writer")
 
@@ -99,33 +102,11 @@ class WriteResult:
 # ------------------------------------------------------------------ target
 
 
-def open_target(target: Path, fs_bytes: int) -> int:
-    """Open target for writing; refuse one too small, extend a regular file."""
-    target = Path(target)
-    flags = os.O_WRONLY | os.O_CLOEXEC
-    if not target.exists():
-        flags |= os.O_CREAT
-    try:
-        fd = os.open(target, flags, 0o600)
-    except OSError as err:
-        raise StreamError(f"cannot open target {target}: {err}") from err
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISBLK(st.st_mode):
-            size = os.lseek(fd, 0, os.SEEK_END)
-            if size < fs_bytes:
-                raise StreamError(
-                    f"target {target} holds {size} bytes, the filesystem needs {fs_bytes}: use a larger disk"
-                )
-        elif stat.S_ISREG(st.st_mode):
-            if st.st_size < fs_bytes:
-                os.ftruncate(fd, fs_bytes)
-        else:
-            raise StreamError(f"target {target} is neither a block device nor a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+def open_target(target: Path, fs_bytes: int, *, create_file: bool = True) -> int:
+    """Open target for writing after the shared safety check (ais.stream.target): a block device
+    exclusively (O_EXCL, held until the caller closes it), a regular file extended to fs_bytes;
+    a missing target is created only when create_file."""
+    return targets.open_target(target, fs_bytes, create_file=create_file)
 
 
 def default_journal_path(target: Path) -> Path | None:
@@ -139,9 +120,10 @@ def pwrite_all(fd: int, data: memoryview, offset: int, limit: int) -> None:
     """pwrite every byte, never past limit (the filesystem's extent)."""
     if offset < 0 or offset + len(data) > limit:
         raise StreamError(f"refusing a write at {offset}+{len(data)} beyond the filesystem ({limit} bytes)")
-    while len(data):
-        n = os.pwrite(fd, data, offset)
-        data, offset = data[n:], offset + n
+    with target_io(fd, f"writing at offset {offset}"):
+        while len(data):
+            n = os.pwrite(fd, data, offset)
+            data, offset = data[n:], offset + n
 
 
 def zero_ranges(fd: int, header: ImageHeader) -> int:
@@ -298,8 +280,9 @@ class _Pipeline:
         with self.lock:
             batch, self.unflushed = self.unflushed, []
         if batch and self.journal.path is not None:
-            os.fdatasync(self.fd)
-            with self.lock:
+            with target_io(self.fd, "syncing"):
+                os.fdatasync(self.fd)
+            with self.lock, target_io(self.journal.path, "writing the progress journal"):
                 self.journal.record(batch)
 
     def wait_idle(self) -> None:
@@ -325,8 +308,13 @@ def write_image(
     queue_depth: int = 8,
     max_rounds: int = 6,
     journal_every: int = JOURNAL_EVERY,
+    create_file: bool = True,
 ) -> WriteResult:
-    """Write the image from source onto target; see the module docstring."""
+    """Write the image from source onto target; see the module docstring.
+
+    create_file: make target as a regular file if it does not exist (the commands
+    pass False unless the user asked with --create-file; the client always False).
+    """
     started = time.monotonic()
     if isinstance(source, (str, os.PathLike)):
         source = LocalSource(Path(source))
@@ -335,13 +323,14 @@ def write_image(
         if header is None:
             raise StreamError("write_image needs the trusted image header for a network source")
     target = Path(target)
-    fd = open_target(target, header.fs_bytes)
+    fd = open_target(target, header.fs_bytes, create_file=create_file)
     jpath = default_journal_path(target) if journal_path == "default" else (Path(journal_path) if journal_path else None)
     journal = Journal(jpath, header)
     try:
         if resume:
             journal.load()
-        journal.open(resume)
+        with target_io(jpath or target, "writing the progress journal"):
+            journal.open(resume)
         resumed = len(journal.done)
         pipeline = _Pipeline(fd, header, journal, threads, queue_depth, journal_every,
                              getattr(source, "damaged_if_bad", None))
@@ -350,13 +339,16 @@ def write_image(
             if not journal.zeros_done:
                 zero_bytes = zero_ranges(fd, header)
                 if jpath is not None:
-                    os.fdatasync(fd)
-                    journal.record(zeros=True)
+                    with target_io(fd, "syncing"):
+                        os.fdatasync(fd)
+                    with target_io(jpath, "writing the progress journal"):
+                        journal.record(zeros=True)
             rounds = _fetch_rounds(source, header, pipeline, max_rounds)
         finally:
             _record_what_is_done(pipeline)
             pipeline.stop()
-        os.fsync(fd)
+        with target_io(fd, "syncing"):
+            os.fsync(fd)
         journal.finish()
     finally:
         journal.close()
@@ -378,7 +370,7 @@ def _record_what_is_done(pipeline: _Pipeline) -> None:
     try:
         pipeline.queue.join()
         pipeline.flush_journal()
-    except OSError as err:
+    except (OSError, StreamError) as err:
         log.warning("could not record progress: %s", err)
 
 

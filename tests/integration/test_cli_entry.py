@@ -43,7 +43,7 @@ def test_image_verify_runs_through_ais(image):
 
 def test_image_write_runs_through_ais(image, tmp_path):
     target = tmp_path / "disk.img"
-    proc = ais("image", "write", str(image), str(target), "--json")
+    proc = ais("image", "write", str(image), str(target), "--create-file", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["chunks_written"] > 0
 

@@ -90,7 +90,7 @@ def stop_and_stats(proc) -> dict:
 def receiver(lab, i: int, image_id: str, target: Path, *extra: str):
     return lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}", "--image", image_id,
                                 "--multicast", f"{GROUP}:{DATA_PORT}", "--interface", lab.address(i),
-                                "--stall-timeout", "20", "--json", *extra, str(target)))
+                                "--stall-timeout", "20", "--json", "--create-file", *extra, str(target)))
 
 
 def finished(proc) -> dict:

@@ -10,6 +10,7 @@ from ais.errors import StreamError
 from ais.run import run
 from ais.stream.format import data_offset_of, read_header
 from ais.stream.lab import ais_command
+from ais.stream.target import TargetRefused
 from ais.stream.writer import LocalSource, write_image
 
 
@@ -138,7 +139,7 @@ def small_loop_device(tmp_path):
 
 def test_block_device_smaller_than_filesystem_is_refused_untouched(small_loop_device, small_image):
     dev, backing = small_loop_device
-    with pytest.raises(StreamError, match="use a larger disk"):
+    with pytest.raises(TargetRefused, match="use a larger disk"):
         write_image(small_image, dev)
     assert backing.read_bytes() == b"\xaa" * (8 << 20)
 
@@ -192,6 +193,6 @@ def test_a_damaged_local_image_stops_at_its_first_bad_chunk_read_once(tmp_path, 
 
 def test_ais_image_write_of_a_damaged_image_says_so(tmp_path, small_image):
     bad = _damaged_copy(tmp_path, small_image, 1)
-    proc = run(ais_command("image", "write", str(bad), str(tmp_path / "t")), check=False)
+    proc = run(ais_command("image", "write", "--create-file", str(bad), str(tmp_path / "t")), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "damaged.aisimg: chunk 1: sha256 mismatch" in proc.stderr and "stopped at its first bad chunk" in proc.stderr
