@@ -30,7 +30,7 @@ from ais.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AisError, DescriptorError, 
 COMMANDS = {
     "validate": "ais.descriptors.commands",
     "show": "ais.descriptors.commands",
-    "calibrate": "ais.planner.calibrate",
+    "calibrate": "ais.calibrate.commands",
     "plan": "ais.planner.commands",
     "rebuild": "ais.cache.commands",
     "cache": "ais.cache.commands",

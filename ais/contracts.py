@@ -267,4 +267,4 @@ class Manifest(Strict, kw_only=True):
     plan: Plan | None
     images: dict[Name, ManifestImage]
     configurations: dict[Name, ManifestConfiguration]
-    cost: dict[str, float] | None = None  # the CostModel the plan used (checked by ais.planner.cost)
+    cost: dict[str, float] | None = None  # the CostModel the plan used (checked by ais.cost)

@@ -77,7 +77,7 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
     from ais.cache.store import Store, image_id
     from ais.descriptors import load_site
     from ais.contracts import Plan, PlanImage, Serving, to_builtins
-    from ais.planner.cost import CostModel, cost_to_obj, load_calibration
+    from ais.cost import CostModel, cost_to_obj, load_calibration
     from ais.server.plans import predict
 
     model = load_calibration(cost) if cost else CostModel()

@@ -41,7 +41,7 @@ from ais.cache import manifest as manifests  # noqa: E402
 from ais.cache.build import build_fs, build_image, content_usage  # noqa: E402
 from ais.cache.store import Store  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
-from ais.planner.cost import CostModel, save_calibration  # noqa: E402
+from ais.cost import CostModel, save_calibration  # noqa: E402
 from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402

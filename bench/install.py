@@ -41,8 +41,8 @@ from ais.cache.build import build_image  # noqa: E402
 from ais.cache.store import Store, image_id  # noqa: E402
 from ais.client.lab import LoopDisk, reinstall_argv  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
-from ais.planner.calibrate import calibrate  # noqa: E402
-from ais.planner.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
+from ais.calibrate.measure import calibrate  # noqa: E402
+from ais.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
 from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
 from aislab.site import ServeProcess, rebuild_cache  # noqa: E402

@@ -46,7 +46,7 @@ def run_case(n: int, fraction: float) -> dict:
     """In the child: build the corpus problem, plan it, return the figures."""
     from debian_corpus import load_corpus
 
-    from ais.planner.cost import CostModel
+    from ais.cost import CostModel
     from ais.planner.plan import solve_problem
     from ais.planner.problem import problem_from_sets
 

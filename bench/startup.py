@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ais.client.lab import LoopDisk  # noqa: E402
-from ais.planner.cost import CostModel, save_calibration  # noqa: E402
+from ais.cost import CostModel, save_calibration  # noqa: E402
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors  # noqa: E402
 from ais.stream.lab import ais_command  # noqa: E402
 

@@ -53,7 +53,7 @@ class Options:
     dry_run: bool = False
     wait: bool = True
     time_limit: float = 60.0
-    cost: Path | None = None  # calibration JSON (ais.planner.cost); None: the planner's defaults
+    cost: Path | None = None  # calibration JSON (ais.cost); None: the planner's defaults
 
 
 @dataclass
@@ -77,7 +77,7 @@ def budget_of(opts: Options) -> int:
 def make_plan_for(site: Site, budget: int, published: dict, opts: Options) -> tuple[dict, dict]:
     """The planner's plan as a JSON object, fed the measured sizes of published images,
     and the cost model it used (the manifest records it, so the server predicts alike)."""
-    from ais.planner.cost import cost_for, cost_to_obj
+    from ais.cost import cost_for, cost_to_obj
     from ais.planner.plan import make_plan
 
     cost, source = cost_for(opts.cache, opts.cost)

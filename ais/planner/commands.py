@@ -20,7 +20,7 @@ from pathlib import Path
 from ais.sizes import human, size_arg
 from ais.errors import UsageError, WorldError
 from ais.files import write_atomic
-from ais.planner.cost import COST_FILE, CostModel, cost_for
+from ais.cost import COST_FILE, CostModel, cost_for
 from ais.planner.lattice import hasse_diagram
 from ais.planner.plan import Plan, make_plan
 

@@ -24,7 +24,7 @@ from msgspec.structs import asdict
 
 from ais.contracts import Plan, PlanImage, Serving
 from ais.errors import PlanMismatch
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.planner.heuristics import base_times, baselines, best_assignment, best_greedy, objective_of
 from ais.planner.lattice import Candidates, build_candidates
 from ais.planner.model import PlanModel, Solved, solve_model

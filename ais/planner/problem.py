@@ -22,7 +22,7 @@ import numpy as np
 from msgspec.structs import replace
 
 from ais.errors import BadInput
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.repo.closure import DependencyIndex
 
 

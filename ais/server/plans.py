@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from ais.errors import BadInput
 from ais.model import Configuration, Host, Package
-from ais.planner.cost import CostModel, cost_from_obj
+from ais.cost import CostModel, cost_from_obj
 from ais.server.images import ImageChecker
 from ais.server.order import install_order
 from ais.server.state import Snapshot

@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ import pytest
 from ais.cache import manifest as manifests
 from ais.cache.store import Store
 from ais.cache.verify import problem
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]

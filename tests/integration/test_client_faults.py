@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ais.client.lab import LoopDisk, Mounted, reinstall_argv
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.rpmenv import installed_nevras
 from ais.run import run, start
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors, wait_for

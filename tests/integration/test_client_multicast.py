@@ -25,7 +25,7 @@ import pytest
 
 from ais.client.lab import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from aislab.site import publish_base_cache, subset_descriptors
 from ais.run import run
 from ais.stream.format import read_header

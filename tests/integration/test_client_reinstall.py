@@ -17,7 +17,7 @@ import pytest
 
 from ais.client.lab import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.run import run
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors
 from ais.stream.lab import ais_command

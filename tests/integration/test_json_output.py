@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.stream.lab import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from aislab.site import ServeProcess, get_json, rebuild_cache, request, subset_descriptors
 from ais.stream.lab import ais_command
 from ais.stream.unicast import fetch_header

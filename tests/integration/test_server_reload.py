@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ais.errors import StreamError
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from aislab.site import (ServeProcess, get_json, publish_base_cache, rebuild_cache, request,
                             subset_descriptors, wait_for)
 from ais.stream.format import ImageHeader

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ais.client.lab import LoopDisk, reinstall_argv
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.run import run, start
 from ais.server.lab import ServeProcess, publish_base_cache, subset_descriptors, wait_for
 from ais.stream.lab import ais_command, make_fs_image, make_tree

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.planner.problem import problem_from_sets
 
 # Every package: 10 s by RPM, 100 installed bytes. An image costs 0.5 s plus

@@ -3,7 +3,7 @@ import pytest
 
 from ais.errors import BadInput, PlanMismatch
 from ais.model import Configuration, Host, Package, Site
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.planner.plan import Plan, check_plan_matches, make_plan, solve_problem
 
 

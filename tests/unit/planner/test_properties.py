@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.planner.heuristics import objective_of
 from ais.planner.lattice import build_candidates, intersection_closure
 from ais.planner.plan import solve_problem

@@ -10,7 +10,7 @@ import pytest
 
 from ais.cache import manifest as manifests
 from ais.cache.store import Store
-from ais.planner.cost import CostModel
+from ais.cost import CostModel
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, choose_image, host_plan
 from ais.server.state import make_snapshot

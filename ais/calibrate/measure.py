@@ -1,4 +1,4 @@
-"""`ais calibrate`: measure this machine's rpm and imaging speed, fit the cost model.
+"""Measure this machine's rpm and imaging speed the way the client works, and fit the cost model.
 
 What it does: installs real package sets (every configuration of the site, plus
 unions of pairs) the way the client does, each onto a fresh ext4 on a loop device
@@ -34,13 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from msgspec.structs import replace
 
+from ais.calibrate.fit import fit_image, fit_rpm
+from ais.cost import CostModel
 from ais.errors import BadInput
 from ais.files import write_atomic
 from ais.model import Configuration, Package, Site
-from ais.planner.cost import COST_FILE, CostModel, nonnegative_least_squares
 from ais.rpmenv import rpm_install, verify
 from ais.run import run
 
@@ -147,16 +147,6 @@ def measure_rpm(packages: tuple[Package, ...], repo: Path, work: Path, rounds: i
                      sum(p.file_count for p in packages), sum(p.scriptlets for p in packages), seconds)
 
 
-def fit_rpm(samples: list[RpmSample], base: CostModel) -> CostModel:
-    """transaction_s + per-package coefficients from whole-transaction timings."""
-    design = np.array([[1, s.packages, s.installed_bytes, s.files, s.scriptlets] for s in samples], float)
-    target = np.array([s.seconds for s in samples])
-    coef = nonnegative_least_squares(design, target)
-    return replace(base, transaction_s=float(coef[0]), rpm_per_package_s=float(coef[1]),
-                   rpm_per_byte_s=float(coef[2]), rpm_per_file_s=float(coef[3]),
-                   rpm_per_scriptlet_s=float(coef[4]))
-
-
 def measure_image(conf: Configuration, repo: Path, work: Path, disk_bytes: int, rounds: int = 2) -> ImageSample:
     """Build and pack conf's image, then run the client's disk steps on a loop device.
 
@@ -257,34 +247,6 @@ def finish_mounted(device: str, mountpoint: Path) -> None:
     disk.fsck(device)
 
 
-def fit_image(samples: list[ImageSample], base: CostModel) -> CostModel:
-    """Through the two points: write seconds vs stored bytes, stored vs installed
-    bytes, warm finish seconds vs files; the extra finish after imaging per
-    installed byte, grow and fresh filesystem are averages."""
-    small, large = min(samples, key=lambda s: s.stored_bytes), max(samples, key=lambda s: s.stored_bytes)
-    grow = sum(s.grow_seconds for s in samples) / len(samples)
-    read_back = sum(max(0.0, s.finish_seconds - s.warm_finish_seconds) / max(s.installed_bytes, 1)
-                    for s in samples) / len(samples)
-    model = replace(base, fresh_fs_s=sum(s.fresh_fs_seconds for s in samples) / len(samples),
-                    finish_per_image_byte_s=read_back)
-    if large.stored_bytes == small.stored_bytes or large.installed_bytes == small.installed_bytes \
-            or large.files == small.files:
-        return replace(model, stream_bytes_per_s=large.stored_bytes / max(large.seconds, 1e-6),
-                       image_fixed_s=grow, finish_s=large.warm_finish_seconds, finish_per_file_s=0.0)
-    rate = max((large.stored_bytes - small.stored_bytes) / max(large.seconds - small.seconds, 1e-6), 1.0)
-    factor = (large.stored_bytes - small.stored_bytes) / (large.installed_bytes - small.installed_bytes)
-    per_file = max(0.0, (large.warm_finish_seconds - small.warm_finish_seconds) / (large.files - small.files))
-    return replace(
-        model,
-        stream_bytes_per_s=rate,
-        stored_factor=max(factor, 0.01),
-        image_overhead_bytes=max(0, int(small.stored_bytes - factor * small.installed_bytes)),
-        image_fixed_s=max(0.0, small.seconds - small.stored_bytes / rate) + grow,
-        finish_per_file_s=per_file,
-        finish_s=max(0.0, small.warm_finish_seconds - per_file * small.files),
-    )
-
-
 def measure_host_files(site: Site, work: Path) -> float:
     """Seconds to write one host's files with the client's own durable write."""
     files = [f for h in site.hosts for f in h.files]
@@ -326,52 +288,3 @@ def calibrate(site: Site, repo: Path, *, max_sets: int = 24, work: Path | None =
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return model, rpm_samples, image_samples
-
-
-def prediction_error(model: CostModel, samples: list[RpmSample]) -> float:
-    """Largest relative error of the fitted model on its own samples (reported, not hidden)."""
-    worst = 0.0
-    for s in samples:
-        predicted = (model.transaction_s + model.rpm_per_package_s * s.packages
-                     + model.rpm_per_byte_s * s.installed_bytes + model.rpm_per_file_s * s.files
-                     + model.rpm_per_scriptlet_s * s.scriptlets)
-        worst = max(worst, abs(predicted - s.seconds) / max(s.seconds, 1e-6))
-    return worst
-
-
-def register(subparsers) -> None:
-    """Add `ais calibrate`."""
-    parser = subparsers.add_parser(
-        "calibrate", help="measure rpm and imaging speed here; write the cost model",
-        description="Install every configuration (and unions of pairs) for real with rpm --root, "
-                    "build, pack and write two images, and fit the planner's cost model to the "
-                    "timings. `ais plan` and `ais rebuild` read the file it writes.")
-    parser.add_argument("--out", default=None, metavar="FILE",
-                        help=f"calibration file to write [CACHE/{COST_FILE}, where plan and rebuild look]")
-    parser.add_argument("--max-sets", type=int, default=24, metavar="N",
-                        help="package sets to install for the rpm fit [%(default)s]")
-    parser.set_defaults(handler=cmd_calibrate)
-
-
-def cmd_calibrate(args) -> int:
-    from ais.descriptors import load_site
-    from ais.planner.cost import save_calibration
-
-    out = Path(args.out) if args.out else Path(args.cache, COST_FILE)
-    site = load_site(args.descriptors, args.repo)
-    model, rpm_samples, _ = calibrate(site, Path(args.repo), max_sets=args.max_sets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_calibration(model, out)
-    print(f"fitted on {len(rpm_samples)} transactions; worst relative error on them "
-          f"{prediction_error(model, rpm_samples):.0%}")
-    print(f"rpm: {model.transaction_s:.3f}s/transaction + {model.rpm_per_package_s * 1e3:.2f}ms/package "
-          f"+ {model.rpm_per_byte_s * 2**20 * 1e3:.2f}ms/MiB + {model.rpm_per_file_s * 1e3:.3f}ms/file "
-          f"+ {model.rpm_per_scriptlet_s * 1e3:.1f}ms/scriptlet")
-    print(f"image: {model.image_fixed_s:.2f}s fixed + {model.stream_bytes_per_s / 2**20:.0f} MiB/s stored; "
-          f"stored bytes ~ {model.image_overhead_bytes / 2**20:.1f} MiB + {model.stored_factor:.2f} x installed")
-    read_back = 1 / model.finish_per_image_byte_s / 2**20 if model.finish_per_image_byte_s else float("inf")
-    print(f"fresh filesystem {model.fresh_fs_s:.2f}s; finish {model.finish_s:.2f}s + "
-          f"{model.finish_per_file_s * 1e3:.3f}ms/file + imaged bytes read back at {read_back:.0f} MiB/s; "
-          f"host files {model.host_files_s * 1e3:.1f}ms")
-    print(f"wrote {out}")
-    return 0

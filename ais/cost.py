@@ -1,14 +1,16 @@
-"""The planner's cost model: how long imaging and RPM installs take.
+"""The cost model: how long imaging and RPM installs take (a contract shared by
+the planner, which plans with it, the server, which predicts with it, and
+`ais calibrate`, which measures it).
 
 What it does: `CostModel` turns package facts (installed size, file count,
 scriptlets) into RPM install seconds, and an image's stored bytes into imaging
-seconds. `fit(samples)` turns measured installs into coefficients by least
-squares (non-negative: a negative cost per file would be nonsense).
+seconds, with one formula for a whole reinstall (`reinstall_seconds`). It is a
+strict msgspec Struct: the calibration file and the manifest's `cost` decode
+through it. Fitting it to measurements is `ais.calibrate.fit`.
 What it reads: a calibration JSON file (`load_calibration`), written by
 `ais calibrate` (`save_calibration`) into the cache directory by default;
 `cost_for` picks the file to use.
 What it fails on: a missing or malformed calibration file raises `BadInput`;
-`fit` raises `BadInput` when there are too few samples to fit anything.
 What it returns: `CostModel` (frozen) instances.
 
 The defaults are sane orders of magnitude for rpm on a local disk, not
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-import numpy as np
 
 from ais.errors import BadInput
 from ais.files import write_atomic
@@ -149,41 +150,3 @@ def cost_for(cache_dir: str | Path, explicit: str | Path | None) -> tuple[CostMo
     if default.is_file():
         return load_calibration(default), str(default)
     return CostModel(), "built-in defaults (run `ais calibrate` to measure this machine)"
-
-
-def fit(samples, base: CostModel | None = None) -> CostModel:
-    """Fit RPM coefficients to measured installs by non-negative least squares.
-
-    samples: iterable of (installed_size, file_count, scriptlets, seconds), one
-    per measured package install. Returns `base` (default CostModel()) with the
-    four rpm_* coefficients replaced. Coefficients are non-negative (NNLS).
-
-    >>> fit([(0, 0, 0, 1.0), (1e6, 0, 0, 2.0), (0, 10, 0, 1.5), (0, 0, 1, 3.0)]).rpm_per_file_s
-    0.05
-    """
-    rows = np.asarray(list(samples), dtype=float)
-    if rows.ndim != 2 or rows.shape[0] < 4 or rows.shape[1] != 4:
-        raise BadInput("fit needs at least 4 samples of (installed_size, file_count, scriptlets, seconds)")
-    design = np.column_stack([np.ones(len(rows)), rows[:, 0], rows[:, 1], rows[:, 2]])
-    coef = nonnegative_least_squares(design, rows[:, 3])
-    base = base or CostModel()
-    return msgspec.structs.replace(
-        base,
-        rpm_per_package_s=round(float(coef[0]), 12),
-        rpm_per_byte_s=round(float(coef[1]), 18),
-        rpm_per_file_s=round(float(coef[2]), 12),
-        rpm_per_scriptlet_s=round(float(coef[3]), 12),
-    )
-
-
-def nonnegative_least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """argmin ||design·x − target|| subject to x ≥ 0 (Lawson–Hanson, scipy.optimize.nnls).
-
-    Columns have wildly different scales (bytes vs counts): they are scaled to
-    unit maximum first, so the solver's tolerances are about information, not units.
-    """
-    from scipy.optimize import nnls
-
-    scale = np.maximum(np.abs(design).max(axis=0), 1e-300)
-    coef, _ = nnls(design / scale, np.asarray(target, dtype=float))
-    return coef / scale

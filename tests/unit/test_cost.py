@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ais.errors import BadInput
-from ais.planner.cost import CostModel, fit, load_calibration, nonnegative_least_squares, save_calibration
+from ais.calibrate.fit import fit, nonnegative_least_squares
+from ais.cost import CostModel, load_calibration, save_calibration
 
 
 def synthetic_samples(coef, n=200, noise=0.0, seed=0):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ais.cli import main
-from ais.planner.calibrate import ImageSample, RpmSample, fit_image, fit_rpm, prediction_error
-from ais.planner.cost import CostModel, load_calibration
+from ais.calibrate.fit import fit_image, fit_rpm, prediction_error
+from ais.calibrate.measure import ImageSample, RpmSample
+from ais.cost import CostModel, load_calibration
 
 DEMO = Path(__file__).resolve().parents[3] / "descriptors"
 
