@@ -59,6 +59,19 @@ def encode(doc: msgspec.Struct, *, indent: int | None = None) -> bytes:
     return msgspec.json.format(data, indent=indent) + b"\n" if indent is not None else data
 
 
+def conform(data: dict, schema: type[msgspec.Struct]) -> dict:
+    """data (built by AIS itself) checked against its schema, as plain data; a document
+    AIS built that breaks its own contract is a bug, said as such (ContractBroken)."""
+    try:
+        return to_builtins(msgspec.convert(data, schema))
+    except (msgspec.ValidationError, AisError) as err:
+        raise ContractBroken(f"AIS built a {schema.__name__} that breaks its contract: {err}") from err
+
+
+class ContractBroken(Exception):
+    """A document AIS itself made does not match its schema: a bug, not bad input."""
+
+
 def to_builtins(doc: msgspec.Struct) -> dict:
     """The document as plain dicts and lists, exactly as its JSON reads back."""
     return msgspec.json.decode(msgspec.json.encode(doc))
@@ -268,3 +281,135 @@ class Manifest(Strict, kw_only=True):
     images: dict[Name, ManifestImage]
     configurations: dict[Name, ManifestConfiguration]
     cost: dict[str, float] | None = None  # the CostModel the plan used (checked by ais.cost)
+
+
+# ---------------------------------------------------------------- the host's install plan (server -> client)
+
+Mode = Annotated[str, msgspec.Meta(pattern="^[0-7]{3,4}$")]
+
+
+class PlanPackage(Strict, kw_only=True):
+    """One remainder RPM, in install order: where to fetch it and the digest to check first."""
+
+    nevra: Name
+    filename: Name
+    size: Count
+    installed_size: Count
+    file_count: Count
+    sha256: Sha256
+    url: Name
+
+
+class PlanFile(Strict, kw_only=True):
+    """One host file: where it goes, its owner and mode, where to fetch it, its digest."""
+
+    index: Count
+    path: Name
+    mode: Mode
+    owner: Name
+    group: Name
+    size: Count
+    sha256: Sha256
+    url: Name
+
+
+class PlanStream(Strict, kw_only=True):
+    tcp: Name  # host:port of the TCP stream server
+    multicast: Name | None  # group:port, None when the server does not multicast
+
+
+class PlanImageRef(Strict, kw_only=True):
+    """The image to write first: its id, the header pinned by its sha256, where to stream it."""
+
+    id: Name
+    key: Name | None
+    packages: tuple[Name, ...]
+    stored_bytes: Count
+    fs_bytes: Count
+    chunks: Count
+    header_sha256: Sha256
+    header: ImageHeader
+    header_url: Name
+    stream: PlanStream
+
+
+class PlanFallback(Strict, kw_only=True):
+    """Why the planned image could not serve, and what was chosen instead."""
+
+    reason: str
+    planned_image: Name | None
+    chosen: str
+
+
+class PlanPrediction(Strict, kw_only=True):
+    total: Seconds
+    source: str
+    image: Seconds
+    rpm: Seconds
+    host_files: Seconds
+    finish: Seconds
+
+
+class HostPlan(Strict, kw_only=True):
+    """GET /v1/hosts/<host>/plan: everything a client needs to reinstall, nothing it must guess."""
+
+    format: Literal[1] = 1
+    host: Name
+    scd: Name
+    generation: Count
+    configuration: tuple[Name, ...]
+    image: PlanImageRef | None
+    fallback: PlanFallback | None
+    packages: tuple[PlanPackage, ...]
+    order_cycles: tuple[str, ...] = ()
+    files: tuple[PlanFile, ...]
+    predicted_seconds: PlanPrediction
+
+
+# ---------------------------------------------------------------- the install record and report (client -> server)
+
+Text = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
+class RecordImage(Strict, kw_only=True):
+    id: Name
+    key: Name | None = None
+    stored_bytes: Count | None = None
+    transport: Name | None = None  # unicast | multicast: what delivered it
+    transport_fallback: Text | None = None  # why multicast fell back to unicast
+
+
+class InstallRecord(Strict, kw_only=True):
+    """/var/lib/ais/install.json inside the target: what this reinstall did."""
+
+    format: Literal[1] = 1
+    host: Name
+    scd: Name | None
+    generation: Count | None
+    server: Name | None
+    image: RecordImage | None
+    fallback: PlanFallback | None
+    configuration: tuple[Name, ...] | None
+    remainder: tuple[Name, ...]
+    files: tuple[Name, ...]
+    rpm_va_allowed: tuple[Text, ...] = ()
+    timings: dict[Name, Seconds] = {}
+    predicted_seconds: Seconds | None = None
+    measured_seconds: Seconds
+    started_at: float
+    written_at: float
+
+
+class InstallReport(Strict, kw_only=True):
+    """POST /v1/hosts/<host>/report: the outcome, the phase that failed and why, the record."""
+
+    status: Literal["ok", "failed"]
+    phase: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    message: Text | None = None
+    image: Name | None = None
+    transport_fallback: Text | None = None
+    generation: Count | None = None
+    timings: dict[Name, Seconds] = {}
+    measured_seconds: Seconds | None = None
+    predicted_seconds: Seconds | None = None
+    record: InstallRecord | None = None

@@ -8,7 +8,7 @@ retried a bounded number of times with exponential back-off when the server
 cannot be reached or the connection drops; an answer from the server (a 4xx
 with its JSON message) is final and never retried.
 
-Reads: HTTP answers (plan JSON per docs/server.md). Fails with `ClientError`:
+Reads: HTTP answers (the plan's schema is ais.contracts.HostPlan, checked here). Fails with `ClientError`:
 server unreachable after the retries ("cannot reach the AIS server at ...
 after N attempts"), an error answer (the server's own message, e.g.
 "unknown host nosuch01: no HCD names it"), a digest or size mismatch (the
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from ais.contracts import HostPlan, decode, to_builtins
 from ais.errors import ClientError
 from ais.files import file_sha256
 
@@ -99,13 +100,8 @@ class Api:
             "GET", f"/v1/hosts/{quote(host, safe=':')}/plan", auth=True))
         if status != 200:
             raise self._error(status, body, what)
-        try:
-            plan = json.loads(body)
-        except (ValueError, RecursionError) as err:
-            raise ClientError(f"the server sent a plan that is not JSON: {type(err).__name__}: {err}") from err
-        if not isinstance(plan, dict) or plan.get("format") != 1 or "configuration" not in plan:
-            raise ClientError("the server sent something that is not a format-1 install plan")
-        return plan
+        return to_builtins(decode(body, HostPlan, f"the plan the server sent for {host}", ClientError,
+                                  "is the server an AIS server of this version?"))
 
     def download(self, url: str, dest: Path, *, sha256: str, size: int | None = None, auth: bool = False) -> None:
         """Fetch url into dest; resume with Range after a drop; check sha256 before returning."""

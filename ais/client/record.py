@@ -13,7 +13,8 @@ carries: the record (so the history and the target agree) plus the status,
 the failing phase and its message.
 
 Reads: the session. Fails with `ClientError`/OSError only when the target
-cannot be written. Returns dicts.
+cannot be written. Returns dicts, checked against their schemas
+(ais.contracts.InstallRecord, InstallReport).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import time
 from pathlib import Path
 
+from ais.contracts import InstallRecord, InstallReport, conform
 from ais.files import write_atomic
 
 RECORD_PATH = "/var/lib/ais/install.json"
@@ -36,7 +38,7 @@ def measured_seconds(timings: dict) -> float:
 def make_record(session, *, remainder: list[str] | None = None, allowed_va: list[str] | None = None) -> dict:
     plan = session.plan or {}
     image = plan.get("image") or None
-    return {
+    return conform({
         "format": 1,
         "host": plan.get("host", session.host),
         "scd": plan.get("scd"),
@@ -54,7 +56,7 @@ def make_record(session, *, remainder: list[str] | None = None, allowed_va: list
         "measured_seconds": measured_seconds(session.timings),
         "started_at": session.started_at,
         "written_at": time.time(),
-    }
+    }, InstallRecord)
 
 
 def delivery(session) -> dict:
@@ -73,7 +75,7 @@ def write_record(root: str, record: dict) -> None:
 def report_body(session, status: str, *, record: dict | None = None, phase: str | None = None,
                 message: str | None = None) -> dict:
     plan = session.plan or {}
-    return {
+    return conform({
         "status": status,
         "phase": phase,
         "message": message,
@@ -84,4 +86,4 @@ def report_body(session, status: str, *, record: dict | None = None, phase: str 
         "measured_seconds": measured_seconds(session.timings),
         "predicted_seconds": (plan.get("predicted_seconds") or {}).get("total"),
         "record": record,
-    }
+    }, InstallReport)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ais.contracts import HostPlan, decode, to_builtins
 from ais.errors import ClientError
 from ais.files import write_atomic
 
@@ -64,9 +65,16 @@ class Session:
             data = json.loads(path.read_text())
         except FileNotFoundError as err:
             raise ClientError(f"no session in {state_dir}: run `ais client plan --state {state_dir}` first") from err
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise ClientError(f"cannot read the session {path}: {err}") from err
-        return cls(**data)
+        try:
+            session = cls(**data)
+        except TypeError as err:
+            raise ClientError(f"the session {path} is not one this client wrote: {err}") from err
+        if session.plan is not None:
+            session.plan = to_builtins(decode(json.dumps(session.plan), HostPlan, f"the plan in {path}",
+                                              ClientError))
+        return session
 
     def need_plan(self) -> dict:
         if self.plan is None:

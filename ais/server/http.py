@@ -49,6 +49,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
+from ais.contracts import InstallReport, decode, to_builtins
+from ais.errors import BadInput
+
 log = logging.getLogger("ais.server.http")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -56,9 +59,6 @@ MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0
 RPM_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm")
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 INDEX = re.compile(r"\d{1,6}")
-REPORT_STATUSES = ("ok", "failed")
-REPORT_MAX_DEPTH = 32
-SQLITE_MAX_INT = 2**63 - 1
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
 MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
                "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
@@ -247,42 +247,12 @@ class Routes:
 
 
 def parse_report(body: bytes) -> dict:
-    """The report as a dict, or a 400 saying what is wrong with it."""
+    """The report (schema: ais.contracts.InstallReport) as plain data, or a 400 saying
+    what is wrong with it and where (types, bounds, unknown fields, lone surrogates)."""
     try:
-        report = json.loads(body)
-    except RecursionError as err:
-        raise HttpError(400, f"report is nested more than {REPORT_MAX_DEPTH} levels deep") from err
-    except (ValueError, UnicodeDecodeError) as err:
-        raise HttpError(400, f"report is not valid JSON: {str(err)[:200]}") from err
-    if not isinstance(report, dict):
-        raise HttpError(400, "report must be a JSON object")
-    if _depth(report) > REPORT_MAX_DEPTH:
-        raise HttpError(400, f"report is nested more than {REPORT_MAX_DEPTH} levels deep")
-    try:
-        json.dumps(report, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise HttpError(400, "report holds a lone surrogate (a \\ud800-\\udfff escape without its pair): "
-                             "not valid Unicode") from err
-    status = report.get("status")
-    if status not in REPORT_STATUSES:
-        raise HttpError(400, f"report status must be one of {', '.join(REPORT_STATUSES)}, not {str(status)[:40]!r}")
-    generation = report.get("generation")
-    if generation is not None and (type(generation) is not int or not 0 <= generation <= SQLITE_MAX_INT):
-        raise HttpError(400, f"report generation must be null or an integer from 0 to {SQLITE_MAX_INT}, "
-                             f"not {str(generation)[:40]}")
-    return report
-
-
-def _depth(value) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        deepest = max(deepest, depth)
-        if depth <= REPORT_MAX_DEPTH:
-            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-            todo.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
+        return to_builtins(decode(body, InstallReport, "report", BadInput))
+    except BadInput as err:
+        raise HttpError(400, str(err)[:500]) from err
 
 
 def _host_by_name(snap, ident: str):

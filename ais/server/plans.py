@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ais.contracts import HostPlan, conform
 from ais.errors import BadInput
 from ais.model import Configuration, Host, Package
 from ais.cost import CostModel, cost_from_obj
@@ -33,7 +34,7 @@ from ais.server.state import Snapshot
 
 log = logging.getLogger("ais.server.plans")
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 1  # ais.contracts.HostPlan
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
         }
     ordered, cycles = install_order(_remainder(conf, image_nevras))
     stored = image["stored_bytes"] if image else None
-    return {
+    return conform({
         "format": PLAN_FORMAT,
         "host": host.name,
         "scd": conf.name,
@@ -188,4 +189,4 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
                             + cost.finish_per_image_byte_s * sum(p.installed_size for p in conf.packages
                                                                  if p.nevra in image_nevras), 6),
         },
-    }
+    }, HostPlan)

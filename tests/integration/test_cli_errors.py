@@ -10,6 +10,7 @@ reported as "a bug in AIS".
 from __future__ import annotations
 
 import http.server
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -56,8 +57,41 @@ CASES = [
     (["plan", "--budget", "48M", "--out", "{tmp}/missing-dir-is-made/plan.json"], 0, "plan written to"),
     (["plan", "--budget", "48M", "--out", "{tmp}/a-file/plan.json"], 1, "cannot write the plan to"),
     (["client", "plan", "--server", "{hostile}", "--host", "web01", "--target", "{tmp}/disk", "--state",
-      "{tmp}/state"], 1, "not JSON"),
+      "{tmp}/state"], 1, "is not a valid document"),
 ]
+
+# Plans a hostile or wrong server may send; each is refused at the client's boundary (exit 1, no write).
+GOOD_PLAN = {"format": 1, "host": "web01", "scd": "web-1", "generation": 3, "configuration": ["a-1-1.x86_64"],
+             "image": None, "fallback": None, "packages": [], "files": [],
+             "predicted_seconds": {"total": 1.0, "source": "manifest", "image": 0.5, "rpm": 0.2,
+                                   "host_files": 0.1, "finish": 0.2}}
+BAD_PLANS = [
+    ("nested 100,000 deep", NESTED, "is not a valid document"),
+    ("not JSON", b"<html>proxy error</html>", "is not valid JSON"),
+    ("missing field", json.dumps({k: v for k, v in GOOD_PLAN.items() if k != "files"}).encode(), "`files`"),
+    ("wrong type", json.dumps({**GOOD_PLAN, "packages": "all"}).encode(), "$.packages"),
+    ("extra field", json.dumps({**GOOD_PLAN, "run_this": "rm -rf /"}).encode(), "run_this"),
+    ("generation 2**70", json.dumps({**GOOD_PLAN, "generation": 2**70}).encode(), "$.generation"),
+    ("package without digest", json.dumps({**GOOD_PLAN, "packages": [
+        {"nevra": "a", "filename": "a.rpm", "size": 1, "installed_size": 1, "file_count": 1, "url": "/a"}]}).encode(),
+     "sha256"),
+    ("format 2", json.dumps({**GOOD_PLAN, "format": 2}).encode(), "$.format"),
+]
+
+
+@pytest.mark.parametrize("body, words", [c[1:] for c in BAD_PLANS], ids=[c[0] for c in BAD_PLANS])
+def test_client_refuses_a_malformed_plan(body, words, tmp_path):
+    hostile = HostileServer(body)
+    try:
+        proc = subprocess.run(ais_command("client", "plan", "--server", hostile.url, "--host", "web01",
+                                          "--target", str(tmp_path / "disk"), "--state", str(tmp_path / "state")),
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        hostile.shutdown()
+        hostile.server_close()
+    assert proc.returncode == 1, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert not (tmp_path / "disk").exists()
 
 
 @pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4]) for c in CASES])
