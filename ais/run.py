@@ -4,6 +4,9 @@ Reads: an argv list (never a shell string). Fails with `ToolError` carrying the
 command, exit code and the tail of stderr, so tool errors read the same
 everywhere. Returns `subprocess.CompletedProcess` with text or bytes output.
 Every call is logged at debug level so tests and `-v` runs can observe it.
+Every tool runs with LC_ALL=C (unless the caller's env says otherwise): AIS
+parses some tools' output (dumpe2fs, rpm, losetup), and their messages read the
+same in every log whatever the admin's locale.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def run(
 ) -> subprocess.CompletedProcess:
     """Run argv, capture output, raise ToolError if it fails (when check)."""
     argv = [os.fspath(a) for a in argv]
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = tool_env(env)
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -52,6 +55,11 @@ def run(
     return proc
 
 
+def tool_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a tool: ours, in the C locale, plus the caller's additions."""
+    return {**os.environ, "LC_ALL": "C", **(extra or {})}
+
+
 def _as_text(data: bytes | str | None) -> str:
     if data is None:
         return ""
@@ -68,7 +76,7 @@ def start(argv: list[str], *, cwd: str | os.PathLike | None = None, env: dict[st
     as with `run`.
     """
     argv = [os.fspath(a) for a in argv]
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = tool_env(env)
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=stdout, stderr=stderr, text=text, **popen)
     except FileNotFoundError as err:

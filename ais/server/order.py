@@ -1,11 +1,11 @@
 """Install order of packages: a topological order by Requires (rpm orders again).
 
 What it does: `install_order(packages)` lists packages so that each comes
-after the packages (of the same list) that provide what it requires; among
-packages free to go, the alphabetically first goes first, so the order is
-deterministic. Requires met by packages outside the list (already on the
-image) are ignored. A dependency cycle is broken at its alphabetically first
-package, as rpm does it, and noted in the returned list of cycle members.
+after the packages (of the same list) that provide what it requires
+(graphlib.TopologicalSorter); packages that become free together go in
+alphabetical order, so the order is deterministic. Requires met by packages
+outside the list (already on the image) are ignored. A dependency cycle is
+broken at its alphabetically first member, and noted in the returned list.
 
 Reads: `ais.model.Package` records (requires/provides strings such as
 "libc", "/bin/sh", "libssl >= 3"). Fails on nothing. Returns
@@ -20,7 +20,7 @@ Reads: `ais.model.Package` records (requires/provides strings such as
 
 from __future__ import annotations
 
-import heapq
+import graphlib
 
 from ais.model import Package
 
@@ -41,24 +41,26 @@ def install_order(packages: list[Package] | tuple[Package, ...]) -> tuple[list[P
             dep = provider.get(_capability(req))
             if dep is not None and dep != pkg.name:
                 needs[pkg.name].add(dep)
-    users: dict[str, set[str]] = {name: set() for name in by_name}
-    for name, deps in needs.items():
-        for dep in deps:
-            users[dep].add(name)
-    ready = [name for name, deps in needs.items() if not deps]
-    heapq.heapify(ready)
+    sorter, cycles = _acyclic_sorter(needs)
     order: list[str] = []
-    cycles: list[str] = []
-    while len(order) < len(by_name):
-        if not ready:  # a cycle: break it at the alphabetically first waiting package
-            name = min(n for n in needs if n not in order and needs[n])
-            cycles.append(name)
-            needs[name].clear()
-            heapq.heappush(ready, name)
-        name = heapq.heappop(ready)
-        order.append(name)
-        for user in sorted(users[name]):
-            needs[user].discard(name)
-            if not needs[user] and user not in order and user not in ready:
-                heapq.heappush(ready, user)
+    while sorter.is_active():
+        for name in sorted(sorter.get_ready()):  # deterministic: alphabetical among the ready
+            order.append(name)
+            sorter.done(name)
     return [by_name[n] for n in order], cycles
+
+
+def _acyclic_sorter(needs: dict[str, set[str]]) -> tuple[graphlib.TopologicalSorter, list[str]]:
+    """A prepared sorter over needs; each cycle is broken at its alphabetically first member
+    (its requirements inside the cycle are dropped), and those members are returned."""
+    cycles: list[str] = []
+    while True:
+        sorter = graphlib.TopologicalSorter(needs)
+        try:
+            sorter.prepare()
+            return sorter, cycles
+        except graphlib.CycleError as err:
+            members = err.args[1][:-1]  # [a, b, ..., a]
+            first = min(members)
+            cycles.append(first)
+            needs[first] -= set(members)
