@@ -10,7 +10,7 @@ step matches, `pause_point` writes its pid to the file and sleeps that long
 (a test kills it meanwhile, or lets it go on after a short pause). Never fails; returns None.
 Outside tests the variables are unset and this costs one dict lookup.
 
-Steps used by the client: `client-image`, `client-rpm`. Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
+Steps: `image-first-chunk` (the writer, after the first chunk it receives), `client-rpm` (the client, before its rpm transaction). Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
 `rpm` (staging root created, the one rpm transaction about to
 run), `mkfs` (root installed and checked, before mke2fs), `pack` (filesystem
 image checked, before packing), `install` (packed file complete in tmp/,

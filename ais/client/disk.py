@@ -29,7 +29,6 @@ import os
 import stat
 from pathlib import Path
 
-from ais.faults import pause_point
 from ais.errors import ClientError
 from ais.run import run
 from ais.stream.format import ImageHeader
@@ -43,20 +42,6 @@ def trusted_header(plan: dict) -> ImageHeader:
     if header.sha256() != image["header_sha256"] or header.image_id != image["id"]:
         raise ClientError(f"the plan's header of image {image['id'][:12]} does not match its header_sha256")
     return header
-
-
-class _PauseAfterFirst:
-    """Wraps a chunk source; calls the test pause point after the first chunk (tests kill the server there)."""
-
-    def __init__(self, source):
-        self.source, self.seen = source, 0
-
-    def fetch(self, wanted):
-        for item in self.source.fetch(wanted):
-            yield item
-            self.seen += 1
-            if self.seen == 1:
-                pause_point("client-image")
 
 
 def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None) -> dict:
@@ -76,12 +61,12 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         group, mport = stream["multicast"].rsplit(":", 1)
         interface = interface or interface_towards(host)
         with MulticastSource(group, int(mport), header.image_id, header, interface=interface) as source:
-            result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None,
+            result = write_image(source, target, header=header, journal_path=None,
                                  create_file=False)
         extra = {"multicast_interface": interface, **{f"multicast_{k}": v for k, v in source.stats.items()}}
     elif transport == "unicast":
         source = UnicastSource((host, int(port)), header.image_id, header)
-        result = write_image(_PauseAfterFirst(source), target, header=header, journal_path=None, create_file=False)
+        result = write_image(source, target, header=header, journal_path=None, create_file=False)
         extra = {}
     else:
         raise ClientError(f"transport must be unicast or multicast, not {transport!r}")

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Protocol, Sequence
 
 from ais.errors import StreamError
+from ais.faults import pause_point
 from ais.stream import target as targets
 from ais.stream.format import ImageFormatError, ImageHeader, decode_chunk, read_header_and_data_offset
 from ais.stream.target import target_io
@@ -393,8 +394,10 @@ def _fetch_rounds(source: ChunkSource, header: ImageHeader, pipeline: _Pipeline,
             )
         rounds += 1
         before = len(missing)
-        for index, stored in source.fetch(missing):
+        for n, (index, stored) in enumerate(source.fetch(missing)):
             pipeline.put(index, stored)
+            if rounds == 1 and n == 0:
+                pause_point("image-first-chunk")  # tests kill the server here
         pipeline.wait_idle()
         fruitless = fruitless + 1 if len(_missing(header, pipeline)) == before else 0
 

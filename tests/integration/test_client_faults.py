@@ -80,7 +80,7 @@ def test_wrong_token(server, disk, tmp_path):
     assert proc.returncode == 1 and "host mail01: wrong token" in proc.stderr
 
 
-@pytest.mark.parametrize("pause_at,phase", [("client-image", "image"), ("client-rpm", "install")])
+@pytest.mark.parametrize("pause_at,phase", [("image-first-chunk", "image"), ("client-rpm", "install")])
 def test_server_killed_mid_transfer(server, disk, tmp_path, pause_at, phase):
     marker = tmp_path / "paused"
     env = {"AIS_TEST_PAUSE_AT": pause_at, "AIS_TEST_PAUSE_FILE": str(marker), "AIS_TEST_PAUSE_SECONDS": "1"}

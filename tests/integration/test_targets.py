@@ -280,7 +280,7 @@ def test_create_file_makes_a_new_image_file(tmp_path, image, stream_server):
 def test_the_device_stays_exclusively_open_for_the_whole_write(site, tmp_path):
     """While the client writes the image (paused after its first chunk), nothing can mount the disk."""
     marker = tmp_path / "paused"
-    env = {"AIS_TEST_PAUSE_AT": "client-image", "AIS_TEST_PAUSE_FILE": str(marker), "AIS_TEST_PAUSE_SECONDS": "3600"}
+    env = {"AIS_TEST_PAUSE_AT": "image-first-chunk", "AIS_TEST_PAUSE_FILE": str(marker), "AIS_TEST_PAUSE_SECONDS": "3600"}
     with LoopDisk(tmp_path / "disk.img", 512) as disk:
         run(["mkfs.ext4", "-q", "-F", disk.device])  # a mountable filesystem before the reinstall
         client = start(reinstall_argv(site.url, "db01", TOKEN, disk.device, tmp_path / "st", *FAST), env=env)
