@@ -71,11 +71,12 @@ demo: setup
 	$(PY) scripts/demo.py
 
 test: setup
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/aislab
 	$(PY) -m pytest -q tests/integration
 
-test-unit: setup
-	$(PY) -m pytest -q tests/unit
+# The pure tests only (no rpm, no root): seconds, for the edit-test loop.
+test-unit: venv
+	$(PY) -m pytest -q tests/unit -m "not rpm and not root"
 
 test-integration: setup
 	$(PY) -m pytest -q tests/integration

@@ -1,10 +1,24 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the markers that say what a test needs.
+
+`rpm`: the test builds or reads real RPMs (rpmbuild, the demo repository,
+createrepo_c); `root`: loop devices, mounts or namespaces. Tests that use the
+fixtures below are marked `rpm` here, so no test can forget it; tests that make
+loop devices mark themselves `root`. `make test-unit` runs the unit tests that
+need neither (pure Python, plus mke2fs images in a temporary directory).
+"""
 
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+RPM_FIXTURES = {"repo_dir", "build_test_rpms"}  # and every fixture built on them
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if RPM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("rpm")
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from ais.cache.build import make_fs
 from ais.run import run
+
+pytestmark = pytest.mark.root  # mounts the image on a loop device
 
 
 def test_grown_small_image_takes_thousands_of_new_files(tmp_path):

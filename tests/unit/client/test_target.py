@@ -9,6 +9,8 @@ from ais.client.target import check_target
 from ais.run import run
 from ais.stream.target import TargetRefused, open_target
 
+pytestmark = pytest.mark.root  # loop devices, partitions, mounts
+
 MiB = 1 << 20
 
 

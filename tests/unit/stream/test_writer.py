@@ -144,6 +144,7 @@ def test_block_device_smaller_than_filesystem_is_refused_untouched(small_loop_de
     assert backing.read_bytes() == b"\xaa" * (8 << 20)
 
 
+@pytest.mark.root
 def test_block_device_target(tmp_path, small_image):
     header = read_header(small_image)
     backing = _garbage_file(tmp_path / "big.disk", header.fs_bytes + (1 << 20))
