@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, reinstall_argv, target_facts
+from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.planner.cost import CostModel, save_calibration
 from ais.run import run
@@ -82,3 +82,91 @@ def test_unicast_over_a_shaped_link(image, tmp_path, rate):
     assert summary["chunks_written"] == summary["chunks_total"] == len(read_header(images / "img-s.aisimg").chunks)
     assert (tmp_path / "t").read_bytes() == reference.read_bytes()
     run(["e2fsck", "-fn", str(tmp_path / "t")])
+
+
+def test_multicast_over_a_shaped_link(image, tmp_path):
+    """Two receivers behind 100 Mbit/s links with bounded queues: both images written exactly."""
+    images, reference = image
+    with NetLab(3, tag=tag("aism"), rate="100mbit") as lab:
+        serve_stream(lab, images, "--multicast", f"{GROUP}:{MCAST_PORT}", "--interface", lab.address(0),
+                     "--rate", "8")
+        receivers = [lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
+                                          "--image", "img-s", "--multicast", f"{GROUP}:{MCAST_PORT}",
+                                          "--interface", lab.address(i), "--stall-timeout", "20", "--json",
+                                          str(tmp_path / f"t{i}")))
+                     for i in (1, 2)]
+        for proc in receivers:
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err[-3000:]
+            assert json.loads(out)["chunks_written"] == len(read_header(images / "img-s.aisimg").chunks)
+    for i in (1, 2):
+        assert (tmp_path / f"t{i}").read_bytes() == reference.read_bytes()
+        run(["e2fsck", "-fn", str(tmp_path / f"t{i}")])
+
+
+# ------------------------------------------------------------------ full reinstalls
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, repo_dir):
+    base = tmp_path_factory.mktemp("shapedsite")
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["mail", "db"], list(TOKENS))
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
+    return {"base": base, "descriptors": descriptors, "manifest": manifest, "site": load_site(descriptors, repo_dir)}
+
+
+def serve_in(lab, repo_dir, site, history, log):
+    """`ais serve` inside host 0 of the lab; returns its control URL."""
+    address = lab.address(0)
+    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+            "--cache", str(site["base"] / "cache"), "--history", str(history),
+            "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2"]
+    proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
+    return wait_listening(proc, "ais serve")["url"]
+
+
+def reinstall_in(lab, i, url, host, disk, tmp_path):
+    proc = lab.spawn(i, reinstall_argv(url, host, TOKENS[host], disk.device, tmp_path / f"state-{host}"))
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"reinstalled {host}" in err
+
+
+def assert_installed(site, history, host, disk):
+    hcd = next(h for h in site["site"].hosts if h.name == host)
+    facts = target_facts(disk.device, [f.path for f in hcd.files])
+    assert facts["nevras"] == set(site["site"].configuration(hcd.scd).nevras)  # exactly the SCD's set
+    assert facts["rpm_va"] == "" and facts["fsck_rc"] == 0 and not facts["staging_left"]
+    for f in hcd.files:
+        content, mode, _, _ = facts["files"][f.path]
+        assert content == f.content and mode == f.mode
+    record = facts["record"]
+    assert record["host"] == host and record["scd"] == hcd.scd
+    assert record["image"]["id"] == site["manifest"]["configurations"][hcd.scd]["image"]
+    assert record["image"]["transport"] == "unicast"
+    with sqlite3.connect(history) as db:
+        status, report = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id DESC LIMIT 1",
+                                    (host,)).fetchone()
+    assert status == "ok" and json.loads(report)["record"] == record  # the target and the history agree
+
+
+def test_reinstall_over_a_100mbit_link(site, repo_dir, tmp_path):
+    history, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
+    with LoopDisk(tmp_path / "disk.img", 512) as disk:
+        with NetLab(2, tag=tag("aisr"), rate="100mbit") as lab, open(log_path, "w") as log:
+            url = serve_in(lab, repo_dir, site, history, log)
+            reinstall_in(lab, 1, url, "mail01", disk, tmp_path)
+        assert_installed(site, history, "mail01", disk)
+
+
+def test_reinstall_onto_a_slow_disk(site, repo_dir, tmp_path):
+    """The target's writes run at 16 MB/s behind a 1 Gbit/s link: the client writes slower than the
+    server sends."""
+    history, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
+    with SlowDisk(tmp_path / "slow", 512, 16e6) as disk:
+        with NetLab(2, tag=tag("aisd"), rate="1gbit") as lab, open(log_path, "w") as log:
+            url = serve_in(lab, repo_dir, site, history, log)
+            reinstall_in(lab, 1, url, "db01", disk, tmp_path)
+        assert_installed(site, history, "db01", disk)
