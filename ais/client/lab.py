@@ -6,7 +6,9 @@ it and detaches it (also as a context manager). `fill_random(mib)` writes
 garbage over the start of the disk (a disk that held something else).
 `read_target_file(dev, path)` mounts the device read-only somewhere temporary
 and returns a file's bytes, stat and the rpm -qa of the root.
-`SlowDisk(directory, size_mib, write_rate)` is a LoopDisk whose writes run at
+`serve_in(lab, i, ...)` starts a real `ais serve` inside host i of a
+`NetLab` (control API and TCP streamer on that host's address) and returns
+its URL. `SlowDisk(directory, size_mib, write_rate)` is a LoopDisk whose writes run at
 `write_rate` bytes/s: the loop device's file lives on the throttling FUSE
 filesystem of `ais.client.slowdisk` (why FUSE: see there), served by a process
 of its own that `close()` unmounts and ends.
@@ -123,6 +125,26 @@ class Mounted:
     def __exit__(self, *exc) -> None:
         run(["umount", str(self.root)], check=False)
         self.root.rmdir()
+
+
+def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, timeout: float = 30.0) -> str:
+    """`ais serve` inside host i of a NetLab (stderr to the open file `log`); returns its control URL.
+    The lab kills it on close."""
+    import json
+    import select
+
+    from ais.stream.lab import ais_command
+
+    address = lab.address(i)
+    argv = [*ais_command("serve"), "--descriptors", str(descriptors), "--repo", str(repo), "--cache", str(cache),
+            "--history", str(history), "--listen", f"{address}:0", "--stream-listen", f"{address}:0",
+            "--poll", "0.2", *extra]
+    proc = lab.spawn(i, argv, stderr=log, env={"PYTHONUNBUFFERED": "1"})
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith('{"listening"'):
+        raise WorldError(f"ais serve did not start in {lab.names[i]}: {line!r} (log {getattr(log, 'name', log)})")
+    return json.loads(line)["listening"]["url"]
 
 
 def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *extra: str) -> list[str]:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, target_facts
+from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, serve_in, target_facts
 from ais.descriptors import load_site
 from ais.planner.cost import CostModel, save_calibration
 from ais.run import run
 from ais.server.lab import publish_base_cache, subset_descriptors
 from ais.stream.format import read_header
-from ais.stream.lab import NetLab, ais_command, make_fs_image, make_tree
+from ais.stream.lab import NetLab, make_fs_image, make_tree
 from ais.stream.pack import pack
 from ais.stream.writer import write_image
 
@@ -117,14 +117,8 @@ def site(tmp_path_factory, repo_dir):
     return {"base": base, "descriptors": descriptors, "manifest": manifest, "site": load_site(descriptors, repo_dir)}
 
 
-def serve_in(lab, repo_dir, site, history, log):
-    """`ais serve` inside host 0 of the lab; returns its control URL."""
-    address = lab.address(0)
-    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
-            "--cache", str(site["base"] / "cache"), "--history", str(history),
-            "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2"]
-    proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
-    return wait_listening(proc, "ais serve")["url"]
+def serve(lab, repo_dir, site, history, log):
+    return serve_in(lab, 0, site["descriptors"], repo_dir, site["base"] / "cache", history, log)
 
 
 def reinstall_in(lab, i, url, host, disk, tmp_path):
@@ -156,7 +150,7 @@ def test_reinstall_over_a_100mbit_link(site, repo_dir, tmp_path):
     history, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
     with LoopDisk(tmp_path / "disk.img", 512) as disk:
         with NetLab(2, tag=tag("aisr"), rate="100mbit") as lab, open(log_path, "w") as log:
-            url = serve_in(lab, repo_dir, site, history, log)
+            url = serve(lab, repo_dir, site, history, log)
             reinstall_in(lab, 1, url, "mail01", disk, tmp_path)
         assert_installed(site, history, "mail01", disk)
 
@@ -167,6 +161,6 @@ def test_reinstall_onto_a_slow_disk(site, repo_dir, tmp_path):
     history, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
     with SlowDisk(tmp_path / "slow", 512, 16e6) as disk:
         with NetLab(2, tag=tag("aisd"), rate="1gbit") as lab, open(log_path, "w") as log:
-            url = serve_in(lab, repo_dir, site, history, log)
+            url = serve(lab, repo_dir, site, history, log)
             reinstall_in(lab, 1, url, "db01", disk, tmp_path)
         assert_installed(site, history, "db01", disk)
