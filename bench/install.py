@@ -18,6 +18,15 @@ files, so a configuration is 0.1-0.3 GB instead of 15-36 MiB. Everything (calibr
 the three caches, the server, the reinstalls) uses that repository. About 7 minutes at
 scale 8 on 2 cores (plus a cold repository build of about 1.5 minutes), 1.5 at scale 1.
 
+Outside loopback (`--links`, or `--links-only` to skip the three ways on loopback): AIS's
+cache (c) served by `ais serve` in one network namespace to `ais client reinstall` in
+another, over links shaped with tc tbf (100 Mbit/s and 1 Gbit/s, bounded queues), and over
+1 Gbit/s onto a slow disk (`SlowDisk`, --disk-rate MB/s of writes), one run per host. Each
+row prints the measured span against two predictions: the server's (this machine's
+calibrated model, which knows nothing of the link) and the same with the model's image
+stream term at the link's (or disk's) rate when that is slower; target: measured within
+1.25x of the latter.
+
 Run: `make bench-install` (scale 8) or `.venv/bin/python bench/install.py --scale 1`.
 Reads: descriptors/, packages/. Writes build/repo[-xN] and build/bench-install[-xN]/.
 Needs root (losetup, mount).
@@ -39,13 +48,14 @@ sys.path.insert(0, str(ROOT))
 from ais.cache import manifest as manifests  # noqa: E402
 from ais.cache.build import build_image  # noqa: E402
 from ais.cache.store import Store, image_id  # noqa: E402
-from ais.client.lab import LoopDisk, reinstall_argv  # noqa: E402
+from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, serve_in  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.calibrate.measure import calibrate  # noqa: E402
 from ais.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
 from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
 from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
+from ais.stream.lab import NetLab, rate_bits  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
 RUNS = 3
@@ -149,11 +159,72 @@ def disk_bytes(site, manifest: dict, with_repo: bool) -> int:
     return images + repo
 
 
+def link_conditions(disk_rate: float) -> list[tuple[str, str, float | None]]:
+    """(name, tc rate, slow disk write rate in bytes/s or None)."""
+    return [("100 Mbit/s", "100mbit", None), ("1 Gbit/s", "1gbit", None),
+            (f"1 Gbit/s, {disk_rate:g} MB/s disk", "1gbit", disk_rate * 1e6)]
+
+
+def reinstall_in_lab(lab, url: str, site, host: str, disk, state: Path) -> dict:
+    token = next(h.token for h in site.hosts if h.name == host)
+    started = time.monotonic()
+    proc = lab.spawn(1, reinstall_argv(url, host, token, disk.device, state))
+    _, err = proc.communicate(timeout=900)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"reinstall of {host} in the lab failed:\n{err[-3000:]}")
+    session = json.loads((state / "session.json").read_text())
+    timings = session["timings"]
+    image = session["plan"]["image"]
+    return {"span": sum(timings.get(p, 0.0) for p in SPAN), "wall": wall, "timings": timings,
+            "predicted": session["plan"]["predicted_seconds"]["total"],
+            "predicted_image": session["plan"]["predicted_seconds"]["image"],
+            "stored": image["stored_bytes"] if image else None}
+
+
+def run_links(site, cache: Path, disk_rate: float) -> list[dict]:
+    """AIS reinstalls of every host over each shaped link / onto the slow disk; one run each."""
+    model = load_calibration(COST)
+    rows = []
+    for n, (name, rate, disk_bytes_s) in enumerate(link_conditions(disk_rate)):
+        limit = min(rate_bits(rate) / 8, disk_bytes_s or math.inf)
+        with NetLab(2, tag=f"aisi{n}", rate=rate) as lab, open(WORK / f"serve-links-{n}.log", "w") as log:
+            url = serve_in(lab, 0, DESCRIPTORS, REPO, cache, WORK / f"history-links-{n}.sqlite", log)
+            for host in HOSTS:
+                disk = (SlowDisk(WORK / "slow", DISK_MIB, disk_bytes_s) if disk_bytes_s
+                        else LoopDisk(WORK / "disk.img", DISK_MIB))
+                with disk:
+                    r = reinstall_in_lab(lab, url, site, host, disk, WORK / f"state-links-{n}-{host}")
+                adjusted = r["predicted"]
+                if r["stored"] is not None and limit < model.stream_bytes_per_s:
+                    adjusted += r["stored"] / limit - r["stored"] / model.stream_bytes_per_s
+                rows.append({"condition": name, "host": host, **r, "adjusted": adjusted})
+    return rows
+
+
+def print_links(rows: list[dict]) -> None:
+    print(f"\nAIS outside loopback (one run per host; span image..fsck):")
+    print(f"{'condition':28} {'host':8} {'stored MB':>9} {'predicted':>9} {'for link':>9} {'measured':>9} "
+          f"{'image s':>8} {'ratio':>6} {'goal':>6}")
+    for r in rows:
+        ratio = r["span"] / r["adjusted"]
+        met = "met" if max(ratio, 1 / ratio) <= 1.25 else "MISSED"
+        stored = f"{r['stored'] / 1e6:9.1f}" if r["stored"] is not None else f"{'-':>9}"
+        print(f"{r['condition']:28} {r['host']:8} {stored} {r['predicted']:9.2f} {r['adjusted']:9.2f} "
+              f"{r['span']:9.2f} {r['timings'].get('image', 0.0):8.2f} {ratio:6.2f} {met:>6}")
+    print("(predicted: the server's, from this machine's calibration; for link: the same with the image stream "
+          "term at the link's or disk's rate where that is slower; ratio: measured / for link, goal within 1.25x)")
+
+
 def main(argv: list[str] | None = None) -> int:
     global DISK_MIB
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=DEFAULT_SCALE,
                         help=f"size scale of the demo repository (default {DEFAULT_SCALE}; 1 = build/repo)")
+    parser.add_argument("--links", action="store_true", help="also AIS over shaped links and onto a slow disk")
+    parser.add_argument("--links-only", action="store_true",
+                        help="only those rows (caches b and c are still built: c's budget comes from b)")
+    parser.add_argument("--disk-rate", type=float, default=40.0, help="the slow disk's write rate, MB/s")
     args = parser.parse_args(argv)
     configure(args.scale)
     t0 = time.monotonic()
@@ -178,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     b_images = disk_bytes(site, caches["b"], with_repo=False)
     caches["c"], variant = ais_cache(WORK / "cache-c", b_images // 3)
     print(f"caches built in {time.monotonic() - t0:.1f}s; AIS plan: {variant}")
+    if args.links_only:
+        print_links(run_links(site, WORK / "cache-c", args.disk_rate))
+        return 0
     results = {way: run_way(way, site, WORK / f"cache-{way}") for way in "abc"}
 
     names = {"a": "packages only", "b": "full image", "c": "AIS"}
@@ -219,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
           f"  (with RPMs: {disk['c+repo'] / disk['b']:.2f})")
     worst = max(errors)
     print(f"  predicted within +-20% of measured:  worst {worst:.0%}  {'met' if worst <= 0.2 else 'MISSED'}")
+    if args.links:
+        print_links(run_links(site, WORK / "cache-c", args.disk_rate))
     (WORK / "results.json").write_text(json.dumps({"scale": args.scale, "disk_mib": DISK_MIB, "variant": variant,
                                                    "results": results, "disk": disk}, indent=1, sort_keys=True))
     return 0

@@ -19,8 +19,19 @@ the protocol's scaling; the 1-receiver full row's client CPU is what each real
 machine spends on its own. It also reruns the 8-receiver full case with a
 lower multicast rate cap (--low-rate), which lets CPU-starved receivers keep up.
 
+Outside loopback (`--links`, or `--links-only` for just these rows): unicast
+between two namespaces over links shaped with tc tbf (100 Mbit/s and 1 Gbit/s,
+bounded queues, `NetLab(rate=...)`), once with a verify-only receiver (the
+transport) and once writing to tmpfs (the whole client path); multicast to 2
+receivers over 100 Mbit/s with the send cap at 90% of the link; and unicast
+over 1 Gbit/s onto a slow disk (`SlowDisk`, --disk-rate MB/s of writes). Each
+row prints the achieved rate as a fraction of the link's (payload bytes the
+receiver got / the receiver's own transfer time, against the tc rate; target
+>= 0.9 for unicast), or of the disk's write rate for the slow disk.
+
 Usage: python bench/stream.py [--tree DIR] [--size-mib N] [--rate MBPS] [--low-rate MBPS]
-                              [--receivers N] [--multicast-only] [--keep]
+                              [--receivers N] [--multicast-only] [--links | --links-only]
+                              [--disk-rate MBPS] [--keep]
 """
 
 from __future__ import annotations
@@ -37,10 +48,11 @@ import threading
 import time
 from pathlib import Path
 
+from ais.client.lab import SlowDisk
 from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.pack import pack
-from ais.stream.lab import ais_command, NetLab, make_fs_image
+from ais.stream.lab import ais_command, NetLab, make_fs_image, rate_bits
 
 MB = 1e6
 GROUP, MPORT, TPORT = "239.255.42.7", 7300, 7200
@@ -104,6 +116,9 @@ def main() -> int:
                     help="the lower cap tried for the N-receiver full case, MB/s")
     ap.add_argument("--receivers", type=int, default=8)
     ap.add_argument("--multicast-only", action="store_true", help="skip dd, zstd, local, unicast and udpcast")
+    ap.add_argument("--links", action="store_true", help="also the shaped-link and slow-disk rows")
+    ap.add_argument("--links-only", action="store_true", help="only the shaped-link and slow-disk rows")
+    ap.add_argument("--disk-rate", type=float, default=40.0, help="the slow disk's write rate, MB/s")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ais-bench-", dir="/var/tmp"))
@@ -135,6 +150,10 @@ def main() -> int:
             for p in paths:
                 Path(p).unlink(missing_ok=True)
 
+        if args.links or args.links_only:
+            link_rows = outside_loopback(images, header, shm, work, args)
+            if args.links_only:
+                return print_link_rows(link_rows)
         target = work / "target"
         if not args.multicast_only:
             wall, cpu = timed([["dd", f"if={fs}", f"of={target}", "bs=4M", "conv=fsync", "status=none"]])
@@ -203,7 +222,72 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
-    return summary(args, header, fs_mb, rows, mcast)
+    summary(args, header, fs_mb, rows, mcast)
+    return print_link_rows(link_rows) if args.links else 0
+
+
+# ------------------------------------------------------------------ outside loopback
+
+
+def get_json(argv: list[str]) -> dict:
+    """Run an `ais image get ... --json` and return its summary."""
+    return json.loads(run(argv, timeout=900).stdout.strip().splitlines()[-1])
+
+
+def outside_loopback(images: Path, header, shm: Path, work: Path, args) -> list[tuple]:
+    """Rows (name, payload bytes, seconds, reference bits/s, what the reference is, target, connections)."""
+    rows = []
+    for rate in ("100mbit", "1gbit"):
+        with NetLab(3, tag=f"aisb{os.getpid() % 10000}", rate=rate) as lab:
+            server = f"{lab.address(0)}:{TPORT}"
+            proc = spawn_server(lab.ais(0, "image", "serve-stream", str(images), "--listen", server))
+            for sink, extra in (("verify-only", ["--verify-only"]), ("tmpfs", [str(shm / "u1")])):
+                out = get_json(lab.ais(1, "image", "get", "--server", server, "--image", "bench", "--json", *extra))
+                rows.append((f"unicast {rate}, {sink}", out["tcp_bytes"], out["seconds"], rate_bits(rate),
+                             "link", 0.9, out["connections"]))
+                (shm / "u1").unlink(missing_ok=True)
+            stop_server(proc)
+            if rate != "100mbit":
+                continue
+            cap = 0.9 * rate_bits(rate) / 8 / MB
+            proc = spawn_server(lab.ais(0, "image", "serve-stream", str(images), "--listen", server,
+                                        "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(0),
+                                        "--rate", f"{cap:.2f}"))
+            outs = []
+            threads = [threading.Thread(target=lambda i=i: outs.append(get_json(lab.ais(
+                i, "image", "get", "--server", server, "--image", "bench", "--multicast", f"{GROUP}:{MPORT}",
+                "--interface", lab.address(i), "--verify-only", "--json")))) for i in (1, 2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            stop_server(proc)
+            slowest = max(o["seconds"] for o in outs)
+            rows.append((f"multicast {rate}, cap {cap:.1f} MB/s, 2 rcv", header.stored_bytes, slowest,
+                         rate_bits(rate), "link", None, None))
+    with SlowDisk(work / "slow", header.fs_bytes // 2**20 + 64, args.disk_rate * MB) as disk, \
+            NetLab(2, tag=f"aisd{os.getpid() % 10000}", rate="1gbit") as lab:
+        server = f"{lab.address(0)}:{TPORT}"
+        proc = spawn_server(lab.ais(0, "image", "serve-stream", str(images), "--listen", server))
+        out = get_json(lab.ais(1, "image", "get", "--server", server, "--image", "bench", "--json", disk.device))
+        stop_server(proc)
+        rows.append((f"unicast 1gbit onto a {args.disk_rate:g} MB/s disk", out["data_bytes"] + out["zero_bytes"],
+                     out["seconds"], args.disk_rate * MB * 8, "disk", None, out["connections"]))
+    return rows
+
+
+def print_link_rows(rows: list[tuple]) -> int:
+    print(f"\n{'outside loopback':44} {'MB':>7} {'s':>7} {'Mbit/s':>8} {'of':>5} {'fraction':>8} {'target':>7} "
+          f"{'conns':>5}")
+    for name, nbytes, seconds, ref_bits, ref, target, conns in rows:
+        fraction = nbytes * 8 / seconds / ref_bits
+        verdict = "-" if target is None else ("met" if fraction >= target else "MISSED")
+        print(f"{name:44} {nbytes / MB:7.1f} {seconds:7.2f} {nbytes * 8 / seconds / 1e6:8.1f} {ref:>5} "
+              f"{fraction:8.2f} {verdict:>7} {conns if conns is not None else '-':>5}")
+    print("(Mbit/s: payload the receiver got (TCP stream bytes; stored image bytes for multicast; bytes written "
+          "for the disk) / the receiver's own transfer time; fraction: of the tc link rate, or of the disk's "
+          "write rate; conns: TCP connections the client needed)")
+    return 0
 
 
 def summary(args, header, fs_mb: float, rows: list, mcast: dict) -> int:

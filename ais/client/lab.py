@@ -6,18 +6,29 @@ it and detaches it (also as a context manager). `fill_random(mib)` writes
 garbage over the start of the disk (a disk that held something else).
 `read_target_file(dev, path)` mounts the device read-only somewhere temporary
 and returns a file's bytes, stat and the rpm -qa of the root.
+`serve_in(lab, i, ...)` starts a real `ais serve` inside host i of a
+`NetLab` (control API and TCP streamer on that host's address) and returns
+its URL. `SlowDisk(directory, size_mib, write_rate)` is a LoopDisk whose writes run at
+`write_rate` bytes/s: the loop device's file lives on the throttling FUSE
+filesystem of `ais.client.slowdisk` (why FUSE: see there), served by a process
+of its own that `close()` unmounts and ends.
 
-Host tools: losetup, mount, umount (through `ais.run.run`). Fails with
-`ToolError`. Returns the device path.
+Host tools: losetup, mount, umount (through `ais.run.run`); /dev/fuse and
+libfuse 3 for SlowDisk. Fails with `ToolError`, or `WorldError` when the slow
+disk's filesystem does not come up. Returns the device path.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-from ais.run import run
+from ais.errors import WorldError
+from ais.run import run, start
 
 
 class LoopDisk:
@@ -49,6 +60,57 @@ class LoopDisk:
         self.close()
 
 
+class SlowDisk(LoopDisk):
+    """A loop device whose writes run at `write_rate` bytes/s (a FUSE file under it; see ais.client.slowdisk)."""
+
+    def __init__(self, directory: str | os.PathLike, size_mib: int, write_rate: float):
+        from ais.client.slowdisk import NAME
+
+        self.directory = Path(directory)
+        self.mountpoint = self.directory / "fuse"
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        self.backing = self.directory / "backing.img"
+        with open(self.backing, "wb") as f:
+            f.truncate(size_mib << 20)
+        self.write_rate = write_rate
+        self.log = self.directory / "slowdisk.log"
+        with open(self.log, "w") as log:  # the daemon: a plain interpreter running slowdisk.serve
+            self._daemon = start([sys.executable, "-c", f"from ais.client.slowdisk import serve; "
+                                  f"serve({str(self.mountpoint)!r}, {str(self.backing)!r}, {float(write_rate)!r})"],
+                                 stdout=subprocess.DEVNULL, stderr=log)
+        self.device = None
+        try:
+            self._wait_mounted()
+            self.file = self.mountpoint / NAME
+            self.device = run(["losetup", "--find", "--show", str(self.file)]).stdout.strip()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_mounted(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not os.path.ismount(self.mountpoint):
+            if self._daemon.poll() is not None or time.monotonic() > deadline:
+                raise WorldError(f"the slow disk's FUSE filesystem did not mount on {self.mountpoint} "
+                                 f"(exit code {self._daemon.poll()}; needs /dev/fuse and libfuse 3): "
+                                 f"{self.log.read_text()[-1000:]}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self.device:
+            super().close()
+            self.device = None
+        if os.path.ismount(self.mountpoint):
+            run(["umount", str(self.mountpoint)], check=False)  # the daemon's loop ends with its mount
+        try:
+            self._daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._daemon.kill()
+            self._daemon.wait(timeout=10)
+            run(["umount", "-l", str(self.mountpoint)], check=False)
+        self.backing.unlink(missing_ok=True)
+
+
 class Mounted:
     """Mount a device read-only in a temporary directory for inspection."""
 
@@ -63,6 +125,26 @@ class Mounted:
     def __exit__(self, *exc) -> None:
         run(["umount", str(self.root)], check=False)
         self.root.rmdir()
+
+
+def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, timeout: float = 30.0) -> str:
+    """`ais serve` inside host i of a NetLab (stderr to the open file `log`); returns its control URL.
+    The lab kills it on close."""
+    import json
+    import select
+
+    from ais.stream.lab import ais_command
+
+    address = lab.address(i)
+    argv = [*ais_command("serve"), "--descriptors", str(descriptors), "--repo", str(repo), "--cache", str(cache),
+            "--history", str(history), "--listen", f"{address}:0", "--stream-listen", f"{address}:0",
+            "--poll", "0.2", *extra]
+    proc = lab.spawn(i, argv, stderr=log, env={"PYTHONUNBUFFERED": "1"})
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith('{"listening"'):
+        raise WorldError(f"ais serve did not start in {lab.names[i]}: {line!r} (log {getattr(log, 'name', log)})")
+    return json.loads(line)["listening"]["url"]
 
 
 def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *extra: str) -> list[str]:

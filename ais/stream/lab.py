@@ -4,7 +4,13 @@ What it does: `make_tree` writes a deterministic directory tree (random and
 text files, some empty, a sparse one); `make_fs_image` builds an ext4 image of
 a tree with `mke2fs -d`; `NetLab` creates N namespaces joined by a bridge in
 its own namespace (veth pairs, 198.51.100.0/24, MTU 9000, a multicast route),
-and deletes them all on exit, whatever happened. Long-running peers (servers)
+and deletes them all on exit, whatever happened. `NetLab(n, rate="100mbit")`
+(or `shape(i, rate)`) shapes each host's link in both directions with a tc
+token bucket (`tbf`): on the host's eth0 (what it sends) and on its port in the
+bridge (what it receives). The queue behind the bucket is bounded (`latency`),
+so a burst the link cannot take is dropped, as on a real switch port: this
+kernel has tbf but not netem, so loss comes from the bounded queue, not from
+a configured probability. Long-running peers (servers)
 are started with `NetLab.spawn` (`ais.run.start`) and killed by pid in `close()`.
 
 What it reads: nothing but its arguments. What it fails on: `ToolError` from
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +31,15 @@ from ais.errors import ToolError
 from ais.run import run, start
 
 SUBNET = "198.51.100"
+RATE_UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+
+
+def rate_bits(rate: str) -> float:
+    """tc rate text ("100mbit", "1gbit") -> bits per second."""
+    for unit, factor in RATE_UNITS.items():
+        if rate.endswith(unit) and rate[: -len(unit)].isdigit():
+            return int(rate[: -len(unit)]) * factor
+    raise ValueError(f"rate {rate!r} is not <digits>kbit|mbit|gbit")
 
 
 def ais_command(*args: str) -> list[str]:
@@ -67,7 +83,8 @@ def make_fs_image(src: Path, image: Path, size_mib: int, label: str = "aistest")
 class NetLab:
     """N hosts (namespaces) on one bridge; use as a context manager."""
 
-    def __init__(self, hosts: int, tag: str | None = None):
+    def __init__(self, hosts: int, tag: str | None = None, *, rate: str | None = None):
+        self.rate = rate  # every host's link shaped to this (tc rate text), or None
         self.tag = tag or f"ais{os.getpid() % 100000}"
         self.bridge_ns = f"{self.tag}br"
         self.names = [f"{self.tag}h{i}" for i in range(hosts)]
@@ -101,6 +118,28 @@ class NetLab:
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])
         run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "mtu", "9000", "up"])
+        if self.rate:
+            for i in range(len(self.names)):
+                self.shape(i, self.rate)
+
+    def shape(self, i: int, rate: str, *, latency_ms: int = 20) -> None:
+        """Shape host i's link to `rate` both ways (tc tbf).
+
+        burst: 4 ms of traffic (at least 64 KiB, so a 9000-byte frame and a GSO
+        segment fit); limit: `latency_ms` of queue behind the bucket, then drops.
+        """
+        burst = max(64 << 10, int(rate_bits(rate) / 8 * 0.004))
+        tbf = ["tbf", "rate", rate, "burst", str(burst), "latency", f"{latency_ms}ms"]
+        run(["tc", "-n", self.names[i], "qdisc", "replace", "dev", "eth0", "root", *tbf])
+        run(["tc", "-n", self.bridge_ns, "qdisc", "replace", "dev", f"p{i}", "root", *tbf])
+
+    def drops(self, i: int) -> int:
+        """Packets the shapers of host i's link dropped (both directions)."""
+        total = 0
+        for ns, dev in ((self.names[i], "eth0"), (self.bridge_ns, f"p{i}")):
+            out = run(["tc", "-n", ns, "-s", "qdisc", "show", "dev", dev]).stdout
+            total += sum(int(m) for m in re.findall(r"dropped (\d+)", out))
+        return total
 
     def _add_ns(self, name: str) -> None:
         run(["ip", "netns", "add", name])

@@ -3,7 +3,10 @@
 What it does: `UnicastServer` listens on a TCP port and answers two requests
 (docs/stream.md has the bytes): HEADER (the image's header JSON as stored) and
 CHUNKS (a bitmap of wanted chunk indexes; the server sends each chunk as a
-frame with `os.sendfile`, then an end frame). One thread per connection, so
+frame with `os.sendfile`, then an end frame; a full send buffer is waited
+out, up to the I/O timeout, so links slower than the server and clients
+that write slowly are served, and only a client that takes nothing for the
+whole timeout, or closes, is dropped). One thread per connection, so
 many clients are served at once. `UnicastSource` is the writer's side: it asks
 for the chunks still wanted, checks each frame against the trusted header
 (index requested, exact stored length) and yields them; hashes are checked by
@@ -28,6 +31,7 @@ import hashlib
 import logging
 import os
 import re
+import select
 import socket
 import socketserver
 import struct
@@ -223,8 +227,25 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 def _sendfile_all(sock: socket.socket, fd: int, offset: int, length: int) -> None:
+    """Send `length` bytes of fd from `offset`, waiting (up to the socket's timeout) whenever the send
+    buffer is full.
+
+    A socket with a timeout is non-blocking underneath: raw `os.sendfile` on it raises EAGAIN as soon as
+    the buffer fills, which happens on any link slower than this server (or to a client whose disk is
+    slow). That is back-pressure, not a client that went away: wait until the socket can take more.
+    A client that takes nothing for the whole timeout raises TimeoutError; a closed or reset connection
+    raises from sendfile itself (EPIPE, ECONNRESET).
+    """
+    timeout = sock.gettimeout()
+    writable = select.poll()
+    writable.register(sock, select.POLLOUT)
     while length > 0:
-        n = os.sendfile(sock.fileno(), fd, offset, length)
+        try:
+            n = os.sendfile(sock.fileno(), fd, offset, length)
+        except BlockingIOError:
+            if not writable.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError(f"client took no data for {timeout:g}s") from None
+            continue
         if n == 0:
             raise ConnectionError("sendfile sent nothing (image file shrank?)")
         offset += n
@@ -247,6 +268,10 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     def track(self, sock: socket.socket, add: bool) -> None:
         with self._lock:
             (self._socks.add if add else self._socks.discard)(sock)
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._socks)
 
     def count_sent(self, n: int) -> None:
         with self._lock:
@@ -277,6 +302,11 @@ class UnicastServer:
     @property
     def bytes_sent(self) -> int:
         return self._server.bytes_sent
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections being served right now."""
+        return self._server.open_connections()
 
     def start(self) -> "UnicastServer":
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)

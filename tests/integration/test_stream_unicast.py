@@ -1,4 +1,5 @@
-"""Unicast streaming over real loopback sockets: corruption, drops, a dead server, 50 clients."""
+"""Unicast streaming over real loopback sockets: corruption, drops, a dead server, 50 clients, a client
+that stalls or goes away. (Shaped links between namespaces: test_shaped_links.py.)"""
 
 import socket
 import subprocess
@@ -13,7 +14,9 @@ from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.pack import pack
 from ais.stream.lab import ais_command, make_fs_image, make_tree
-from ais.stream.unicast import UnicastServer, UnicastSource, fetch_header
+from ais.server.lab import wait_for
+from ais.stream.unicast import FRAME, OP_CHUNKS, UnicastServer, UnicastSource, _send_request, encode_bitmap, \
+    fetch_header, recv_exact
 from ais.stream.writer import write_image
 
 
@@ -187,3 +190,78 @@ def test_fifty_concurrent_clients(server, tmp_path):
     for k in (1, 25, 49):
         assert (tmp_path / f"t{k}").read_bytes() == reference
     _check(tmp_path / "t0")
+
+
+@pytest.fixture(scope="module")
+def big_image_dir(tmp_path_factory):
+    """An image larger than the server's largest send buffer (4 MiB) plus a tiny client window."""
+    base = tmp_path_factory.mktemp("ucbig")
+    fs = make_fs_image(make_tree(base / "src", random_kib=12288, text_files=10), base / "fs.img", 40)
+    images = base / "images"
+    images.mkdir()
+    pack(fs, images / "img-b.aisimg", image_id="img-b", packages=[])
+    return images
+
+
+def ask_for_everything(address, image_id: str, window: int) -> socket.socket:
+    """A client that asks for every chunk over a socket with a fixed receive window, and reads nothing yet."""
+    header = fetch_header(address, image_id)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, window)
+    sock.settimeout(30)
+    sock.connect(address)
+    count = len(header.chunks)
+    _send_request(sock, OP_CHUNKS, image_id, count, encode_bitmap(range(count), count))
+    return sock
+
+
+def read_to_the_end(sock: socket.socket, *, piece: int = 1 << 30, pause: float = 0.0) -> bool:
+    """Read frames until the end frame (True) or until the server closes the connection (False),
+    optionally `piece` bytes at a time with a pause after each (a client whose disk is slow)."""
+    try:
+        while True:
+            index, length = FRAME.unpack(recv_exact(sock, FRAME.size))
+            if index == 0xFFFFFFFF:
+                return True
+            while length > 0:
+                length -= len(recv_exact(sock, min(piece, length)))
+                time.sleep(pause)
+    except ConnectionError:
+        return False
+
+
+def test_a_slow_client_gets_the_whole_image(big_image_dir):
+    """The client pauses 0.1 s after every 256 KiB: the server's send buffer fills again and again,
+    which is back-pressure, not a client that went away (the I/O timeout, 1 s, is never reached)."""
+    server = UnicastServer(big_image_dir, io_timeout=1.0).start()
+    try:
+        with ask_for_everything(server.address, "img-b", 64 << 10) as sock:
+            assert read_to_the_end(sock, piece=256 << 10, pause=0.1) is True
+        assert server.bytes_sent >= read_header(big_image_dir / "img-b.aisimg").stored_bytes
+    finally:
+        server.stop()
+
+
+def test_a_stalled_client_is_dropped_after_the_timeout(big_image_dir):
+    server = UnicastServer(big_image_dir, io_timeout=1.0).start()
+    try:
+        with ask_for_everything(server.address, "img-b", 4096) as stalled:
+            assert wait_for(lambda: server.open_connections == 1, timeout=10)
+            assert wait_for(lambda: server.open_connections == 0, timeout=20)  # took nothing for 1 s: dropped
+            assert read_to_the_end(stalled) is False  # cut short, no end frame
+    finally:
+        server.stop()
+
+
+def test_a_client_that_goes_away_is_noticed_at_once(big_image_dir):
+    """Closing the connection mid-stream ends the server's side now, not after its (60 s) timeout."""
+    server = UnicastServer(big_image_dir, io_timeout=60.0).start()
+    try:
+        sock = ask_for_everything(server.address, "img-b", 4096)
+        recv_exact(sock, FRAME.size)
+        assert server.open_connections == 1
+        sock.close()
+        assert wait_for(lambda: server.open_connections == 0, timeout=10)
+        assert len(fetch_header(server.address, "img-b").chunks) > 4  # and it goes on serving
+    finally:
+        server.stop()
