@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ais.errors import WorldError
 from ais.run import start
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

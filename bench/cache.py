@@ -46,7 +46,7 @@ from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.rpmenv import rpm_install  # noqa: E402
 from ais.run import run  # noqa: E402
 from ais.stream.pack import pack  # noqa: E402
-from ais.stream.lab import ais_command  # noqa: E402
+from aislab.net import ais_command  # noqa: E402
 
 MiB = 1 << 20
 

@@ -48,14 +48,14 @@ sys.path.insert(0, str(ROOT))
 from ais.cache import manifest as manifests  # noqa: E402
 from ais.cache.build import build_image  # noqa: E402
 from ais.cache.store import Store, image_id  # noqa: E402
-from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, serve_in  # noqa: E402
+from aislab.disks import LoopDisk, SlowDisk, reinstall_argv, serve_in  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from ais.calibrate.measure import calibrate  # noqa: E402
 from ais.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
 from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
 from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
-from ais.stream.lab import NetLab, rate_bits  # noqa: E402
+from aislab.net import NetLab, rate_bits  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
 RUNS = 3
@@ -203,7 +203,7 @@ def run_links(site, cache: Path, disk_rate: float) -> list[dict]:
 
 
 def print_links(rows: list[dict]) -> None:
-    print(f"\nAIS outside loopback (one run per host; span image..fsck):")
+    print("\nAIS outside loopback (one run per host; span image..fsck):")
     print(f"{'condition':28} {'host':8} {'stored MB':>9} {'predicted':>9} {'for link':>9} {'measured':>9} "
           f"{'image s':>8} {'ratio':>6} {'goal':>6}")
     for r in rows:

@@ -31,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ais.client.lab import LoopDisk  # noqa: E402
+from aislab.disks import LoopDisk  # noqa: E402
 from ais.cost import CostModel, save_calibration  # noqa: E402
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors  # noqa: E402
-from ais.stream.lab import ais_command  # noqa: E402
+from aislab.net import ais_command  # noqa: E402
 
 HOST, SCD, TOKEN = "db01", "db", "fb9577bf9257dd86cd19d77acdaf07b7"
 WRAPPER = """#!/bin/sh

@@ -12,8 +12,8 @@ namespace rows (8 receivers share this one machine) write to tmpfs, and the
 
 Separating the protocol from this machine's CPU: 8 real receivers each
 decompress and write the image on their own CPU; here all 8 share 2 cores.
-So the bench also runs the "verify-only" variant (`ais image get
---verify-only`, a measurement tool): receivers reassemble every chunk and check
+So the bench also runs the "verify-only" variant (`python -m
+aislab.receive_only`, a measurement tool of the lab): receivers reassemble every chunk and check
 its sha256, then discard it: no decompression, no writing. 8 vs 1 of those is
 the protocol's scaling; the 1-receiver full row's client CPU is what each real
 machine spends on its own. It also reruns the 8-receiver full case with a
@@ -48,11 +48,14 @@ import threading
 import time
 from pathlib import Path
 
-from ais.client.lab import SlowDisk
-from ais.run import run
-from ais.stream.format import read_header
-from ais.stream.pack import pack
-from ais.stream.lab import ais_command, NetLab, make_fs_image, rate_bits
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ais.run import run  # noqa: E402
+from ais.stream.format import read_header  # noqa: E402
+from ais.stream.pack import pack  # noqa: E402
+from aislab.disks import SlowDisk  # noqa: E402
+from aislab.net import NetLab, ais_command, make_fs_image, rate_bits  # noqa: E402
 
 MB = 1e6
 GROUP, MPORT, TPORT = "239.255.42.7", 7300, 7200
@@ -106,6 +109,14 @@ def tx_bytes(lab: NetLab, i: int) -> int:
     text = run(lab.argv(i, ["cat", "/sys/class/net/eth0/statistics/tx_bytes"])).stdout
     return int(text)
 
+
+
+def receiver(lab, i: int, verify_only: bool, *args: str, target: Path | None = None) -> list[str]:
+    """argv of a receiver in host i: the lab's verify-only receiver, or `ais image get` onto target."""
+    if verify_only:
+        return lab.argv(i, ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "aislab.receive_only",
+                            *[a for a in args if a != "--json"]])
+    return lab.ais(i, "image", "get", *args, "--create-file", str(target))
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -180,10 +191,9 @@ def main() -> int:
                                                  f"{lab.address(0)}:{TPORT}", "--multicast", f"{GROUP}:{MPORT}",
                                                  "--interface", lab.address(0), "--rate", str(rate)))
                 tx0 = tx_bytes(lab, 0)
-                sink = ["--verify-only"] if verify_only else []
-                argvs = [lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
-                                    "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i), *sink,
-                                    *([] if verify_only else ["--create-file", str(shm / f"m{i}")])) for i in range(1, count + 1)]
+                argvs = [receiver(lab, i, verify_only, "--server", f"{lab.address(0)}:{TPORT}", "--image", "bench",
+                                  "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(i),
+                                  target=shm / f"m{i}") for i in range(1, count + 1)]
                 wall, cpu = timed(argvs)
                 tx = tx_bytes(lab, 0) - tx0
                 stats, scpu = stop_server(server)
@@ -241,8 +251,9 @@ def outside_loopback(images: Path, header, shm: Path, work: Path, args) -> list[
         with NetLab(3, tag=f"aisb{os.getpid() % 10000}", rate=rate) as lab:
             server = f"{lab.address(0)}:{TPORT}"
             proc = spawn_server(lab.ais(0, "image", "serve-stream", str(images), "--listen", server))
-            for sink, extra in (("verify-only", ["--verify-only"]), ("tmpfs", [str(shm / "u1")])):
-                out = get_json(lab.ais(1, "image", "get", "--server", server, "--image", "bench", "--json", *extra))
+            for sink, verify_only in (("verify-only", True), ("tmpfs", False)):
+                out = get_json(receiver(lab, 1, verify_only, "--server", server, "--image", "bench", "--json",
+                                        target=shm / "u1"))
                 rows.append((f"unicast {rate}, {sink}", out["tcp_bytes"], out["seconds"], rate_bits(rate),
                              "link", 0.9, out["connections"]))
                 (shm / "u1").unlink(missing_ok=True)
@@ -254,9 +265,9 @@ def outside_loopback(images: Path, header, shm: Path, work: Path, args) -> list[
                                         "--multicast", f"{GROUP}:{MPORT}", "--interface", lab.address(0),
                                         "--rate", f"{cap:.2f}"))
             outs = []
-            threads = [threading.Thread(target=lambda i=i: outs.append(get_json(lab.ais(
-                i, "image", "get", "--server", server, "--image", "bench", "--multicast", f"{GROUP}:{MPORT}",
-                "--interface", lab.address(i), "--verify-only", "--json")))) for i in (1, 2)]
+            threads = [threading.Thread(target=lambda i=i: outs.append(get_json(receiver(
+                lab, i, True, "--server", server, "--image", "bench", "--multicast", f"{GROUP}:{MPORT}",
+                "--interface", lab.address(i))))) for i in (1, 2)]
             for t in threads:
                 t.start()
             for t in threads:

@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ais.client.lab import LoopDisk, reinstall_argv, target_facts  # noqa: E402
+from aislab.disks import LoopDisk, reinstall_argv, target_facts  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from aislab.site import ServeProcess  # noqa: E402
-from ais.stream.lab import ais_command  # noqa: E402
+from aislab.net import ais_command  # noqa: E402
 
 DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
 WORK = ROOT / "build" / "demo"

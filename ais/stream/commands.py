@@ -9,8 +9,6 @@ What it does: `register(subparsers)` adds `image` with four subcommands.
 - `get --server HOST:PORT --image ID TARGET [--multicast GROUP:PORT] [--create-file]`: fetch
   the header over TCP (pinned with `--header-sha256` when the control channel
   gave one), then the chunks over TCP or multicast, and write them.
-  `--verify-only` (no TARGET) is a measurement tool: chunks are received and
-  hash-checked, then discarded (no decompression, nothing written).
 - `verify IMAGE`: check the header and every chunk (hash, decompression).
 - `serve-stream DIR`: run a `StreamServer` until interrupted (or `--seconds`).
 Each handler prints a one-line summary (JSON with `--json`).
@@ -36,7 +34,7 @@ from ais.stream.format import decode_chunk, iter_chunks, read_header
 from ais.stream.multicast import MulticastSource, interface_towards
 from ais.stream.server import StreamServer
 from ais.stream.unicast import UnicastSource, fetch_header
-from ais.stream.writer import receive_only, write_image
+from ais.stream.writer import write_image
 
 
 def host_port(text: str, *, allow_zero: bool = False) -> tuple[str, int]:
@@ -81,12 +79,9 @@ def register(subparsers) -> None:
                    help="local address to join the group on (default: the one that routes to --server)")
     p.add_argument("--journal", type=Path)
     p.add_argument("--stall-timeout", type=float, default=30.0)
-    p.add_argument("--verify-only", action="store_true",
-                   help="measurement tool: receive every chunk and check its sha256, then discard it "
-                        "(no decompression, nothing written, no TARGET); bench/stream.py uses it")
     p.add_argument("--create-file", action="store_true", help=CREATE_FILE_HELP)
     p.add_argument("--json", action="store_true")
-    p.add_argument("target", type=Path, nargs="?", help="a block device or an image file (checked as for write)")
+    p.add_argument("target", type=Path, help="a block device or an image file (checked as for write)")
     p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser("verify", help="check an .aisimg: header, chunk hashes, decompression")
@@ -120,15 +115,11 @@ def cmd_write(args) -> int:
 
 
 def cmd_get(args) -> int:
-    if (args.target is None) != args.verify_only:
-        raise UsageError("give a TARGET, or --verify-only (which writes nothing) without one")
     address = host_port(args.server.replace("0.0.0.0", "127.0.0.1"))
     header = fetch_header(address, args.image, sha256=args.header_sha256)
     journal = args.journal if args.journal else "default"
 
     def sink(source):
-        if args.verify_only:
-            return receive_only(source, header)
         return write_image(source, args.target, header=header, journal_path=journal, create_file=args.create_file)
 
     if args.multicast:

@@ -36,7 +36,7 @@ from typing import Iterator, Sequence
 
 from ais.errors import StreamError
 from ais.stream.format import ImageHeader
-from ais.stream.unicast import image_tag
+from ais.stream.catalog import image_tag
 
 log = logging.getLogger("ais.stream.multicast")
 

@@ -32,7 +32,7 @@ import time
 from ais.stream.multicast import (
     COMMON, DATA, DATAGRAM_MAX, MAGIC, PAYLOAD_MAX, REQUEST_BYTES_MAX, T_DATA, VERSION, decode_request, open_socket,
 )
-from ais.stream.unicast import ImageCatalog, ServedImage
+from ais.stream.catalog import ImageCatalog, ServedImage
 
 log = logging.getLogger("ais.stream.multicast")
 

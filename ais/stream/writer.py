@@ -28,18 +28,11 @@ that keeps failing to deliver chunks after a bounded number of rounds
 the path and the errno); `ImageFormatError` at the first chunk of a local image
 that fails its check.
 
-`receive_only(source, header)` is a measurement tool, not a way to install:
-it fetches every chunk and checks its sha256 (or relies on a source that
-checked it, `verifies_sha256`), then throws it away: no decompression, no
-target. `bench/stream.py` uses it to measure the transport without the
-receivers' decompress-and-write CPU (`ais image get --verify-only`).
-
 What it returns: `WriteResult` with counts and timings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -400,28 +393,3 @@ def _fetch_rounds(source: ChunkSource, header: ImageHeader, pipeline: _Pipeline,
                 pause_point("image-first-chunk")  # tests kill the server here
         pipeline.wait_idle()
         fruitless = fruitless + 1 if len(_missing(header, pipeline)) == before else 0
-
-
-def receive_only(source: ChunkSource, header: ImageHeader, *, max_rounds: int = 6) -> WriteResult:
-    """Measurement sink: fetch every chunk, check its sha256, discard it (see the module docstring)."""
-    started = time.monotonic()
-    hashed = not getattr(source, "verifies_sha256", False)
-    done: set[int] = set()
-    bad = rounds = fruitless = received = 0
-    while len(done) < len(header.chunks):
-        if fruitless >= max_rounds:
-            raise StreamError(f"{len(header.chunks) - len(done)} of {len(header.chunks)} chunks of image "
-                              f"{header.image_id} still missing after {rounds} rounds ({bad} failed their hash check)")
-        rounds += 1
-        before = len(done)
-        for index, stored in source.fetch([i for i in range(len(header.chunks)) if i not in done]):
-            chunk = header.chunks[index]
-            if hashed and hashlib.sha256(stored).hexdigest() != chunk.sha256:
-                bad += 1
-                continue
-            if index not in done:
-                done.add(index)
-                received += len(stored)
-        fruitless = fruitless + 1 if len(done) == before else 0
-    return WriteResult(chunks_total=len(header.chunks), chunks_written=0, chunks_resumed=0, bad_chunks=bad,
-                       rounds=rounds, data_bytes=0, zero_bytes=0, seconds=time.monotonic() - started)

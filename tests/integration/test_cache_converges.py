@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ais.cost import CostModel, save_calibration
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

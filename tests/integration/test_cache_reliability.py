@@ -25,7 +25,7 @@ from ais.cache import manifest as manifests
 from ais.cache.store import Store
 from ais.cache.verify import problem
 from ais.cost import CostModel, save_calibration
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_A = {"scd": ["base", "db", "mail"], "hcd": ["db01", "mail01"]}

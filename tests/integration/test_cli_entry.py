@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ais.stream.lab import ais_command, make_fs_image, make_tree
+from aislab.net import ais_command, make_fs_image, make_tree
 from ais.stream.pack import pack
 
 ROOT = Path(__file__).resolve().parents[2]

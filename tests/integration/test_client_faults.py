@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ais.client.lab import LoopDisk, Mounted, reinstall_argv
+from aislab.disks import LoopDisk, Mounted, reinstall_argv
 from ais.cost import CostModel, save_calibration
 from ais.rpmenv import installed_nevras
 from ais.run import run, start

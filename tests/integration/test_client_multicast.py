@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, reinstall_argv, target_facts
+from aislab.disks import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
 from aislab.site import publish_base_cache, subset_descriptors
 from ais.run import run
 from ais.stream.format import read_header
-from ais.stream.lab import ais_command, NetLab
+from aislab.net import ais_command, NetLab
 from ais.stream.multicast import wire_bytes
-from ais.stream.unicast import image_tag
+from ais.stream.catalog import image_tag
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ("mail01", "db01", "db02")  # three SCDs' hosts, all served from the one base image

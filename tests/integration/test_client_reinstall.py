@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, reinstall_argv, target_facts
+from aislab.disks import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
 from ais.run import run
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"mail01": "9d4bf7abd55eb7e7da9043caf50c4203", "db01": "fb9577bf9257dd86cd19d77acdaf07b7"}

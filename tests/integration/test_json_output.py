@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ais.cost import CostModel, save_calibration
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ import pytest
 
 from ais.cost import CostModel, save_calibration
 from aislab.site import ServeProcess, get_json, rebuild_cache, request, subset_descriptors
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 from ais.stream.unicast import fetch_header
 
 ROOT = Path(__file__).resolve().parents[2]

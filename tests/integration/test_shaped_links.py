@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, SlowDisk, reinstall_argv, serve_in, target_facts
+from aislab.disks import LoopDisk, SlowDisk, reinstall_argv, serve_in, target_facts
 from ais.descriptors import load_site
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.run import run
-from ais.server.lab import publish_base_cache, subset_descriptors
+from aislab.site import publish_base_cache, subset_descriptors
 from ais.stream.format import read_header
-from ais.stream.lab import NetLab, make_fs_image, make_tree
+from aislab.net import NetLab, make_fs_image, make_tree
 from ais.stream.pack import pack
 from ais.stream.writer import write_image
 

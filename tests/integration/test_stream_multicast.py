@@ -19,10 +19,10 @@ import pytest
 
 from ais.run import run
 from ais.stream.format import read_header
-from ais.stream.lab import NetLab, make_fs_image, make_tree
+from aislab.net import NetLab, make_fs_image, make_tree
 from ais.stream.multicast import REQUEST_BYTES_MAX, within_budget, wire_bytes
 from ais.stream.pack import pack
-from ais.stream.unicast import image_tag
+from ais.stream.catalog import image_tag
 from ais.stream.writer import write_image
 
 GROUP, DATA_PORT, TCP_PORT = "239.255.42.1", 7100, 7000

@@ -13,8 +13,8 @@ from ais.errors import StreamError
 from ais.run import run
 from ais.stream.format import read_header
 from ais.stream.pack import pack
-from ais.stream.lab import ais_command, make_fs_image, make_tree
-from ais.server.lab import wait_for
+from aislab.net import ais_command, make_fs_image, make_tree
+from aislab.site import wait_for
 from ais.stream.unicast import FRAME, OP_CHUNKS, UnicastServer, UnicastSource, _send_request, encode_bitmap, \
     fetch_header, recv_exact
 from ais.stream.writer import write_image

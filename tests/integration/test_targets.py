@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, reinstall_argv
+from aislab.disks import LoopDisk, reinstall_argv
 from ais.cost import CostModel, save_calibration
 from ais.run import run, start
-from ais.server.lab import ServeProcess, publish_base_cache, subset_descriptors, wait_for
-from ais.stream.lab import ais_command, make_fs_image, make_tree
+from aislab.site import ServeProcess, publish_base_cache, subset_descriptors, wait_for
+from aislab.net import ais_command, make_fs_image, make_tree
 from ais.stream.pack import pack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ais.client.lab import LoopDisk, Mounted
+from aislab.disks import LoopDisk, Mounted
 from ais.client.target import check_target
 from ais.run import run
 from ais.stream.target import TargetRefused, open_target

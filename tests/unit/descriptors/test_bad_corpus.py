@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ais.cli import main
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 DEMO = Path(__file__).resolve().parents[3] / "descriptors"
 

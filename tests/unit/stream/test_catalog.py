@@ -6,7 +6,7 @@ import os
 import shutil
 
 from ais.stream.format import read_header
-from ais.stream.unicast import ImageCatalog
+from ais.stream.catalog import ImageCatalog
 
 
 def test_removed_image_still_readable_by_holder_and_gone_for_new_lookups(small_image, tmp_path):
@@ -41,17 +41,17 @@ def test_unknown_and_malformed_ids(small_image, tmp_path):
 
 
 def test_ids_skip_an_image_removed_during_the_scan(small_image, tmp_path, monkeypatch):
-    import ais.stream.unicast as unicast
+    import ais.stream.catalog as catalog_module
 
     header = read_header(small_image)
     shutil.copy(small_image, tmp_path / f"{header.image_id}.aisimg")
     shutil.copy(small_image, tmp_path / "gone.aisimg")
-    real = unicast.read_header_and_data_offset
+    real = catalog_module.read_header_and_data_offset
 
     def racing(path):  # the gc unlinks gone.aisimg between the glob and the read
         if path.name == "gone.aisimg":
             raise FileNotFoundError(2, "No such file or directory", str(path))
         return real(path)
 
-    monkeypatch.setattr(unicast, "read_header_and_data_offset", racing)
+    monkeypatch.setattr(catalog_module, "read_header_and_data_offset", racing)
     assert ImageCatalog(tmp_path).ids() == [header.image_id]

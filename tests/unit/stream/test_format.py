@@ -14,7 +14,7 @@ from ais import contracts as C
 from ais.run import run
 from ais.stream import format as F
 from ais.stream import pack as P
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 
 
 def test_round_trip_places_every_used_block(small_fs, small_image):

@@ -5,7 +5,7 @@ import pytest
 
 from ais.stream import multicast as M
 from ais.stream.format import read_chunk, read_header
-from ais.stream.unicast import image_tag
+from ais.stream.catalog import image_tag
 
 GROUP, PORT = "239.255.43.7", 7600
 

@@ -8,7 +8,7 @@ import shutil
 from ais.stream.format import read_header
 from ais.stream.multicast import MulticastSource
 from ais.stream.multicast_server import MulticastServer
-from ais.stream.unicast import ImageCatalog
+from ais.stream.catalog import ImageCatalog
 
 
 def test_server_loop_survives_an_unexpected_error(small_image, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from ais.errors import StreamError
 from ais.run import run
 from ais.stream.format import data_offset_of, read_header
-from ais.stream.lab import ais_command
+from aislab.net import ais_command
 from ais.stream.target import TargetRefused
 from ais.stream.writer import LocalSource, write_image
 

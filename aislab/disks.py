@@ -10,7 +10,7 @@ and returns a file's bytes, stat and the rpm -qa of the root.
 `NetLab` (control API and TCP streamer on that host's address) and returns
 its URL. `SlowDisk(directory, size_mib, write_rate)` is a LoopDisk whose writes run at
 `write_rate` bytes/s: the loop device's file lives on the throttling FUSE
-filesystem of `ais.client.slowdisk` (why FUSE: see there), served by a process
+filesystem of `aislab.slowdisk` (why FUSE: see there), served by a process
 of its own that `close()` unmounts and ends.
 
 Host tools: losetup, mount, umount (through `ais.run.run`); /dev/fuse and
@@ -61,10 +61,10 @@ class LoopDisk:
 
 
 class SlowDisk(LoopDisk):
-    """A loop device whose writes run at `write_rate` bytes/s (a FUSE file under it; see ais.client.slowdisk)."""
+    """A loop device whose writes run at `write_rate` bytes/s (a FUSE file under it; see aislab.slowdisk)."""
 
     def __init__(self, directory: str | os.PathLike, size_mib: int, write_rate: float):
-        from ais.client.slowdisk import NAME
+        from aislab.slowdisk import NAME
 
         self.directory = Path(directory)
         self.mountpoint = self.directory / "fuse"
@@ -75,9 +75,9 @@ class SlowDisk(LoopDisk):
         self.write_rate = write_rate
         self.log = self.directory / "slowdisk.log"
         with open(self.log, "w") as log:  # the daemon: a plain interpreter running slowdisk.serve
-            self._daemon = start([sys.executable, "-c", f"from ais.client.slowdisk import serve; "
+            self._daemon = start([sys.executable, "-c", f"from aislab.slowdisk import serve; "
                                   f"serve({str(self.mountpoint)!r}, {str(self.backing)!r}, {float(write_rate)!r})"],
-                                 stdout=subprocess.DEVNULL, stderr=log)
+                                 stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parents[1])
         self.device = None
         try:
             self._wait_mounted()
@@ -133,7 +133,7 @@ def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, t
     import json
     import select
 
-    from ais.stream.lab import ais_command
+    from aislab.net import ais_command
 
     address = lab.address(i)
     argv = [*ais_command("serve"), "--descriptors", str(descriptors), "--repo", str(repo), "--cache", str(cache),
@@ -149,7 +149,7 @@ def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, t
 
 def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *extra: str) -> list[str]:
     """argv of `ais client reinstall` run as its own process (as at boot)."""
-    from ais.stream.lab import ais_command
+    from aislab.net import ais_command
 
     argv = [*ais_command("client", "reinstall"), "--server", url, "--host", host,
             "--target", target, "--state", str(state), *extra]

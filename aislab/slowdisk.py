@@ -4,7 +4,7 @@ What it does: `ThrottledFile` is a FUSE filesystem (mfusepy over libfuse 3) with
 `disk.img`, kept in a sparse backing file on a real filesystem. Every write is held until a
 token bucket of `rate` bytes/s says the "disk" has taken it, so writes, one at a time, complete at
 that rate at most; reads, flushes and discards are not throttled. `serve(...)` mounts it and runs
-until unmounted. `ais.client.lab.SlowDisk` runs `serve` in a process of its own and attaches a
+until unmounted. `aislab.disks.SlowDisk` runs `serve` in a process of its own and attaches a
 loop device to `disk.img`: a block device whose writeback runs at the chosen rate, for a client
 whose disk is slower than its network.
 
