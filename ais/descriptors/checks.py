@@ -43,6 +43,14 @@ def check_macs(hcds: list[HcdRecord]) -> list[Problem]:
     return problems + _duplicates(seen, "MAC address")
 
 
+def check_names_are_not_macs(hcds: list[HcdRecord]) -> list[Problem]:
+    """A host named like a MAC (with ':' or '-') would be ambiguous at boot, where a
+    client asks for its plan by name or by MAC: refuse the name."""
+    return [Problem(h.file, h.line, f"host name {h.name!r} is written like a MAC address; a booting "
+                                    "client asks by name or by MAC, so choose a name that is not six hex pairs")
+            for h in hcds if h.name and MAC_RE.match(normalise_mac(h.name))]
+
+
 def _duplicates(items: list[tuple[str, str, int]], what: str) -> list[Problem]:
     first: dict[str, tuple[str, int]] = {}
     problems = []
@@ -163,6 +171,7 @@ def run_checks(scds: list[ScdRecord], hcds: list[HcdRecord], directory: Path) ->
     problems += check_package_requests(scds)
     problems += check_unique_host_names(hcds)
     problems += check_macs(hcds)
+    problems += check_names_are_not_macs(hcds)
     problems += check_host_scds(hcds, scds)
     problems += check_host_files(hcds, directory)
     return problems

@@ -67,6 +67,8 @@ CASES = [
      "scd/web-1.xml:2", "inheritance cycle"),
     ("duplicate-host", write("hcd/web01-again.xml", hcd("web01", "")),
      "hcd/web01-again.xml:2", "duplicate host name 'web01'"),
+    ("host-named-like-a-mac", write("hcd/mac-named.xml", hcd("52-54-00-00-00-13", "")),
+     "hcd/mac-named.xml:2", "written like a MAC address"),
     ("duplicate-mac", replace("hcd/db02.xml", "52:54:00:00:00:07", "52:54:00:00:00:06"),
      "hcd/db02.xml:3", "duplicate MAC address '52:54:00:00:00:06'"),
     ("malformed-mac", replace("hcd/db02.xml", "52:54:00:00:00:07", "52:54:00:00:07"),
