@@ -28,16 +28,20 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ais.errors import ClientError
 from ais.run import run
-from ais.stream.format import ImageHeader
-from ais.stream.writer import write_image
+
+if TYPE_CHECKING:
+    from ais.contracts import ImageHeader
 
 
-def trusted_header(plan: dict) -> ImageHeader:
+def trusted_header(plan: dict) -> "ImageHeader":
     """The plan's inline header, accepted only if it hashes to the plan's header_sha256."""
     image = plan["image"]
+    from ais.contracts import ImageHeader
+
     header = ImageHeader.from_json(json.dumps(image["header"]))
     if header.sha256() != image["header_sha256"] or header.image_id != image["id"]:
         raise ClientError(f"the plan's header of image {image['id'][:12]} does not match its header_sha256")
@@ -51,6 +55,7 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     """
     from ais.stream.multicast import MulticastSource, interface_towards
     from ais.stream.unicast import UnicastSource
+    from ais.stream.writer import write_image
 
     header = trusted_header(plan)
     stream = plan["image"]["stream"]

@@ -21,22 +21,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ais.client import disk
-from ais.client.api import Api
-from ais.client.hostfiles import write_host_files
-from ais.client.packages import install_remainder
 from ais.client.record import make_record, report_body, write_record
 from ais.client.session import Session, say
-from ais.client.target import check_target
-from ais.client.verify import verify_target
 from ais.errors import AisError, ClientError
-from ais.stream.multicast import MulticastStalled
+
+if TYPE_CHECKING:
+    from ais.client.api import Api
+
+# Each `ais client <step>` is its own process at boot: a step imports what only it
+# needs (HTTP, the streamer, rpm) where it needs it, so every process starts fast.
 
 MiB = 1 << 20
 
 
-def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5) -> Api:
+def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5) -> "Api":
+    from ais.client.api import Api
+
     return Api(session.server, session.token, retries=retries, retry_delay=retry_delay)
 
 
@@ -57,7 +60,7 @@ def identify(session: Session, interface: str | None = None) -> None:
         say(f"this machine is {session.host}")
 
 
-def plan(session: Session, api: Api) -> None:
+def plan(session: Session, api: "Api") -> None:
     with session.phase("plan", f"asking {api.server}"):
         session.plan = api.plan(session.host)
     p = session.plan
@@ -76,6 +79,8 @@ def needed_bytes(p: dict) -> int:
 
 
 def check(session: Session) -> None:
+    from ais.client.target import check_target
+
     p = session.need_plan()
     with session.phase("check", f"target {session.target}"):
         size = check_target(session.target, needed_bytes(p))
@@ -100,6 +105,8 @@ def stream_image(session: Session, p: dict) -> dict:
     """The plan's image onto the target by the session's transport; a multicast session that makes
     no progress (nothing good arrives for the stall timeout: the path is blocked, or a neighbour
     floods it with forged datagrams) falls back to unicast, and the result says so."""
+    from ais.stream.multicast import MulticastStalled
+
     try:
         result = disk.write_planned_image(p, session.target, transport=session.transport, interface=session.interface)
         return {**result, "transport": session.transport, "transport_fallback": None}
@@ -129,7 +136,9 @@ def mount(session: Session) -> None:
         session.mounted = True
 
 
-def install(session: Session, api: Api) -> None:
+def install(session: Session, api: "Api") -> None:
+    from ais.client.packages import install_remainder
+
     p = session.need_plan()
     if session.dry_run:
         return say(f"would install {len(p['packages'])} RPMs in one transaction: "
@@ -138,7 +147,9 @@ def install(session: Session, api: Api) -> None:
         session.results["remainder"] = install_remainder(api, p, session.root)
 
 
-def files(session: Session, api: Api) -> None:
+def files(session: Session, api: "Api") -> None:
+    from ais.client.hostfiles import write_host_files
+
     p = session.need_plan()
     if session.dry_run:
         return say("would write host files: " + " ".join(f"{f['path']}({f['mode']} {f['owner']}:{f['group']})"
@@ -150,6 +161,8 @@ def files(session: Session, api: Api) -> None:
 def verify(session: Session) -> None:
     if session.dry_run:
         return say("would verify: rpm -qa equals the configuration, rpm -Va, host files")
+    from ais.client.verify import verify_target
+
     with session.phase("verify"):
         session.results["rpm_va_allowed"] = verify_target(session.need_plan(), session.root)
 
@@ -179,7 +192,7 @@ def fsck(session: Session) -> None:
         disk.fsck(session.target)
 
 
-def report(session: Session, api: Api) -> None:
+def report(session: Session, api: "Api") -> None:
     if session.dry_run:
         return say("would report success to the server")
     with session.phase("report"):
@@ -189,7 +202,7 @@ def report(session: Session, api: Api) -> None:
         f"(predicted {session.plan['predicted_seconds']['total']:.2f}s); report stored as #{answer.get('stored')}")
 
 
-def fail(session: Session, api: Api | None, phase: str, err: BaseException) -> None:
+def fail(session: Session, api: "Api | None", phase: str, err: BaseException) -> None:
     """The one failure path: unmount, tell the server, leave a readable message."""
     message = str(err) or type(err).__name__
     if session.mounted and session.root:
