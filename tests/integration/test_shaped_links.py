@@ -65,7 +65,7 @@ def serve_stream(lab, images, *extra):
 def get_image(lab, i, target, *extra):
     """`ais image get` in host i; returns its JSON summary."""
     proc = lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}", "--image", "img-s",
-                                "--json", *extra, str(target)))
+                                "--json", "--create-file", *extra, str(target)))
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err[-3000:]
     return json.loads(out)
@@ -93,7 +93,7 @@ def test_multicast_over_a_shaped_link(image, tmp_path):
         receivers = [lab.spawn(i, lab.ais(i, "image", "get", "--server", f"{lab.address(0)}:{TCP_PORT}",
                                           "--image", "img-s", "--multicast", f"{GROUP}:{MCAST_PORT}",
                                           "--interface", lab.address(i), "--stall-timeout", "20", "--json",
-                                          str(tmp_path / f"t{i}")))
+                                          "--create-file", str(tmp_path / f"t{i}")))
                      for i in (1, 2)]
         for proc in receivers:
             out, err = proc.communicate(timeout=90)
