@@ -8,6 +8,7 @@ raises one of these; only `ais.cli` turns them into messages and exit codes.
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -28,13 +29,25 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+ERRNO_HINTS = {
+    errno.ENOSPC: "the filesystem holding it is full",
+    errno.EFBIG: "beyond the file size limit (ulimit -f) or the filesystem's largest file",
+    errno.EIO: "the disk reported an I/O error: check or replace it",
+    errno.EROFS: "it is on a read-only filesystem",
+}
+
+
+def describe_errno(err: OSError) -> str:
+    """'No space left on device (ENOSPC: the filesystem holding it is full)'."""
+    name = errno.errorcode.get(err.errno or 0, str(err.errno))
+    hint = ERRNO_HINTS.get(err.errno)
+    return f"{err.strerror or os.strerror(err.errno or 0)} ({name}{': ' + hint if hint else ''})"
+
+
 def describe_os_error(err: OSError) -> str:
-    """'No space left on device (ENOSPC): /mnt/disk.img' — what the OS said, and where."""
-    name = errno.errorcode.get(err.errno or 0)
-    what = err.strerror or str(err)
-    if name:
-        what += f" ({name})"
+    """describe_errno, then the path(s) it is about: '... (ENOSPC: ...): /mnt/disk.img'."""
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    what = describe_errno(err) if err.errno else str(err)
     return f"{what}: {' -> '.join(paths)}" if paths else what
 
 

@@ -25,9 +25,8 @@ import posixpath
 from pathlib import Path
 
 from ais.client.api import Api
-from ais.errors import ClientError
+from ais.errors import ClientError, describe_errno
 from ais.files import write_atomic
-from ais.stream.target import describe_errno
 
 
 def read_ids(root: str | os.PathLike, table: str) -> dict[str, int]:

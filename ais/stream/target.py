@@ -45,7 +45,7 @@ import struct
 from contextlib import contextmanager
 from pathlib import Path
 
-from ais.errors import BadInput, StreamError
+from ais.errors import BadInput, StreamError, describe_errno
 
 SYS_BLOCK = Path("/sys/block")
 LOOP_MAJOR = 7
@@ -54,14 +54,6 @@ LOOP_GET_STATUS64 = 0x4C05
 # lo_encrypt_type, lo_encrypt_key_size, lo_flags (u32); file name, crypt name (64 bytes each),
 # key (32 bytes); lo_init[2] (u64).
 LOOP_INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
-HINTS = {
-    errno.ENOSPC: "the filesystem holding it is full",
-    errno.EFBIG: "beyond the file size limit (ulimit -f) or the filesystem's largest file",
-    errno.EIO: "the disk reported an I/O error: check or replace it",
-    errno.EROFS: "it is on a read-only filesystem",
-}
-
-
 class TargetRefused(BadInput):
     """The named target must not (or cannot) be written; nothing was. Exit 2."""
 
@@ -71,13 +63,6 @@ class TargetIOError(StreamError):
 
 
 # ------------------------------------------------------------------ world errors
-
-
-def describe_errno(err: OSError) -> str:
-    """'No space left on device (ENOSPC: the filesystem holding it is full)'."""
-    name = errno.errorcode.get(err.errno, str(err.errno))
-    hint = HINTS.get(err.errno)
-    return f"{err.strerror or os.strerror(err.errno)} ({name}{': ' + hint if hint else ''})"
 
 
 def io_failure(err: OSError, path: str | os.PathLike, doing: str) -> TargetIOError:
