@@ -59,7 +59,7 @@ test-latest: packages
 	$(BUILD)/venv-latest/bin/pip install -q --upgrade pip
 	$(BUILD)/venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
 	$(BUILD)/venv-latest/bin/pip freeze --exclude-editable
-	$(BUILD)/venv-latest/bin/python -m pytest -q tests/unit
+	$(BUILD)/venv-latest/bin/python -m pytest -q tests/unit tests/aislab
 	$(BUILD)/venv-latest/bin/python -m pytest -q tests/integration
 
 # The demo RPM repository, built by rpmbuild + createrepo_c (incremental).
