@@ -56,7 +56,7 @@ lock:
 test-latest: packages
 	rm -rf $(BUILD)/venv-latest
 	$(PYTHON) -m venv $(BUILD)/venv-latest
-	$(BUILD)/venv-latest/bin/pip install -q --upgrade pip
+	$(BUILD)/venv-latest/bin/pip install -q --upgrade pip setuptools
 	$(BUILD)/venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
 	$(BUILD)/venv-latest/bin/pip freeze --exclude-editable
 	$(BUILD)/venv-latest/bin/python -m pytest -q tests/unit tests/aislab
