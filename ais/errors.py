@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding about an input: where it is and what to do about it."""
+class Problem(namedtuple("Problem", "file line message")):
+    """One finding about an input: its file, line (or None) and what to do about it.
 
-    file: str
-    line: int | None
-    message: str
+    (A plain named tuple: every `ais` process imports this module, and a booting
+    client starts a dozen of them; dataclasses and typing cost it milliseconds.)
+    """
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"

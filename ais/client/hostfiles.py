@@ -23,10 +23,13 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ais.client.api import Api
 from ais.errors import ClientError, describe_errno
 from ais.files import write_atomic
+
+if TYPE_CHECKING:
+    from ais.client.api import Api
 
 
 def read_ids(root: str | os.PathLike, table: str) -> dict[str, int]:
@@ -99,7 +102,7 @@ def write_one(root: str, path: str, final: Path, data: bytes, mode: int, uid: in
         raise ClientError(f"host file {path}: writing {final} failed: {describe_errno(err)}") from err
 
 
-def write_host_files(api: Api, plan: dict, root: str, scratch: Path) -> list[str]:
+def write_host_files(api: "Api", plan: dict, root: str, scratch: Path) -> list[str]:
     users, groups = read_ids(root, "passwd"), read_ids(root, "group")
     written = []
     scratch.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,6 @@ import json
 import time
 from pathlib import Path
 
-from ais.contracts import InstallRecord, InstallReport, conform
 from ais.files import write_atomic
 
 RECORD_PATH = "/var/lib/ais/install.json"
@@ -36,6 +35,8 @@ def measured_seconds(timings: dict) -> float:
 
 
 def make_record(session, *, remainder: list[str] | None = None, allowed_va: list[str] | None = None) -> dict:
+    from ais.contracts import InstallRecord, conform
+
     plan = session.plan or {}
     image = plan.get("image") or None
     return conform({
@@ -74,6 +75,8 @@ def write_record(root: str, record: dict) -> None:
 
 def report_body(session, status: str, *, record: dict | None = None, phase: str | None = None,
                 message: str | None = None) -> dict:
+    from ais.contracts import InstallReport, conform
+
     plan = session.plan or {}
     return conform({
         "status": status,
