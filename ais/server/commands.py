@@ -72,6 +72,11 @@ def register(subparsers) -> None:
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often the descriptors are checked for changes; the manifest is "
                         "checked on every request [%(default)s]")
+    p.add_argument("--boot-target", default=None, metavar="DEV",
+                   help="the disk the iPXE scripts at /v1/boot/ipxe/<mac> tell hosts to reinstall "
+                        "(ais.target=); without it no boot scripts are served [off]")
+    p.add_argument("--boot-append", default="", metavar="ARGS",
+                   help="more kernel arguments for the iPXE scripts, e.g. 'console=ttyS0' [none]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
@@ -102,6 +107,7 @@ def config_from_args(args) -> Config:
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
         advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
+        boot_target=args.boot_target, boot_append=args.boot_append,
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

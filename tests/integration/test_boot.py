@@ -1,0 +1,133 @@
+"""Real boot: a QEMU virtual machine (TCG) boots AIS's boot environment and reinstalls its own disk.
+
+The boot environment is built by the real `ais bootenv build` (Debian packages via
+apt); a real `ais serve` on this host serves it (/v1/boot/vmlinuz, /v1/boot/initrd) and
+the iPXE script of the VM's MAC, whose kernel command line the VM boots with. The VM
+reaches the server at 10.0.2.2 through QEMU's user network. After the VM has rebooted
+(QEMU runs with -no-reboot, so a guest reboot ends it) the host checks the disk image:
+exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
+the install record equal to the one the server's history stored with status ok.
+A wrong ais.server= stops the boot in its step find_server with a banner on the
+console, and the disk stays untouched. Every QEMU run is bounded by `timeout` and killed
+when the test ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ais.cost import CostModel, save_calibration
+from ais.descriptors import load_site
+from ais.run import run
+from aislab.disks import target_facts
+from aislab.net import ais_command
+from aislab.qemu import Vm, fetch, kernel_args_of
+from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTENV_CACHE = ROOT / "build" / "test-bootenv"  # kept between runs: a rebuild happens only when inputs change
+MAC = "52:54:00:00:00:06"  # db01's in its HCD
+DISK_MIB = 1024
+pytestmark = pytest.mark.root
+
+
+def bootenv_build(cache: Path) -> dict:
+    proc = run([*ais_command("bootenv", "build", "--cache", str(cache), "--json")], check=False, timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def bootenv():
+    first = bootenv_build(BOOTENV_CACHE)
+    again = bootenv_build(BOOTENV_CACHE)  # same inputs: nothing is built
+    assert again["built"] is False and again["key"] == first["key"]
+    return again
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, repo_dir, bootenv):
+    base = tmp_path_factory.mktemp("boot")
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["db"], ["db01"])
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    cache = base / "cache"
+    manifest = publish_base_cache(descriptors, repo_dir, cache, cost=cost)
+    (cache / "bootenv").symlink_to(BOOTENV_CACHE / "bootenv")  # the server serves what the build published
+    site = load_site(descriptors, repo_dir)
+    with ServeProcess(descriptors, repo_dir, cache, base / "history.sqlite", "--advertise", "10.0.2.2",
+                      "--boot-target", "/dev/vda", "--boot-append", "console=ttyS0 ais.final=poweroff") as server:
+        yield {"base": base, "site": site, "server": server, "manifest": manifest}
+
+
+def boot_files(lab, tmp_path) -> tuple[Path, Path, str]:
+    """The kernel, the initramfs and the kernel command line, as the server hands them out."""
+    server = lab["server"]
+    status, _, script = request(server, "GET", f"/v1/boot/ipxe/{MAC}")
+    assert status == 200, script
+    port = server.url.rsplit(":", 1)[1]
+    kernel = fetch(f"{server.url}/v1/boot/vmlinuz", tmp_path / "vmlinuz")
+    initrd = fetch(f"{server.url}/v1/boot/initrd", tmp_path / "initrd.img")
+    current = json.loads((lab["base"] / "cache" / "bootenv" / "current.json").read_text())
+    assert hashlib.sha256(kernel.read_bytes()).hexdigest() == current["kernel_sha256"]
+    assert hashlib.sha256(initrd.read_bytes()).hexdigest() == current["initrd_sha256"]
+    # The script names the server as the request reached it (127.0.0.1); the VM reaches it at 10.0.2.2.
+    args = kernel_args_of(script.decode()).replace(f"127.0.0.1:{port}", f"10.0.2.2:{port}")
+    return kernel, initrd, args
+
+
+def history(lab, host):
+    with sqlite3.connect(lab["base"] / "history.sqlite") as db:
+        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
+    return [(status, json.loads(report)) for status, report in rows]
+
+
+def blank_disk(path: Path) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(DISK_MIB << 20)
+    return path
+
+
+def test_a_vm_boots_the_boot_environment_and_reinstalls_its_disk(lab, tmp_path):
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    assert "ais.host=db01" in args and "ais.target=/dev/vda" in args and "ais.token=fb9577bf" in args
+    disk = blank_disk(tmp_path / "disk.img")
+    with Vm(tmp_path / "vm", kernel=kernel, initrd=initrd, append=args, disk=disk, mac=MAC, timeout=900) as vm:
+        code = vm.wait(timeout=960)
+        console = vm.console()
+    assert code == 0, console[-3000:]  # the guest rebooted (ais-boot's reboot -f) and -no-reboot ended QEMU
+    for line in ("ais-init: network_up: eth0 has 10.0.2.15", "ais-init: find_server:", "reinstalled db01",
+                 "reinstalled; rebooting"):
+        assert line in console, console[-3000:]
+    site = lab["site"]
+    hcd = next(h for h in site.hosts if h.name == "db01")
+    facts = target_facts(str(disk), [f.path for f in hcd.files])
+    assert facts["nevras"] == set(site.configuration(hcd.scd).nevras)
+    assert facts["rpm_va"] == "" and facts["fsck_rc"] == 0 and not facts["staging_left"]
+    for f in hcd.files:
+        content, mode, uid, gid = facts["files"][f.path]
+        assert (content, mode, uid, gid) == (f.content, f.mode, 0, 0)
+    status, report = history(lab, "db01")[-1]
+    assert status == "ok" and report["record"] == facts["record"] and facts["record"]["host"] == "db01"
+
+
+def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tmp_path):
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    closed = "http://10.0.2.2:9"  # the host's loopback, a port nothing listens on
+    args = " ".join(f"ais.server={closed}" if w.startswith("ais.server=") else w for w in args.split())
+    disk = blank_disk(tmp_path / "disk.img")
+    before = len(history(lab, "db01"))
+    with Vm(tmp_path / "vm", kernel=kernel, initrd=initrd, append=args, disk=disk, mac=MAC, timeout=600) as vm:
+        code = vm.wait(timeout=660)
+        console = vm.console()
+    assert code == 0, console[-3000:]  # ais.final=poweroff: the guest powered off
+    assert f"BOOT FAILED in step 'find_server': the AIS server {closed} does not answer" in console
+    assert "run_ais_boot" not in console
+    with open(disk, "rb") as f:
+        assert f.read(64 << 20).count(0) == 64 << 20  # still all zeros
+    assert len(history(lab, "db01")) == before
