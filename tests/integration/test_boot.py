@@ -93,6 +93,59 @@ def blank_disk(path: Path) -> Path:
     return path
 
 
+ROUTES = [  # (method, path, headers, status, words in the answer)
+    ("GET", f"/v1/boot/ipxe/{MAC}", {}, 200, "ais.host=db01 ais.token=fb9577bf9257dd86cd19d77acdaf07b7"),
+    ("GET", f"/v1/boot/ipxe/{MAC.replace(':', '-').upper()}", {}, 200, "initrd --name initrd.img http://"),
+    ("GET", "/v1/boot/ipxe/52:54:00:00:00:99", {}, 404, "no HCD has the MAC address 52:54:00:00:00:99"),
+    ("GET", "/v1/boot/ipxe/db01", {}, 400, "malformed MAC address"),
+    ("GET", f"/v1/boot/ipxe/{MAC}", {"Host": "bad host"}, 400, "Host header"),
+    ("GET", "/v1/boot/kernel", {}, 404, "no such boot file"),
+    ("POST", "/v1/boot/vmlinuz", {}, 405, "use GET or HEAD"),
+    ("HEAD", "/v1/boot/initrd", {}, 200, ""),
+    ("GET", "/v1/boot/vmlinuz", {"Range": "bytes=0-3"}, 206, ""),
+]
+
+
+@pytest.mark.parametrize("method, path, headers, status, words", ROUTES, ids=[f"{r[0]} {r[1]} {r[3]}" for r in ROUTES])
+def test_boot_routes(lab, method, path, headers, status, words):
+    got, answer_headers, body = request(lab["server"], method, path, headers)
+    assert got == status, body
+    assert words.encode() in body
+    if path == "/v1/boot/vmlinuz" and status == 206:
+        assert len(body) == 4 and body[:2] == b"MZ"  # a bzImage starts with MZ
+        assert answer_headers["ETag"].strip('"') == json.loads(
+            (lab["base"] / "cache" / "bootenv" / "current.json").read_text())["kernel_sha256"]
+
+
+def test_a_server_without_boot_target_or_boot_environment_says_so(lab, tmp_path, repo_dir):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(lab["base"] / "cache", cache, symlinks=True, ignore=shutil.ignore_patterns("bootenv"))
+    with ServeProcess(lab["base"] / "descriptors", repo_dir, cache, tmp_path / "history.sqlite") as server:
+        status, _, body = request(server, "GET", f"/v1/boot/ipxe/{MAC}")
+        assert status == 404 and b"start it with --boot-target DEV" in body
+        status, _, body = request(server, "GET", "/v1/boot/initrd")
+        assert status == 404 and b"no boot environment is built: run `ais bootenv build`" in body
+
+
+BAD_SERVE_OPTIONS = [
+    (["--boot-target", "vda"], "--boot-target: expected a device path"),
+    (["--boot-target", "/dev/vda", "--boot-append", "ais.token=x"], "ais.token= is set by the server itself"),
+    (["--boot-target", "/dev/vda", "--boot-append", 'a="b c"'], "without quotes"),
+]
+
+
+@pytest.mark.parametrize("options, words", BAD_SERVE_OPTIONS)
+def test_bad_boot_options_exit_2(lab, tmp_path, repo_dir, options, words):
+    proc = run([*ais_command("serve", "--descriptors", str(lab["base"] / "descriptors"), "--repo", str(repo_dir),
+                             "--cache", str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite"),
+                             "--listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0", "--seconds", "0",
+                             *options)], check=False, timeout=60)
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "cache").exists()
+
+
 def test_a_vm_boots_the_boot_environment_and_reinstalls_its_disk(lab, tmp_path):
     kernel, initrd, args = boot_files(lab, tmp_path)
     assert "ais.host=db01" in args and "ais.target=/dev/vda" in args and "ais.token=fb9577bf" in args
