@@ -1,11 +1,15 @@
 """Virtual machines for tests: QEMU under TCG booting a kernel + initramfs, bounded and cleaned up.
 
-What it does: `Vm(workdir, kernel=, initrd=, append=, disk=, mac=)` starts
+What it does: `Vm(workdir, disk=, mac=, kernel=, initrd=, append=)` starts
 `timeout -k 5 T qemu-system-x86_64 -accel tcg` (this machine has no usable
 KVM) with no default devices, one virtio disk (a raw image file), one virtio
 NIC on QEMU's user network (the guest gets 10.0.2.15 by DHCP and reaches the
 host's 127.0.0.1 at 10.0.2.2), the serial console into a log file, and
--no-reboot (a guest reboot or power-off ends QEMU). `wait()` waits for QEMU
+-no-reboot (a guest reboot or power-off ends QEMU). It boots the kernel and
+initramfs given, or, with `netboot=URL` instead, boots from the network as a
+machine does: the firmware's PXE ROM (iPXE, Debian's ipxe-qemu) asks QEMU's
+DHCP, which hands out URL as the boot file, and iPXE fetches and runs the
+script there (`ais serve`'s /v1/boot/ipxe/<mac>). `wait()` waits for QEMU
 to end (the guest powered off or rebooted; or `timeout` killed it: exit 124);
 `wait_for_console(text)` waits for a line on the console; `close()` kills
 QEMU's process group if it still runs. Use it as a context manager.
@@ -33,9 +37,9 @@ QEMU = "qemu-system-x86_64"
 
 
 class Vm:
-    def __init__(self, workdir: Path, *, kernel: Path, initrd: Path, append: str, disk: Path,
-                 mac: str = "52:54:00:12:34:56", memory_mib: int = 1024, timeout: float = 300.0,
-                 machine: str = "pc"):
+    def __init__(self, workdir: Path, *, disk: Path, mac: str = "52:54:00:12:34:56", kernel: Path | None = None,
+                 initrd: Path | None = None, append: str = "", netboot: str | None = None,
+                 memory_mib: int = 1024, timeout: float = 300.0, machine: str = "pc"):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.console_path = self.workdir / "console.log"
@@ -43,13 +47,23 @@ class Vm:
         self.argv = ["timeout", "-k", "5", str(int(timeout)), QEMU, "-accel", "tcg", "-M", machine,
                      "-m", str(memory_mib), "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none",
                      "-monitor", "none", "-serial", f"file:{self.console_path}",
-                     "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+                     *self._boot(kernel, initrd, append, netboot),
                      "-drive", f"file={disk},format=raw,if=virtio",
-                     "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+                     "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
         self._log = open(self.workdir / "qemu.log", "wb")
         self.started = time.monotonic()
         self.proc = start(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                           start_new_session=True)
+
+    @staticmethod
+    def _boot(kernel, initrd, append: str, netboot: str | None) -> list[str]:
+        if netboot is not None:
+            if "," in netboot or kernel or initrd:
+                raise WorldError("netboot= is a URL without commas, and excludes kernel= and initrd=")
+            return ["-boot", "n", "-netdev", f"user,id=n0,bootfile={netboot}"]
+        if not (kernel and initrd):
+            raise WorldError("a VM boots a kernel and an initramfs, or from the network (netboot=URL)")
+        return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append, "-netdev", "user,id=n0"]
 
     def console(self) -> str:
         return self.console_path.read_text(errors="replace")

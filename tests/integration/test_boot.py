@@ -2,8 +2,10 @@
 
 The boot environment is built by the real `ais bootenv build` (Debian packages via
 apt); a real `ais serve` on this host serves it (/v1/boot/vmlinuz, /v1/boot/initrd) and
-the iPXE script of the VM's MAC, whose kernel command line the VM boots with. The VM
-reaches the server at 10.0.2.2 through QEMU's user network. After the VM has rebooted
+the iPXE script of the VM's MAC. The VM boots from the network as a machine does: its
+firmware's iPXE gets the script's URL from QEMU's DHCP, fetches the script, the kernel
+and the initramfs from the server, which it reaches at 10.0.2.2 through QEMU's user
+network. After the VM has rebooted
 (QEMU runs with -no-reboot, so a guest reboot ends it) the host checks the disk image:
 exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
 the install record equal to the one the server's history stored with status ok.
@@ -146,17 +148,24 @@ def test_bad_boot_options_exit_2(lab, tmp_path, repo_dir, options, words):
     assert "Traceback" not in proc.stderr and not (tmp_path / "cache").exists()
 
 
-def test_a_vm_boots_the_boot_environment_and_reinstalls_its_disk(lab, tmp_path):
-    kernel, initrd, args = boot_files(lab, tmp_path)
-    assert "ais.host=db01" in args and "ais.target=/dev/vda" in args and "ais.token=fb9577bf" in args
+def test_a_vm_boots_from_the_network_and_reinstalls_its_disk(lab, tmp_path):
+    """Firmware PXE -> iPXE -> the script of its MAC from ais serve -> kernel + initramfs -> ais-boot."""
+    server = lab["server"]
+    port = server.url.rsplit(":", 1)[1]
     disk = blank_disk(tmp_path / "disk.img")
-    with Vm(tmp_path / "vm", kernel=kernel, initrd=initrd, append=args, disk=disk, mac=MAC, timeout=900) as vm:
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, netboot=f"http://10.0.2.2:{port}/v1/boot/ipxe/{MAC}",
+            timeout=900) as vm:
         code = vm.wait(timeout=960)
         console = vm.console()
     assert code == 0, console[-3000:]  # the guest rebooted (ais-boot's reboot -f) and -no-reboot ended QEMU
+    assert f"Command line: initrd=initrd.img ais.server=http://10.0.2.2:{port} ais.target=/dev/vda ais.host=db01" \
+        in console
     for line in ("ais-init: network_up: eth0 has 10.0.2.15", "ais-init: find_server:", "reinstalled db01",
                  "reinstalled; rebooting"):
         assert line in console, console[-3000:]
+    for route in ("/v1/boot/ipxe/52%3A54%3A00%3A00%3A00%3A06\" 200", "/v1/boot/vmlinuz\" 200",
+                  "/v1/boot/initrd\" 200"):
+        assert route in server.log()  # what iPXE fetched came from this server
     site = lab["site"]
     hcd = next(h for h in site.hosts if h.name == "db01")
     facts = target_facts(str(disk), [f.path for f in hcd.files])
@@ -175,7 +184,7 @@ def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tm
     args = " ".join(f"ais.server={closed}" if w.startswith("ais.server=") else w for w in args.split())
     disk = blank_disk(tmp_path / "disk.img")
     before = len(history(lab, "db01"))
-    with Vm(tmp_path / "vm", kernel=kernel, initrd=initrd, append=args, disk=disk, mac=MAC, timeout=600) as vm:
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd, append=args, timeout=600) as vm:
         code = vm.wait(timeout=660)
         console = vm.console()
     assert code == 0, console[-3000:]  # ais.final=poweroff: the guest powered off
