@@ -12,7 +12,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup clean
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot clean
 
 all: test
 
@@ -97,6 +97,10 @@ bench-install: setup
 
 bench-startup: setup
 	$(PY) bench/startup.py
+
+# One VM (QEMU, TCG) boots from the network and reinstalls itself; milestones timed.
+bench-boot: setup
+	$(PY) bench/boot.py
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache

@@ -9,8 +9,9 @@ network. After the VM has rebooted
 (QEMU runs with -no-reboot, so a guest reboot ends it) the host checks the disk image:
 exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
 the install record equal to the one the server's history stored with status ok.
-A wrong ais.server= stops the boot in its step find_server with a banner on the
-console, and the disk stays untouched. Every QEMU run is bounded by `timeout` and killed
+A disk too small is refused inside the VM and the failure (phase check) reaches the
+server's history; a wrong ais.server= stops the boot in its step find_server with a
+banner on the console. In both, the disk stays untouched. Every QEMU run is bounded by `timeout` and killed
 when the test ends.
 """
 
@@ -95,6 +96,20 @@ def blank_disk(path: Path) -> Path:
     return path
 
 
+def test_two_builds_of_the_same_inputs_are_the_same_bytes(bootenv, tmp_path):
+    """Reproducible: another cache, another time, the same kernel and initramfs (the .debs are linked, not
+    downloaded again)."""
+    debs = tmp_path / "cache" / "bootenv" / "debs"
+    debs.mkdir(parents=True)
+    for deb in (BOOTENV_CACHE / "bootenv" / "debs").glob("*.deb"):
+        (debs / deb.name).hardlink_to(deb)
+    again = bootenv_build(tmp_path / "cache")
+    assert again["built"] is True and again["key"] == bootenv["key"]
+    ours = json.loads((tmp_path / "cache" / "bootenv" / "current.json").read_text())
+    shared = json.loads((BOOTENV_CACHE / "bootenv" / "current.json").read_text())
+    assert (ours["initrd_sha256"], ours["kernel_sha256"]) == (shared["initrd_sha256"], shared["kernel_sha256"])
+
+
 ROUTES = [  # (method, path, headers, status, words in the answer)
     ("GET", f"/v1/boot/ipxe/{MAC}", {}, 200, "ais.host=db01 ais.token=fb9577bf9257dd86cd19d77acdaf07b7"),
     ("GET", f"/v1/boot/ipxe/{MAC.replace(':', '-').upper()}", {}, 200, "initrd --name initrd.img http://"),
@@ -176,6 +191,23 @@ def test_a_vm_boots_from_the_network_and_reinstalls_its_disk(lab, tmp_path):
         assert (content, mode, uid, gid) == (f.content, f.mode, 0, 0)
     status, report = history(lab, "db01")[-1]
     assert status == "ok" and report["record"] == facts["record"] and facts["record"]["host"] == "db01"
+
+
+def test_a_disk_too_small_is_refused_in_the_vm_and_the_server_is_told(lab, tmp_path):
+    """A failure of ais-boot inside the boot environment reaches the server's history."""
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(16 << 20)  # the image's filesystem needs more
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd, append=args, timeout=600) as vm:
+        code = vm.wait(timeout=660)
+        console = vm.console()
+    assert code == 0, console[-3000:]  # ais.final=poweroff after the failure
+    assert "REINSTALL FAILED in phase 'check'" in console and "ais-boot failed with exit code 1" in console
+    status, report = history(lab, "db01")[-1]
+    assert status == "failed" and report["phase"] == "check" and "use a larger disk" in report["message"]
+    with open(disk, "rb") as f:
+        assert f.read().count(0) == 16 << 20  # nothing written
 
 
 def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tmp_path):
