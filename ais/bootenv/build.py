@@ -23,7 +23,8 @@ failure names its step):
             CACHE/bootenv/current.json names it (written atomically); `ais serve` serves it
 
 Reads: apt's package lists, the ais package and the installed msgspec and
-zstandard. Fails with `WorldError`/`ToolError` (exit 1) naming the step: an
+zstandard. Fails with `UsageError` (exit 2, nothing done) for a --cache that is
+not a directory, and with `WorldError`/`ToolError` (exit 1) naming the step: an
 unknown package, a download whose SHA256 differs, a library no package of the
 recipe provides, a module that does not exist, a check that fails. Returns a
 `Built` record (key, paths, whether it was built now).
@@ -48,7 +49,7 @@ import ais
 from ais.bootenv import apt, elf, recipe
 from ais.bootenv.cpio import write_newc
 from ais.contracts import BootEnvironment, decode, encode
-from ais.errors import AisError, BuildError, WorldError
+from ais.errors import AisError, BuildError, UsageError, WorldError
 from ais.files import file_sha256, write_atomic
 from ais.run import run
 
@@ -373,6 +374,9 @@ def publish_current(base: Path, info: dict) -> None:
 def build(cache: Path, *, quiet: bool = False) -> Built:
     steps = Steps(quiet)
     base = bootenv_dir(cache)
+    for path in (Path(cache), *Path(cache).parents):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--cache {cache}: {path} is not a directory")
     debs, _ = steps.run("resolve", resolve)
     python = python_files()
     key, _ = steps.run("key", input_key, debs, python)
@@ -406,8 +410,9 @@ def build(cache: Path, *, quiet: bool = False) -> Built:
 
 
 def _publish(out: Path, final: Path, base: Path, info: dict) -> tuple[None, str]:
-    if final.exists():  # another build of the same inputs finished first: its result is the same
-        shutil.rmtree(final)
-    os.rename(out, final)
+    if final.exists():  # another build of the same inputs finished first: same bytes, and it may be served
+        shutil.rmtree(out)
+    else:
+        os.rename(out, final)
     publish_current(base, info)
     return None, str(final)

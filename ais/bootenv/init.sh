@@ -3,7 +3,8 @@
 # up, then run ais-boot, which reinstalls the disk and reports to the server.
 #
 # Named steps, in order. Each prints "ais-init: <step>: ..." on the console; a step
-# that fails stops the boot with a banner naming the step and why:
+# that fails stops the boot with a banner naming the step and why, and once the server
+# has answered, the server is told too (a "failed" report with the step as its phase):
 #   mount_pseudo     /proc, /sys, /dev (devtmpfs), /run, /tmp
 #   install_applets  busybox's applets as symlinks (the tools of e2fsprogs and rpm stay)
 #   load_modules     disk, NIC and ext4 modules, in dependency order (/etc/ais/modules)
@@ -18,6 +19,7 @@
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 FINAL=shell
+SERVER_UP=
 
 say() {
     echo "ais-init: $*"
@@ -47,12 +49,36 @@ finish() {
     done
 }
 
+# Tell the server of a failure of a step of this init, when it can be told: it answered
+# /v1/health, and the command line names the host and carries its token. (ais-boot
+# reports the failures of its own steps.)
+tell_server() {
+    host=$(cmdline_value ais.host)
+    token=$(cmdline_value ais.token)
+    [ -n "$SERVER_UP" ] && [ -n "$host" ] && [ -n "$token" ] || return 1
+    AIS_TOKEN=$token python3.11 -I -c 'import http.client, json, os, sys, urllib.parse
+server, host, phase, message = sys.argv[1:5]
+url = urllib.parse.urlsplit(server)
+body = json.dumps({"status": "failed", "phase": phase, "message": message[:4000]}).encode()
+conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+conn.request("POST", "/v1/hosts/" + urllib.parse.quote(host) + "/report", body=body,
+             headers={"Authorization": "Bearer " + os.environ["AIS_TOKEN"], "Content-Type": "application/json"})
+answer = conn.getresponse()
+print(answer.read().decode(errors="replace").strip())
+sys.exit(answer.status != 201)' "$SERVER" "$host" "$1" "$2" > /run/ais-told 2>&1
+}
+
 fail() {
     step=$1
     shift
+    if tell_server "$step" "$*"; then
+        told="the server was told: $(cat /run/ais-told)"
+    else
+        told="the server could not be told"
+    fi
     say "============================================================"
     say "BOOT FAILED in step '$step': $*"
-    say "nothing was written to any disk"
+    say "nothing was written to any disk; $told"
     say "============================================================"
     finish
 }
@@ -130,6 +156,7 @@ find_server() {
         sleep 2
     done
     say "find_server: $SERVER answers: $(cat /run/ais-health)"
+    SERVER_UP=yes
 }
 
 wait_for_target() {

@@ -10,8 +10,9 @@ network. After the VM has rebooted
 exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
 the install record equal to the one the server's history stored with status ok.
 A disk too small is refused inside the VM and the failure (phase check) reaches the
-server's history; a wrong ais.server= stops the boot in its step find_server with a
-banner on the console. In both, the disk stays untouched. Every QEMU run is bounded by `timeout` and killed
+server's history; a target disk that does not appear stops the boot in the init's step
+wait_for_target, and the server is told too; a wrong ais.server= stops the boot in its
+step find_server with a banner on the console (no server to tell). In both, the disk stays untouched. Every QEMU run is bounded by `timeout` and killed
 when the test ends.
 """
 
@@ -108,6 +109,18 @@ def test_two_builds_of_the_same_inputs_are_the_same_bytes(bootenv, tmp_path):
     ours = json.loads((tmp_path / "cache" / "bootenv" / "current.json").read_text())
     shared = json.loads((BOOTENV_CACHE / "bootenv" / "current.json").read_text())
     assert (ours["initrd_sha256"], ours["kernel_sha256"]) == (shared["initrd_sha256"], shared["kernel_sha256"])
+
+
+BAD_CACHES = {"a file": "cache", "below a file": "cache/sub"}
+
+
+@pytest.mark.parametrize("case", list(BAD_CACHES))
+def test_a_cache_that_is_not_a_directory_is_bad_input(tmp_path, case):
+    (tmp_path / "cache").write_text("not a directory\n")
+    proc = run([*ais_command("bootenv", "build", "--cache", str(tmp_path / BAD_CACHES[case]))], check=False,
+               timeout=120)
+    assert proc.returncode == 2 and "is not a directory" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and (tmp_path / "cache").read_text() == "not a directory\n"
 
 
 ROUTES = [  # (method, path, headers, status, words in the answer)
@@ -210,6 +223,23 @@ def test_a_disk_too_small_is_refused_in_the_vm_and_the_server_is_told(lab, tmp_p
         assert f.read().count(0) == 16 << 20  # nothing written
 
 
+def test_a_missing_target_disk_stops_the_boot_and_the_server_is_told(lab, tmp_path):
+    """A failure of the init's own steps after the server answered reaches the history too."""
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    args = args.replace("ais.target=/dev/vda", "ais.target=/dev/vdz")
+    disk = blank_disk(tmp_path / "disk.img")
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd, append=args, timeout=600) as vm:
+        code = vm.wait(timeout=660)
+        console = vm.console()
+    assert code == 0, console[-3000:]
+    assert "BOOT FAILED in step 'wait_for_target': the target disk /dev/vdz did not appear" in console
+    assert "nothing was written to any disk; the server was told" in console
+    status, report = history(lab, "db01")[-1]
+    assert (status, report["phase"]) == ("failed", "wait_for_target") and "/dev/vdz" in report["message"]
+    with open(disk, "rb") as f:
+        assert f.read(64 << 20).count(0) == 64 << 20
+
+
 def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tmp_path):
     kernel, initrd, args = boot_files(lab, tmp_path)
     closed = "http://10.0.2.2:9"  # the host's loopback, a port nothing listens on
@@ -221,6 +251,7 @@ def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tm
         console = vm.console()
     assert code == 0, console[-3000:]  # ais.final=poweroff: the guest powered off
     assert f"BOOT FAILED in step 'find_server': the AIS server {closed} does not answer" in console
+    assert "the server could not be told" in console
     assert "run_ais_boot" not in console
     with open(disk, "rb") as f:
         assert f.read(64 << 20).count(0) == 64 << 20  # still all zeros
