@@ -27,6 +27,8 @@ $(BUILD)/.debs: Makefile
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+	@# `ais bootenv build` (tests/integration/test_boot.py) asks apt's lists for the boot environment's packages
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
 	@touch $@
 
 # The venv uses a 3.11 interpreter: the `rpm` shim loads Debian's 3.11 bindings.

@@ -48,7 +48,7 @@ from pathlib import Path
 import ais
 from ais.bootenv import apt, elf, recipe
 from ais.bootenv.cpio import write_newc
-from ais.contracts import BootEnvironment, decode, encode
+from ais.contracts import BootEnvironment, encode
 from ais.errors import AisError, BuildError, UsageError, WorldError
 from ais.files import file_sha256, write_atomic
 from ais.run import run
@@ -353,15 +353,6 @@ def pack(tree: Path, out: Path, kernel_src: Path) -> tuple[dict, str]:
 
 def bootenv_dir(cache: Path) -> Path:
     return Path(cache) / "bootenv"
-
-
-def read_current(cache: Path) -> BootEnvironment | None:
-    """What CACHE/bootenv/current.json names (None when nothing was built)."""
-    try:
-        data = (bootenv_dir(cache) / CURRENT).read_bytes()
-    except FileNotFoundError:
-        return None
-    return decode(data, BootEnvironment, str(bootenv_dir(cache) / CURRENT), WorldError)
 
 
 def publish_current(base: Path, info: dict) -> None:
