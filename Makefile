@@ -8,11 +8,11 @@ PY := $(VENV)/bin/python
 BUILD := build
 REPO := $(BUILD)/repo
 DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
-        shellcheck iproute2 util-linux sqlite3 lz4 libfuse3-3
+        shellcheck iproute2 util-linux sqlite3 lz4 libfuse3-3 qemu-system-x86
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup clean
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot clean
 
 all: test
 
@@ -27,6 +27,8 @@ $(BUILD)/.debs: Makefile
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+	@# `ais bootenv build` (tests/integration/test_boot.py) asks apt's lists for the boot environment's packages
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
 	@touch $@
 
 # The venv uses a 3.11 interpreter: the `rpm` shim loads Debian's 3.11 bindings.
@@ -97,6 +99,10 @@ bench-install: setup
 
 bench-startup: setup
 	$(PY) bench/startup.py
+
+# One VM (QEMU, TCG) boots from the network and reinstalls itself; milestones timed.
+bench-boot: setup
+	$(PY) bench/boot.py
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache

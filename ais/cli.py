@@ -37,6 +37,7 @@ COMMANDS = {
     "image": "ais.stream.commands",
     "serve": "ais.server.commands",
     "client": "ais.client.commands",
+    "bootenv": "ais.bootenv.commands",
 }
 
 

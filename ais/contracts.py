@@ -413,3 +413,21 @@ class InstallReport(Strict, kw_only=True):
     measured_seconds: Seconds | None = None
     predicted_seconds: Seconds | None = None
     record: InstallRecord | None = None
+
+
+# ------------------------------------------------------------------ the boot environment (ais bootenv build -> ais serve)
+
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+RelPath = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}/[A-Za-z0-9._-]{1,64}$")]
+
+
+class BootEnvironment(Strict, kw_only=True):
+    """CACHE/bootenv/current.json: the boot environment `ais serve` hands out at /v1/boot/."""
+
+    format: Literal[1] = 1
+    key: Sha256  # sha256 of its inputs; also the name of its directory
+    kernel: RelPath  # <key>/vmlinuz, relative to CACHE/bootenv
+    initrd: RelPath  # <key>/initrd.img
+    kernel_sha256: Sha256
+    initrd_sha256: Sha256
+    kernel_release: Name

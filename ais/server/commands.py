@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import threading
 from pathlib import Path
@@ -72,6 +73,11 @@ def register(subparsers) -> None:
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often the descriptors are checked for changes; the manifest is "
                         "checked on every request [%(default)s]")
+    p.add_argument("--boot-target", default=None, metavar="DEV",
+                   help="the disk the iPXE scripts at /v1/boot/ipxe/<mac> tell hosts to reinstall "
+                        "(ais.target=); without it no boot scripts are served [off]")
+    p.add_argument("--boot-append", default="", metavar="ARGS",
+                   help="more kernel arguments for the iPXE scripts, e.g. 'console=ttyS0' [none]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
@@ -93,6 +99,22 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def boot_target(text: str | None) -> str | None:
+    if text is not None and not re.fullmatch(r"/dev/[A-Za-z0-9._/-]{1,100}", text):
+        raise UsageError(f"--boot-target: expected a device path like /dev/sda, got {text[:60]!r}")
+    return text
+
+
+def boot_append(text: str) -> str:
+    """Kernel arguments (printable, no quotes); the server, target, host and token are the server's to set."""
+    if not re.fullmatch(r"[!#-&(-\[\]-~ ]{0,1000}", text):
+        raise UsageError("--boot-append: printable kernel arguments without quotes or backslashes, at most 1000")
+    own = [w for w in text.split() if w.split("=", 1)[0] in ("ais.server", "ais.target", "ais.host", "ais.token")]
+    if own:
+        raise UsageError(f"--boot-append: {own[0].split('=', 1)[0]}= is set by the server itself")
+    return text
+
+
 def config_from_args(args) -> Config:
     return Config(
         descriptors=Path(args.descriptors), repo=Path(args.repo), cache=Path(args.cache),
@@ -102,6 +124,7 @@ def config_from_args(args) -> Config:
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
         advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
+        boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

@@ -8,6 +8,8 @@ listening socket, (docs/server.md has the details):
   GET  /v1/packages/<file>.rpm             an RPM of the site, Range (sendfile)
   GET  /v1/images/<id>/header              the image header (canonical JSON)
   POST /v1/hosts/<name>/report             store an install report   (token)
+  GET  /v1/boot/vmlinuz, /v1/boot/initrd   the boot environment, Range (sendfile)
+  GET  /v1/boot/ipxe/<mac>                 the iPXE script of the host with that MAC
 HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
 carry the token of the host's HCD. A plan asked for by MAC answers the same
 403, naming no host, for an unknown MAC and for a missing or wrong token.
@@ -51,6 +53,7 @@ from multidict import CIMultiDict
 
 from ais.contracts import InstallReport, decode, to_builtins
 from ais.errors import BadInput
+from ais.server.boot import boot_file, current, ipxe_script
 
 log = logging.getLogger("ais.server.http")
 
@@ -59,6 +62,7 @@ MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0
 RPM_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm")
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 INDEX = re.compile(r"\d{1,6}")
+HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::\d{1,5})?")
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
 MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
                "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
@@ -234,6 +238,35 @@ class Routes:
             raise HttpError(503, why)
         return Blob(header.to_json().encode(), "application/json", header.sha256())
 
+    def boot(self, headers, name: str) -> File:
+        if name not in ("vmlinuz", "initrd"):
+            raise HttpError(404, f"no such boot file {name[:40]!r} (vmlinuz, initrd)")
+        try:
+            path, digest = boot_file(self.app.config.cache, name)
+            return File(path, path.stat().st_size, "application/octet-stream", digest)
+        except (LookupError, FileNotFoundError) as err:
+            raise HttpError(404, str(err)) from err
+
+    def ipxe(self, headers, mac: str) -> Blob:
+        """The host's iPXE script; the server's address in it is the one the request was sent to."""
+        if not MAC.fullmatch(mac):
+            raise HttpError(400, f"malformed MAC address {mac[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
+        target = self.app.config.boot_target
+        if not target:
+            raise HttpError(404, "this server hands out no boot scripts: start it with --boot-target DEV")
+        host = self.app.state.current().macs.get(mac.lower().replace("-", ":"))
+        if host is None:
+            raise HttpError(404, f"no HCD has the MAC address {mac}")
+        where = headers.get(hdrs.HOST, "")
+        if not HOST_HEADER.fullmatch(where):
+            raise HttpError(400, "a boot script needs the Host header the client used to reach this server")
+        try:
+            env = current(self.app.config.cache)
+        except LookupError as err:
+            raise HttpError(404, str(err)) from err
+        text = ipxe_script(env, host, f"http://{where}", target, self.app.config.boot_append)
+        return Blob(text.encode(), "text/plain", hashlib.sha256(text.encode()).hexdigest())
+
     def report_host(self, headers, name: str):
         """Checked before the body is read: a stranger's report is refused unread."""
         snap = self.app.state.current()
@@ -301,6 +334,10 @@ def match(parts: list[str]) -> tuple[str | None, tuple]:
         return "package", (parts[1],)
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
         return "header", (parts[1],)
+    if len(parts) == 2 and parts[0] == "boot":
+        return "boot", (parts[1],)
+    if len(parts) == 3 and parts[0] == "boot" and parts[1] == "ipxe":
+        return "ipxe", (parts[2],)
     return None, ()
 
 

@@ -53,6 +53,8 @@ class Config:
     max_report_bytes: int = 1 << 20
     poll_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
+    boot_target: str | None = None  # the disk iPXE scripts name (ais.target=); None: no boot scripts
+    boot_append: str = ""  # more kernel arguments for iPXE scripts (console=ttyS0 ...)
 
 
 class Server:

@@ -19,11 +19,12 @@ NEVER = {
     "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate"},
     "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate"},
     "planner": {"cache", "stream", "server", "client", "calibrate"},
-    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate"},
+    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv"},
     "cache": {"server", "client", "calibrate"},
     "server": {"planner", "client", "calibrate"},
-    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate"},
+    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate", "bootenv"},
     "calibrate": {"server"},
+    "bootenv": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate"},
 }
 ROOMS = set(NEVER)
 OUTSIDE = ("aislab", "tests", "bench", "scripts")

@@ -1,0 +1,117 @@
+"""Virtual machines for tests: QEMU under TCG booting a kernel + initramfs, bounded and cleaned up.
+
+What it does: `Vm(workdir, disk=, mac=, kernel=, initrd=, append=)` starts
+`timeout -k 5 T qemu-system-x86_64 -accel tcg` (this machine has no usable
+KVM) with no default devices, one virtio disk (a raw image file), one virtio
+NIC on QEMU's user network (the guest gets 10.0.2.15 by DHCP and reaches the
+host's 127.0.0.1 at 10.0.2.2), the serial console into a log file, and
+-no-reboot (a guest reboot or power-off ends QEMU). It boots the kernel and
+initramfs given, or, with `netboot=URL` instead, boots from the network as a
+machine does: the firmware's PXE ROM (iPXE, Debian's ipxe-qemu) asks QEMU's
+DHCP, which hands out URL as the boot file, and iPXE fetches and runs the
+script there (`ais serve`'s /v1/boot/ipxe/<mac>). `wait()` waits for QEMU
+to end (the guest powered off or rebooted; or `timeout` killed it: exit 124);
+`wait_for_console(text)` waits for a line on the console; `close()` kills
+QEMU's process group if it still runs. Use it as a context manager.
+`fetch(url, path)` saves what a server answers (the boot environment from
+`ais serve`), `kernel_args_of(ipxe)` the kernel command line of an iPXE script.
+
+Host tools: qemu-system-x86_64 (Debian qemu-system-x86), timeout (coreutils).
+Fails with `WorldError` when QEMU cannot start or a wait runs out (with the
+console's tail). Returns exit codes and console text.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from ais.errors import WorldError
+from ais.run import start
+
+QEMU = "qemu-system-x86_64"
+
+
+class Vm:
+    def __init__(self, workdir: Path, *, disk: Path, mac: str = "52:54:00:12:34:56", kernel: Path | None = None,
+                 initrd: Path | None = None, append: str = "", netboot: str | None = None,
+                 memory_mib: int = 1024, timeout: float = 300.0, machine: str = "pc"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.console_path = self.workdir / "console.log"
+        self.console_path.write_bytes(b"")
+        self.argv = ["timeout", "-k", "5", str(int(timeout)), QEMU, "-accel", "tcg", "-M", machine,
+                     "-m", str(memory_mib), "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none",
+                     "-monitor", "none", "-serial", f"file:{self.console_path}",
+                     *self._boot(kernel, initrd, append, netboot),
+                     "-drive", f"file={disk},format=raw,if=virtio",
+                     "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+        self._log = open(self.workdir / "qemu.log", "wb")
+        self.started = time.monotonic()
+        self.proc = start(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+
+    @staticmethod
+    def _boot(kernel, initrd, append: str, netboot: str | None) -> list[str]:
+        if netboot is not None:
+            if "," in netboot or kernel or initrd:
+                raise WorldError("netboot= is a URL without commas, and excludes kernel= and initrd=")
+            return ["-boot", "n", "-netdev", f"user,id=n0,bootfile={netboot}"]
+        if not (kernel and initrd):
+            raise WorldError("a VM boots a kernel and an initramfs, or from the network (netboot=URL)")
+        return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append, "-netdev", "user,id=n0"]
+
+    def console(self) -> str:
+        return self.console_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        """QEMU's exit code (0 after a guest power-off or reboot; 124 when `timeout` killed it)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            raise WorldError(f"the VM still runs after {timeout:.0f} s; console:\n{self.console()[-3000:]}") from err
+
+    def wait_for_console(self, text: str, timeout: float) -> float:
+        """Seconds since start when `text` appeared on the console; WorldError if QEMU ended or time ran out."""
+        deadline = time.monotonic() + timeout
+        while text not in self.console():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise WorldError(f"{text!r} did not appear on the VM's console (QEMU exit {self.proc.poll()}); "
+                                 f"console:\n{self.console()[-3000:]}")
+            time.sleep(0.2)
+        return time.monotonic() - self.started
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        self._log.close()
+
+    def __enter__(self) -> "Vm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def fetch(url: str, path: Path, timeout: float = 60.0) -> Path:
+    with urllib.request.urlopen(url, timeout=timeout) as answer, open(path, "wb") as out:
+        while chunk := answer.read(1 << 20):
+            out.write(chunk)
+    return path
+
+
+def kernel_args_of(ipxe: str) -> str:
+    """The kernel command line of an iPXE script's `kernel URL ARGS...` line, without iPXE's initrd=."""
+    for line in ipxe.splitlines():
+        words = line.split()
+        if words[:1] == ["kernel"]:
+            return " ".join(w for w in words[2:] if not w.startswith("initrd="))
+    raise WorldError(f"no kernel line in the iPXE script:\n{ipxe}")

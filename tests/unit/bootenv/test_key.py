@@ -1,0 +1,54 @@
+"""The boot environment's key: the same inputs give the same key; any changed input a new one."""
+
+from __future__ import annotations
+
+import pytest
+
+from ais.bootenv.apt import Deb
+from ais.bootenv.build import input_key, python_files
+
+
+def inputs(tmp_path):
+    debs = {"busybox-static": Deb("busybox-static", "1:1.35.0-4", "amd64", "a" * 64),
+            "linux-image-6.1.0-57-amd64": Deb("linux-image-6.1.0-57-amd64", "6.1.192-3", "amd64", "b" * 64)}
+    src = tmp_path / "cli.py"
+    src.write_text("print('hello')\n")
+    return debs, {"usr/lib/python3/dist-packages/ais/cli.py": src}
+
+
+def key(debs, python):
+    return input_key(debs, python)[0]
+
+
+def test_the_same_inputs_give_the_same_key(tmp_path):
+    debs, python = inputs(tmp_path)
+    assert key(debs, python) == key(dict(reversed(debs.items())), python)
+
+
+CHANGES = {
+    "a package's version": lambda debs, py: debs.update(
+        {"busybox-static": Deb("busybox-static", "1:1.36.1-1", "amd64", "a" * 64)}),
+    "a package's bytes": lambda debs, py: debs.update(
+        {"busybox-static": Deb("busybox-static", "1:1.35.0-4", "amd64", "c" * 64)}),
+    "one more package": lambda debs, py: debs.update({"kexec-tools": Deb("kexec-tools", "1", "amd64", "d" * 64)}),
+    "a client file's bytes": lambda debs, py: next(iter(py.values())).write_text("print('bye')\n"),
+    "a client file's place": lambda debs, py: py.update(
+        {"usr/lib/python3/dist-packages/ais/moved.py": py.pop("usr/lib/python3/dist-packages/ais/cli.py")}),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_any_changed_input_gives_a_new_key(tmp_path, change):
+    debs, python = inputs(tmp_path)
+    before = key(debs, python)
+    CHANGES[change](debs, python)
+    assert key(debs, python) != before
+
+
+def test_the_client_files_are_the_client_and_its_wheels_only():
+    rels = set(python_files())
+    site = "usr/lib/python3/dist-packages"
+    assert {f"{site}/ais/cli.py", f"{site}/ais/client/ais-boot", f"{site}/ais/client/steps.py",
+            f"{site}/ais/stream/writer.py", f"{site}/msgspec/__init__.py", f"{site}/zstandard/__init__.py"} <= rels
+    rooms = {r.split("/")[5] for r in rels if r.startswith(f"{site}/ais/") and r.count("/") > 5}
+    assert rooms == {"client", "stream"}  # no planner, cache, server, descriptors, repo, calibrate, bootenv
