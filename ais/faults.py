@@ -6,8 +6,10 @@ client's disk and rpm steps use it), so no phase reaches into another for it.
 Reads the environment: `AIS_TEST_PAUSE_AT` (a step name, e.g. `rpm`, `mkfs`,
 `pack`, `publish`) and `AIS_TEST_PAUSE_FILE` (a path to touch; default
 `/tmp/ais-paused-<step>`), `AIS_TEST_PAUSE_SECONDS` (default 3600). When the
-step matches, `pause_point` writes its pid to the file and sleeps that long
-(a test kills it meanwhile, or lets it go on after a short pause). Never fails; returns None.
+step matches, `pause_point` writes its pid to the file and waits until the file
+is removed (or that many seconds pass): a test kills the process meanwhile, or
+does what it must while the process stands still and then removes the file to let
+it go on. No test waits for a time window. Never fails; returns None.
 Outside tests the variables are unset and this costs one dict lookup.
 
 Steps: `image-first-chunk` (the writer, after the first chunk it receives), `client-rpm` (the client, before its rpm transaction). Steps used by the cache, in order: `locked` (lock held, nothing changed yet),
@@ -31,9 +33,11 @@ ENV_SECONDS = "AIS_TEST_PAUSE_SECONDS"
 
 
 def pause_point(step: str) -> None:
-    """Touch the pause file and sleep if AIS_TEST_PAUSE_AT names this step."""
+    """Touch the pause file and wait until it is removed, if AIS_TEST_PAUSE_AT names this step."""
     if os.environ.get(ENV_STEP) != step:
         return
     marker = Path(os.environ.get(ENV_FILE) or f"/tmp/ais-paused-{step}")
     marker.write_text(f"{os.getpid()}\n")
-    time.sleep(float(os.environ.get(ENV_SECONDS) or 3600))
+    deadline = time.monotonic() + float(os.environ.get(ENV_SECONDS) or 3600)
+    while marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)

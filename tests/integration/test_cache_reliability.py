@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -229,13 +230,26 @@ def test_kill9_while_rpm_transaction_runs(env, result_b):
 def test_two_rebuilds_together_are_serialized(env, result_b):
     marker = env.base / "paused"
     first = ais(env.args("rebuild", env.site_b),
-                env={"AIS_TEST_PAUSE_AT": "locked", "AIS_TEST_PAUSE_FILE": str(marker),
-                     "AIS_TEST_PAUSE_SECONDS": "2"})
-    wait_for(marker, first)  # first holds the lock now
+                env={"AIS_TEST_PAUSE_AT": "locked", "AIS_TEST_PAUSE_FILE": str(marker)})
+    wait_for(marker, first)  # first holds the lock now, and stands still until the marker goes
     second = ais(env.args("rebuild", env.site_b))
+    said: list[str] = []
+
+    def until_waiting() -> None:  # the second says it waits for the first
+        for line in second.stderr:
+            said.append(line)
+            if "waiting" in line:
+                return
+
+    reader = threading.Thread(target=until_waiting, daemon=True)
+    reader.start()
+    reader.join(timeout=300)
+    assert said and "waiting" in said[-1], said
     busy = env.rebuild(env.site_b, "--no-wait")
+    marker.unlink()  # let the first go on
     out1, err1 = first.communicate(timeout=300)
     out2, err2 = second.communicate(timeout=300)
+    err2 = "".join(said) + err2
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     assert f"pid {first.pid}" in err2 and "waiting" in err2
