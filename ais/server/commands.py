@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import signal
 import threading
@@ -23,6 +24,8 @@ from pathlib import Path
 from ais.errors import UsageError
 from ais.server.http import Limits
 from ais.server.service import Config, Server
+
+log = logging.getLogger("ais.server")
 
 
 def host_port(text: str, what: str, *, allow_zero: bool = True) -> tuple[str, int]:
@@ -75,7 +78,9 @@ def register(subparsers) -> None:
                         "checked on every request [%(default)s]")
     p.add_argument("--boot-target", default=None, metavar="DEV",
                    help="the disk the iPXE scripts at /v1/boot/ipxe/<mac> tell hosts to reinstall "
-                        "(ais.target=); without it no boot scripts are served [off]")
+                        "(ais.target=); without it no boot scripts are served [off]. A boot script carries "
+                        "the host's token in clear to whoever asks by its MAC: only on an isolated "
+                        "provisioning network (docs/client.md)")
     p.add_argument("--boot-append", default="", metavar="ARGS",
                    help="more kernel arguments for the iPXE scripts, e.g. 'console=ttyS0' [none]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
@@ -131,7 +136,11 @@ def config_from_args(args) -> Config:
 
 
 def cmd_serve(args) -> int:
-    server = Server(config_from_args(args))
+    config = config_from_args(args)
+    if config.boot_target:
+        log.warning("boot scripts are on (--boot-target): each carries its host's token in clear to anyone "
+                    "who asks by that host's MAC; serve them only on an isolated provisioning network")
+    server = Server(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
