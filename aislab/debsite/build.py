@@ -119,8 +119,8 @@ def save_stamp(out: Path, deb: Path, key: str, conv: Converted) -> None:
 
 
 def convert_all(debs: dict[tuple[str, str], Path], out: Path, work: Path, exclude: dict[str, set[str]],
-                jobs: int, echo) -> tuple[dict[tuple[str, str], Converted], list[str]]:
-    digest = converter_digest()
+                jobs: int, echo, real_names: frozenset[str]) -> tuple[dict[tuple[str, str], Converted], list[str]]:
+    digest = converter_digest() + hashlib.sha256("\n".join(sorted(real_names)).encode()).hexdigest()
     done, todo, built = {}, [], []
     for key, deb in sorted(debs.items()):
         ex = exclude.get(key[0], set())
@@ -134,7 +134,7 @@ def convert_all(debs: dict[tuple[str, str], Path], out: Path, work: Path, exclud
     def one(item):
         key, deb, ex, bkey = item
         started = time.monotonic()
-        conv = convert(deb, out, work, exclude=ex)
+        conv = convert(deb, out, work, exclude=ex, real_names=real_names)
         save_stamp(out, deb, bkey, conv)
         return key, conv, time.monotonic() - started
 
@@ -272,12 +272,14 @@ def build_site(out: Path, debs_dir: Path, *, roles: list[str] | None = None, des
     debs = fetch(wanted, debs_dir, echo=echo)
     jobs = jobs or os.cpu_count() or 1
     result = SiteResult(selection=sel)
-    convs, built = convert_all(debs, out, work, {}, jobs, echo)
+    real_names = frozenset(index.names(2))
+    convs, built = convert_all(debs, out, work, {}, jobs, echo, real_names)
     exclude, conflicts = file_conflicts(sel, convs)
     if exclude:
         ex_by_key = {key: exclude[key[0]] for key in debs if key[0] in exclude}
         echo(f"file conflicts resolved by Replaces: rebuilding {len(ex_by_key)} package(s)")
-        convs, again = convert_all(debs, out, work, {k[0]: v for k, v in ex_by_key.items()}, jobs, echo)
+        convs, again = convert_all(debs, out, work, {k[0]: v for k, v in ex_by_key.items()}, jobs, echo,
+                                    real_names)
         built += again
     clashes = name_clashes(convs)
     result.findings = [f for c in convs.values() for f in c.findings] + conflicts + clashes

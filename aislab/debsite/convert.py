@@ -30,10 +30,9 @@ from pathlib import Path
 from ais.errors import BuildError, ToolError
 from ais.run import run, start
 from aislab.debsite.index import parse_stanzas
-from aislab.debsite.translate import (RPM_ARCH, SCRIPTS, BadVersion, Evr, analyse_scripts, split_version,
-                                      translate_control)
+from aislab.debsite.translate import (MERGED, RPM_ARCH, SCRIPTS, BadVersion, Evr, analyse_scripts, merged_path,
+                                      split_version, translate_control)
 
-MERGED = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
 LIB_DIRS = ("/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib")
 CONTROL_FIELDS = ("Package", "Version", "Architecture", "Depends", "Pre-Depends", "Provides", "Conflicts",
                   "Breaks", "Replaces", "Description", "Essential", "Priority", "Section", "Homepage")
@@ -78,14 +77,6 @@ def read_control(deb: Path, ctl: Path) -> tuple[dict[str, str], dict[str, str], 
         conffiles = {ln.split()[-1] for ln in (ctl / "conffiles").read_text().splitlines()
                      if ln.strip() and not ln.startswith("remove-on-upgrade")}
     return stanzas[0], scripts, conffiles
-
-
-def merged_path(path: str) -> str:
-    """/bin/x -> /usr/bin/x, /lib64/x -> /usr/lib64/x; other paths unchanged."""
-    parts = path.lstrip("/").split("/", 1)
-    if parts[0] in MERGED:
-        return "/usr/" + "/".join(parts)
-    return path
 
 
 def list_tar(deb: Path) -> dict[str, tarfile.TarInfo]:
@@ -250,13 +241,14 @@ def spec_text(control: dict[str, str], evr: Evr, arch: str, tags, scripts, root:
         head.append(f"Obsoletes: {dep}")
     text = "\n".join(head) + f"\n\n%description\n{body}\n\n%install\ncp -al {root}/. %{{buildroot}}/\n\n"
     for section, script in scripts.sections.items():
-        text += f"{section}\n{script}\n"
+        text += f"{section}\n{script.replace('%', '%%')}\n"
     if trigger:
         text += trigger + "\n"
     return text + files_section(table, conffiles)
 
 
-def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset()) -> Converted:
+def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset(),
+            real_names: frozenset[str] | None = None) -> Converted:
     """Convert one .deb (minus the excluded paths) into one RPM published under out/RPMS."""
     top = work / deb.stem
     shutil.rmtree(top, ignore_errors=True)
@@ -299,7 +291,9 @@ def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset()
         kernel = next((p.split("/")[4] for p in table if p.startswith("/usr/lib/modules/") and p.count("/") == 4
                        and name.startswith("linux-image-")), None)
         scripts = analyse_scripts(name, scripts_text, kernel_version=kernel)
-        tags = translate_control(control)
+        tags = translate_control(control, real_names)
+        for note in tags.notes:
+            findings.append(Finding(name, "dropped-relation", note))
         for lost in [*tags.lost, *scripts.lost]:
             kind = "untranslatable-dependency" if lost.field in ("Depends", "Pre-Depends", "Provides", "Conflicts",
                                                                  "Breaks", "Replaces") else "untranslatable-script"
@@ -317,8 +311,7 @@ def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset()
             extra_requires_pre.append("base-passwd")  # owners are looked up in the target's /etc/passwd
         trigger = ""
         if name == "libc-bin":
-            ldconfig = "/usr/sbin/ldconfig"
-            trigger = f"%transfiletriggerin -p {ldconfig} -- {' '.join(LIB_DIRS)}\n"
+            trigger = f"%transfiletriggerin -- {' '.join(LIB_DIRS)}\n/usr/sbin/ldconfig\n"
             findings.append(Finding(name, "translated", "ldconfig as a transaction file trigger on "
                                                         f"{', '.join(LIB_DIRS)} (Debian's ldconfig trigger)"))
         spec = top / f"{name}.spec"

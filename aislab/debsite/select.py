@@ -31,6 +31,9 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             ("openmpi-bin", "libopenmpi-dev", "gcc", "g++", "gfortran", "make")),
     "desktop": ("Small desktop (X.Org server, Openbox, xterm)", ("xserver-xorg-core", "xinit", "openbox", "xterm")),
 }
+# The site's /usr is merged by base-files (convert.py), which is what usr-is-merged asserts;
+# the usrmerge package would merge a tree at install time.
+PREFERRED = frozenset({"usr-is-merged"})
 PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
 LEVELS = (1, 2)
 
@@ -84,6 +87,7 @@ class Resolver:
                 return None
             if op is None and any(p in chosen for p in self.providers.get(name, ())):
                 return None
+        atoms.sort(key=lambda a: a[0] not in PREFERRED)
         for name, op, ver in atoms:
             if name in names and satisfies(self.version(name), op, ver):
                 return name

@@ -22,7 +22,8 @@ is returned in `Tags.replaces` for the file-conflict check.
 Every maintainer script is dropped (they talk to dpkg, debconf and running services);
 what they did that an installed system needs is regenerated: system users and groups
 (`adduser --system`, `addgroup --system`, `useradd -r`, `groupadd -r`) in %pre,
-alternatives (`update-alternatives --install`, with slaves) as symlinks in %post, and
+alternatives (`update-alternatives --install`, with slaves; paths usr-merged) as symlinks in a
+Lua %post (no shell needed, whatever the install order), and
 `depmod` for kernels; `ldconfig` is libc-bin's file trigger (see convert.py).
 """
 
@@ -40,7 +41,16 @@ ATOM = re.compile(
     r"(?:\s*\(\s*(?P<op><<|<=|=|>=|>>|<|>)\s*(?P<ver>[^()\s]+)\s*\))?"
     r"(?:\s*\[(?P<archs>[^\]]*)\])?(?:\s*<[^>]*>)*$"
 )
+MERGED = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")  # under /usr in bookworm's merged /usr
 VERSION = re.compile(r"^(?:(?P<epoch>[0-9]+):)?(?P<rest>[0-9][A-Za-z0-9.+~:-]*)$")
+
+
+def merged_path(path: str) -> str:
+    """/bin/x -> /usr/bin/x, /lib64/x -> /usr/lib64/x; other paths unchanged."""
+    parts = path.lstrip("/").split("/", 1)
+    if parts[0] in MERGED:
+        return "/usr/" + "/".join(parts)
+    return path
 
 
 @dataclass(frozen=True)
@@ -164,10 +174,17 @@ class Tags:
     obsoletes: list[str] = field(default_factory=list)
     replaces: list[str] = field(default_factory=list)  # names whose files this package may take over
     lost: list[Untranslatable] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # relations left out on purpose, and why
 
 
-def translate_control(control: dict[str, str]) -> Tags:
-    """Depends, Pre-Depends, Provides, Conflicts, Breaks, Replaces of one package -> Tags."""
+def translate_control(control: dict[str, str], real_names: frozenset[str] | None = None) -> Tags:
+    """Depends, Pre-Depends, Provides, Conflicts, Breaks, Replaces of one package -> Tags.
+
+    real_names: every real package name of the distribution, when known. A versioned
+    Conflicts or Breaks on a name no real package has can never match in Debian (an
+    unversioned Provides satisfies no versioned relation), but would match every
+    provider in RPM: it is left out, and said so in `notes`.
+    """
     tags = Tags()
     own = control.get("Package", "")
     tags.requires, _, lost = translate_relations("Depends", control.get("Depends", ""))
@@ -185,8 +202,12 @@ def translate_control(control: dict[str, str]) -> Tags:
     for fname in ("Conflicts", "Breaks"):
         deps, atoms, lost = translate_relations(fname, control.get(fname, ""), alternatives=False)
         tags.lost += lost
-        for dep, (name, _, _) in zip(deps, atoms):
+        for dep, (name, op, _) in zip(deps, atoms):
             against.add(name)
+            if op and real_names is not None and name not in real_names:
+                tags.notes.append(f"{fname} '{dep}' left out: no package in bookworm is called {name}, and "
+                                  "Debian never matches a versioned relation with an unversioned Provides")
+                continue
             if dep not in tags.conflicts:
                 tags.conflicts.append(dep)
     deps, atoms, lost = translate_relations("Replaces", control.get("Replaces", ""), alternatives=False)
@@ -339,7 +360,8 @@ def parse_alternative(argv: list[str]) -> Alternative | None:
     every = [link, name, path, *(x for s in slaves for x in s)]
     if any("$" in x or "`" in x for x in every):
         return None
-    return Alternative(name, link, path, priority, tuple(slaves))
+    slaves = [(merged_path(sl), sn, merged_path(sp)) for sl, sn, sp in slaves]
+    return Alternative(name, merged_path(link), merged_path(path), priority, tuple(slaves))
 
 
 def analyse_scripts(package: str, scripts: dict[str, str], *, kernel_version: str | None = None) -> Scripts:
@@ -391,10 +413,8 @@ def analyse_scripts(package: str, scripts: dict[str, str], *, kernel_version: st
         out.sections["%pre"] = pre
         out.needs["pre"] = ["passwd", "libc-bin", "base-passwd", "coreutils"]
     if out.alternatives:
-        out.sections["%post"] = alternatives_post(out.alternatives)
-        out.sections["%postun"] = alternatives_postun(out.alternatives)
-        out.needs["post"] = ["coreutils"]
-        out.needs["postun"] = ["coreutils"]
+        out.sections["%post -p <lua>"] = alternatives_post(out.alternatives)
+        out.sections["%postun -p <lua>"] = alternatives_postun(out.alternatives)
     return out
 
 
@@ -416,31 +436,55 @@ def user_scriptlet(users: list[User], groups: list[str]) -> str:
 
 
 ALT_DIR = "/var/lib/rpm-alternatives"
+LUA_HELPERS = """local function mkdirs(d)
+  local p = ""
+  for part in d:gmatch("[^/]+") do p = p .. "/" .. part; if not posix.access(p) then posix.mkdir(p) end end
+end
+local function record(f)
+  local h = io.open(f)
+  if not h then return nil end
+  local line = h:read("*l"); h:close()
+  return line
+end
+"""
+
+
+def lua_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def alternatives_post(alts: list[Alternative]) -> str:
-    """%post: the highest priority wins /etc/alternatives/NAME; LINK -> /etc/alternatives/NAME."""
-    lines = [f"mkdir -p {ALT_DIR} /etc/alternatives"]
+    """%post (Lua, so it needs no shell nor coreutils, whatever the install order): the highest
+    priority wins /etc/alternatives/NAME; each LINK -> /etc/alternatives/NAME unless LINK exists."""
+    lines = [LUA_HELPERS, f"mkdirs({lua_str(ALT_DIR)}); mkdirs('/etc/alternatives')"]
     for a in alts:
-        rec = shlex.quote(f"{ALT_DIR}/{a.name}")
         group = [(a.link, a.name, a.path), *a.slaves]
-        sets = " ; ".join(f"ln -sfn {shlex.quote(p)} {shlex.quote('/etc/alternatives/' + n)}" for _, n, p in group)
-        lines.append(f"cur=$(cut -d' ' -f1 {rec} 2>/dev/null || true)")
-        lines.append(f"if [ -z \"$cur\" ] || [ {a.priority} -gt \"$cur\" ]; then "
-                     f"echo {shlex.quote(f'{a.priority} {a.path}')} > {rec} ; {sets} ; fi")
+        rec = lua_str(f"{ALT_DIR}/{a.name}")
+        lines.append(f"do local cur = record({rec}); local prio = cur and tonumber(cur:match('^(-?%d+)'))")
+        lines.append(f"  if not prio or {a.priority} > prio then")
+        lines.append(f"    local h = io.open({rec}, 'w'); h:write({lua_str(f'{a.priority} {a.path}')} .. '\\n'); h:close()")
+        for _, n, p in group:
+            alt = lua_str("/etc/alternatives/" + n)
+            lines.append(f"    os.remove({alt}); posix.symlink({lua_str(p)}, {alt})")
+        lines.append("  end")
         for link, n, _ in group:
-            ql = shlex.quote(link)
-            lines.append(f"[ -e {ql} ] || [ -L {ql} ] || {{ mkdir -p \"$(dirname {ql})\" && "
-                         f"ln -s {shlex.quote('/etc/alternatives/' + n)} {ql}; }}")
+            ql = lua_str(link)
+            lines.append(f"  if not posix.readlink({ql}) and not posix.access({ql}) then "
+                         f"mkdirs({lua_str(link.rsplit('/', 1)[0] or '/')}); "
+                         f"posix.symlink({lua_str('/etc/alternatives/' + n)}, {ql}) end")
+        lines.append("end")
     return "\n".join(lines) + "\n"
 
 
 def alternatives_postun(alts: list[Alternative]) -> str:
-    """%postun on erase: forget an alternative this package was the choice of."""
-    lines = ['[ "$1" = 0 ] || exit 0']
+    """%postun (Lua) on erase: forget an alternative this package was the choice of."""
+    lines = [LUA_HELPERS, "if arg[2] == 0 then"]
     for a in alts:
-        rec = shlex.quote(f"{ALT_DIR}/{a.name}")
-        names = " ".join(shlex.quote("/etc/alternatives/" + n) for n in [a.name, *(s[1] for s in a.slaves)])
-        lines.append(f"if [ \"$(cut -d' ' -f2- {rec} 2>/dev/null)\" = {shlex.quote(a.path)} ]; then "
-                     f"rm -f {rec} {names}; fi")
+        rec = lua_str(f"{ALT_DIR}/{a.name}")
+        lines.append(f"  local cur = record({rec})")
+        lines.append(f"  if cur and cur:match('^%-?%d+ (.*)$') == {lua_str(a.path)} then os.remove({rec})")
+        for n in [a.name, *(s[1] for s in a.slaves)]:
+            lines.append(f"    os.remove({lua_str('/etc/alternatives/' + n)})")
+        lines.append("  end")
+    lines.append("end")
     return "\n".join(lines) + "\n"
