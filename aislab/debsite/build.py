@@ -151,7 +151,7 @@ def name_clashes(convs: dict[tuple[str, str], Converted]) -> list[Finding]:
     by_file: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for key, c in convs.items():
         by_file[c.rpm].append(key)
-    return [Finding(keys[0][0], "name-clash", f"{', '.join(f'{n} {v}' for n, v in keys)} all become {rpm}")
+    return [Finding(keys[0][0], "name-clash", f"{', '.join(f'{n} {v}' for n, v in sorted(keys))} all become {rpm}")
             for rpm, keys in sorted(by_file.items()) if len(keys) > 1]
 
 

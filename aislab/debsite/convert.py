@@ -172,8 +172,12 @@ def remove_path(root: Path, path: str) -> None:
 
 
 def spec_path(path: str) -> str:
-    """A path as %files reads it: quoted, '%' doubled, each glob character as a one-character class."""
-    escaped = "".join(f"[{ch}]" if ch in "[]*?{}" else ch for ch in path.replace("%", "%%"))
+    """A path as %files reads it: quoted, '%' doubled. rpm takes a quoted path with whitespace
+    literally; any other path is a glob, so each glob character becomes a one-character class."""
+    escaped = path.replace("%", "%%")
+    if any(ch.isspace() for ch in path):
+        return f'"{escaped}"'
+    escaped = "".join(f"[{ch}]" if ch in "[]*?{}" else ch for ch in escaped)
     escaped = escaped.replace("\\", "?")  # a backslash cannot be escaped; '?' matches it (and only it, here)
     return f'"{escaped}"'
 

@@ -86,6 +86,8 @@ def split_version(debian: str, *, native_release: str = "0") -> Evr:
     if not m:
         raise BadVersion(f"{debian!r} is not a Debian version")
     rest = m["rest"]
+    if ":" in rest and not m["epoch"]:
+        raise BadVersion(f"{debian!r} is not a Debian version (':' without an epoch)")
     upstream, dash, revision = rest.rpartition("-")
     if not dash:
         upstream, revision = rest, native_release
@@ -333,7 +335,11 @@ def parse_adduser(argv: list[str]) -> User | str | None:
     group = str(opts.get("--ingroup") or opts.get("-g") or (name if opts.get("--group") else "nogroup"))
     home = str(opts.get("--home") or opts.get("-d") or "/nonexistent")
     shell = str(opts.get("--shell") or opts.get("-s") or "/usr/sbin/nologin")
-    create = not (opts.get("--no-create-home") or opts.get("-M")) and home not in ("/nonexistent", "/")
+    if tool == "useradd":  # useradd makes a home only when asked; adduser unless told not to
+        create = bool(opts.get("-m") or opts.get("--create-home"))
+    else:
+        create = not opts.get("--no-create-home")
+    create = create and home not in ("/nonexistent", "/")
     if any("$" in v for v in (group, home, shell)):
         return None
     return User(name, group, home, shell, create)
