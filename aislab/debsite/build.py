@@ -120,7 +120,10 @@ def save_stamp(out: Path, deb: Path, key: str, conv: Converted) -> None:
 
 def convert_all(debs: dict[tuple[str, str], Path], out: Path, work: Path, exclude: dict[str, set[str]],
                 jobs: int, echo, real_names: frozenset[str]) -> tuple[dict[tuple[str, str], Converted], list[str]]:
-    digest = converter_digest() + hashlib.sha256("\n".join(sorted(real_names)).encode()).hexdigest()
+    site_versions: dict[str, list[str]] = defaultdict(list)
+    for name, version in sorted(debs):
+        site_versions[name].append(version)
+    digest = converter_digest() + hashlib.sha256(json.dumps([sorted(real_names), site_versions]).encode()).hexdigest()
     done, todo, built = {}, [], []
     for key, deb in sorted(debs.items()):
         ex = exclude.get(key[0], set())
@@ -134,7 +137,7 @@ def convert_all(debs: dict[tuple[str, str], Path], out: Path, work: Path, exclud
     def one(item):
         key, deb, ex, bkey = item
         started = time.monotonic()
-        conv = convert(deb, out, work, exclude=ex, real_names=real_names)
+        conv = convert(deb, out, work, exclude=ex, real_names=real_names, site_versions=dict(site_versions))
         save_stamp(out, deb, bkey, conv)
         return key, conv, time.monotonic() - started
 

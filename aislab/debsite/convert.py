@@ -252,7 +252,8 @@ def spec_text(control: dict[str, str], evr: Evr, arch: str, tags, scripts, root:
 
 
 def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset(),
-            real_names: frozenset[str] | None = None) -> Converted:
+            real_names: frozenset[str] | None = None, site_versions: dict[str, list[str]] | None = None
+            ) -> Converted:
     """Convert one .deb (minus the excluded paths) into one RPM published under out/RPMS."""
     top = work / deb.stem
     shutil.rmtree(top, ignore_errors=True)
@@ -295,7 +296,7 @@ def convert(deb: Path, out: Path, work: Path, *, exclude: set[str] = frozenset()
         kernel = next((p.split("/")[4] for p in table if p.startswith("/usr/lib/modules/") and p.count("/") == 4
                        and name.startswith("linux-image-")), None)
         scripts = analyse_scripts(name, scripts_text, kernel_version=kernel)
-        tags = translate_control(control, real_names)
+        tags = translate_control(control, real_names, site_versions)
         for note in tags.notes:
             findings.append(Finding(name, "dropped-relation", note))
         for lost in [*tags.lost, *scripts.lost]:

@@ -131,14 +131,51 @@ def rpm_atom(name: str, op: str | None, version: str | None) -> str:
     return f"{name} {op} {version}" if op else name
 
 
-def translate_relations(field_name: str, value: str, *, alternatives: bool = True
+def debian_satisfies(version: str, op: str, wanted: str) -> bool:
+    """Does a Debian version meet a Debian relation, as dpkg compares?"""
+    from aislab.debsite.index import compare_versions
+
+    c = compare_versions(version, wanted)
+    return {"<<": c < 0, "<=": c <= 0, "<": c <= 0, "=": c == 0, ">=": c >= 0, ">>": c > 0, ">": c >= 0}[op]
+
+
+def settle_rewritten(field_name: str, text: str, atom, site_versions, conflict: bool, notes: list[str]):
+    """A relation whose version RPM must rewrite ('-' in the upstream part) orders differently in
+    RPM: judged as Debian does against the site's versions of that name, it keeps no version
+    when every one meets it, and a Conflicts that none meets is left out; both are said."""
+    m = ATOM.match(text.strip())
+    if not (m and m["ver"] and site_versions and m["name"] in site_versions):
+        return atom
+    try:
+        if not split_version(m["ver"]).rewritten:
+            return atom
+    except BadVersion:
+        return atom
+    met = [debian_satisfies(v, m["op"], m["ver"]) for v in site_versions[m["name"]]]
+    if all(met):
+        notes.append(f"{field_name} '{text.strip()}' kept as '{m['name']}': every version of it in the site meets "
+                     "it as Debian compares, and its RPM spelling would order differently")
+        return m["name"], None, None
+    if conflict and not any(met):
+        notes.append(f"{field_name} '{text.strip()}' left out: no version of {m['name']} in the site meets it as "
+                     "Debian compares, and its RPM spelling would order differently")
+        return None
+    return atom
+
+
+def translate_relations(field_name: str, value: str, *, alternatives: bool = True,
+                        site_versions: dict[str, list[str]] | None = None, conflict: bool = False,
+                        notes: list[str] | None = None
                         ) -> tuple[list[str], list[tuple[str, str | None, str | None]], list[Untranslatable]]:
     """A relation field -> (RPM dependency strings, the parsed single atoms, what was lost).
 
     A group whose every alternative is untranslatable is lost (reported); an untranslatable
-    alternative inside a group that still has others is reported and left out.
+    alternative inside a group that still has others is reported and left out. With
+    site_versions (name -> Debian versions in the site), relations on rewritten versions
+    are settled as Debian would (settle_rewritten), each said in notes.
     """
     deps, atoms, lost = [], [], []
+    notes = notes if notes is not None else []
     for group in split_groups(value):
         alts = group.split("|")
         if len(alts) > 1 and not alternatives:
@@ -150,7 +187,9 @@ def translate_relations(field_name: str, value: str, *, alternatives: bool = Tru
             if isinstance(atom, Untranslatable):
                 lost.append(Untranslatable(field_name, atom.text, atom.reason))
             elif atom is not None:
-                parsed.append(atom)
+                atom = settle_rewritten(field_name, alt, atom, site_versions, conflict, notes)
+                if atom is not None:
+                    parsed.append(atom)
         if not parsed:
             continue
         if len(parsed) == 1:
@@ -179,7 +218,8 @@ class Tags:
     notes: list[str] = field(default_factory=list)  # relations left out on purpose, and why
 
 
-def translate_control(control: dict[str, str], real_names: frozenset[str] | None = None) -> Tags:
+def translate_control(control: dict[str, str], real_names: frozenset[str] | None = None,
+                      site_versions: dict[str, list[str]] | None = None) -> Tags:
     """Depends, Pre-Depends, Provides, Conflicts, Breaks, Replaces of one package -> Tags.
 
     real_names: every real package name of the distribution, when known. A versioned
@@ -189,9 +229,10 @@ def translate_control(control: dict[str, str], real_names: frozenset[str] | None
     """
     tags = Tags()
     own = control.get("Package", "")
-    tags.requires, _, lost = translate_relations("Depends", control.get("Depends", ""))
+    site = {"site_versions": site_versions, "notes": tags.notes}
+    tags.requires, _, lost = translate_relations("Depends", control.get("Depends", ""), **site)
     tags.lost += lost
-    tags.requires_pre, _, lost = translate_relations("Pre-Depends", control.get("Pre-Depends", ""))
+    tags.requires_pre, _, lost = translate_relations("Pre-Depends", control.get("Pre-Depends", ""), **site)
     tags.lost += lost
     provides, atoms, lost = translate_relations("Provides", control.get("Provides", ""), alternatives=False)
     tags.lost += lost
@@ -202,7 +243,8 @@ def translate_control(control: dict[str, str], real_names: frozenset[str] | None
             tags.provides.append(text)
     against: set[str] = set()
     for fname in ("Conflicts", "Breaks"):
-        deps, atoms, lost = translate_relations(fname, control.get(fname, ""), alternatives=False)
+        deps, atoms, lost = translate_relations(fname, control.get(fname, ""), alternatives=False, conflict=True,
+                                                **site)
         tags.lost += lost
         for dep, (name, op, _) in zip(deps, atoms):
             against.add(name)
@@ -321,6 +363,8 @@ def parse_adduser(argv: list[str]) -> User | str | None:
             i += 1
         elif a.startswith("-"):
             opts[a] = True
+        elif re.fullmatch(r"\$\{?[A-Za-z_]+\}?", a):
+            pass  # an unquoted variable where a flag goes ($quiet): expands to flags or nothing
         else:
             names.append(a)
         i += 1

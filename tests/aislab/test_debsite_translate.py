@@ -134,6 +134,7 @@ if [ "$1" = configure ]; then
     addgroup --system crontab
     adduser --system --group --home /var/lib/postgresql --shell /bin/bash postgres
     useradd -r -g mail -d /var/spool/postfix -s /usr/sbin/nologin postfix
+    addgroup --system $quiet ssl-cert
     adduser --system "$DYNAMIC"
     adduser postgres ssl-cert
     deb-systemd-helper enable cron.service >/dev/null || true
@@ -147,7 +148,7 @@ def test_users_and_groups_become_a_pre_scriptlet():
     assert s.users == [User("_apt", "nogroup", "/nonexistent", "/usr/sbin/nologin", False),
                        User("postgres", "postgres", "/var/lib/postgresql", "/bin/bash", True),
                        User("postfix", "mail", "/var/spool/postfix", "/usr/sbin/nologin", False)]
-    assert s.groups == ["crontab"]
+    assert s.groups == ["crontab", "ssl-cert"]
     pre = s.sections["%pre"]
     assert "getent group crontab >/dev/null || groupadd -r crontab" in pre
     assert "useradd -r -M -g nogroup -d /nonexistent -s /usr/sbin/nologin _apt" in pre
@@ -236,3 +237,15 @@ def test_parse_stanzas_joins_continuations_and_keeps_only_fields():
     text = "Package: a\nVersion: 1\nDepends: b,\n c\nDescription: x\n y\nMD5sum: 00\n\nPackage: b\nVersion: 2\n"
     assert parse_stanzas(text, ("Package", "Version", "Depends")) == [
         {"Package": "a", "Version": "1", "Depends": "b,\n c"}, {"Package": "b", "Version": "2"}]
+
+
+def test_relations_on_rewritten_versions_are_settled_as_debian_compares():
+    """'12-20211113-2~' becomes '12_20211113-2~', which RPM orders above 12.2.0 (Debian: below)."""
+    site = {"libtsan2": ["12.2.0-14+deb12u1"], "isc-dhcp-common": ["4.4.3-P1-2"]}
+    control = {"Package": "libgcc-12-dev", "Breaks": "libtsan2 (<< 12-20211113-2~)",
+               "Depends": "isc-dhcp-common (= 4.4.3-P1-2), libtsan2 (>= 12-20211113-2~), other (>= 1-2-3)"}
+    tags = translate_control(control, site_versions=site)
+    assert tags.conflicts == []
+    assert tags.requires == ["isc-dhcp-common", "libtsan2", "other >= 1_2-3"]
+    assert len(tags.notes) == 3 and all("as Debian compares" in n for n in tags.notes)
+    assert translate_control(control).conflicts == ["libtsan2 < 12_20211113-2~"]  # without the site: as spelled
