@@ -18,9 +18,15 @@ files, so a configuration is 0.1-0.3 GB instead of 15-36 MiB. Everything (calibr
 the three caches, the server, the reinstalls) uses that repository. About 7 minutes at
 scale 8 on 2 cores (plus a cold repository build of about 1.5 minutes), 1.5 at scale 1.
 
-Run: `make bench-install` (scale 8) or `.venv/bin/python bench/install.py --scale 1`.
-Reads: descriptors/, packages/. Writes build/repo[-xN] and build/bench-install[-xN]/.
-Needs root (losetup, mount).
+`--site real` uses the real site instead (Debian bookworm's own packages as RPMs,
+`make real-site`: descriptors-real/ and build/real-repo; hosts REAL_HOSTS), writing
+build/bench-install-real/; `--runs N` reinstalls each host N times (default 3) and the
+spread (min, median, max) over the runs is printed.
+
+Run: `make bench-install` (scale 8), `make bench-install SITE=real`, or
+`.venv/bin/python bench/install.py --scale 1`.
+Reads: descriptors/, packages/ (or descriptors-real/, build/real-repo). Writes build/repo[-xN]
+and build/bench-install[-xN|-real]/. Needs root (losetup, mount).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from ais.run import run  # noqa: E402
 from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
+REAL_HOSTS = ["ssh01", "web01", "db01", "mail01"]
 RUNS = 3
 PHASES = ["plan", "image", "grow", "mount", "install", "files", "verify", "record", "unmount", "fsck"]
 SPAN = PHASES[1:]  # what the planner predicts: imaging through a checked filesystem
@@ -60,11 +67,15 @@ COST = WORK / "cost.json"
 DISK_MIB = 1024
 
 
-def configure(scale: int) -> None:
-    """Point the benchmark at the repository and work directory of this scale."""
-    global REPO, WORK, COST
-    REPO = default_out(ROOT / "build" / "repo", scale)
-    WORK = default_out(ROOT / "build" / "bench-install", scale)
+def configure(scale: int, site: str = "demo") -> None:
+    """Point the benchmark at the repository and work directory of this scale, or of the real site."""
+    global REPO, WORK, COST, DESCRIPTORS, HOSTS
+    if site == "real":
+        DESCRIPTORS, REPO, WORK, HOSTS = (ROOT / "descriptors-real", ROOT / "build" / "real-repo",
+                                          ROOT / "build" / "bench-install-real", REAL_HOSTS)
+    else:
+        REPO = default_out(ROOT / "build" / "repo", scale)
+        WORK = default_out(ROOT / "build" / "bench-install", scale)
     COST = WORK / "cost.json"
 
 
@@ -137,7 +148,9 @@ def run_way(name: str, site, cache: Path) -> dict[str, dict]:
     with ServeProcess(DESCRIPTORS, REPO, cache, WORK / f"history-{name}.sqlite") as server:
         for host in HOSTS:
             runs = [reinstall_once(server, site, host, WORK / f"state-{name}-{host}-{i}") for i in range(RUNS)]
-            best = sorted(runs, key=lambda r: r["span"])[len(runs) // 2]  # the median run
+            ordered = sorted(runs, key=lambda r: r["span"])
+            best = dict(ordered[len(runs) // 2])  # the median run
+            best["spread"] = [ordered[0]["span"], best["span"], ordered[-1]["span"]]
             results[host] = best
     return results
 
@@ -150,16 +163,25 @@ def disk_bytes(site, manifest: dict, with_repo: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global DISK_MIB
+    global DISK_MIB, RUNS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=DEFAULT_SCALE,
                         help=f"size scale of the demo repository (default {DEFAULT_SCALE}; 1 = build/repo)")
+    parser.add_argument("--site", choices=("demo", "real"), default="demo",
+                        help="the demo repository (default) or the real site (make real-site)")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"reinstalls per host and way (default {RUNS})")
     args = parser.parse_args(argv)
-    configure(args.scale)
-    t0 = time.monotonic()
-    built = build_repo(SPECS, REPO, scale=args.scale, echo=lambda line: None)
-    print(f"repository {REPO.relative_to(ROOT)} (scale {args.scale}): {len(built.rpms)} RPMs, "
-          f"{len(built.built)} built in {time.monotonic() - t0:.1f}s")
+    RUNS = args.runs
+    configure(args.scale, args.site)
+    if args.site == "real":
+        if not (REPO / "repodata" / "repomd.xml").is_file():
+            raise SystemExit("no real site: run `make real-site` first")
+        print(f"real site {REPO.relative_to(ROOT)}: {len(list(REPO.glob('RPMS/*/*.rpm')))} RPMs")
+    else:
+        t0 = time.monotonic()
+        built = build_repo(SPECS, REPO, scale=args.scale, echo=lambda line: None)
+        print(f"repository {REPO.relative_to(ROOT)} (scale {args.scale}): {len(built.rpms)} RPMs, "
+              f"{len(built.built)} built in {time.monotonic() - t0:.1f}s")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     site = load_site(DESCRIPTORS, REPO)
@@ -170,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(p.installed_size for p in conf.packages) / 2**20:.0f} MiB installed, "
               f"{sum(p.file_count for p in conf.packages)} files")
     t0 = time.monotonic()
-    model, _, _ = calibrate(site, REPO, disk_bytes=DISK_MIB << 20, echo=lambda line: None)
+    model, _, _ = calibrate(site, REPO, disk_bytes=DISK_MIB << 20, echo=lambda line: None,
+                            max_sets=6 if args.site == "real" else 24)
     save_calibration(model, COST)
     print(f"calibrated in {time.monotonic() - t0:.1f}s")
     t0 = time.monotonic()
@@ -181,20 +204,22 @@ def main(argv: list[str] | None = None) -> int:
     results = {way: run_way(way, site, WORK / f"cache-{way}") for way in "abc"}
 
     names = {"a": "packages only", "b": "full image", "c": "AIS"}
-    print(f"\nscale {args.scale}: wall seconds per phase, median of {RUNS} runs, {DISK_MIB} MiB loop device, "
+    what = "real site" if args.site == "real" else f"scale {args.scale}"
+    print(f"\n{what}: wall seconds per phase, median of {RUNS} runs, {DISK_MIB} MiB loop device, "
           f"hosts {', '.join(HOSTS)}")
     print(f"{'host':8} {'way':14} {'rpms':>4} " + " ".join(f"{p:>7}" for p in PHASES) + f" {'span':>7} {'process':>8}")
     for host in HOSTS:
         for way in "abc":
             r = results[way][host]
             cells = " ".join(f"{r['timings'].get(p, 0.0):7.3f}" for p in PHASES)
-            print(f"{host:8} {names[way]:14} {r['remainder']:4d} {cells} {r['span']:7.3f} {r['wall']:8.3f}")
+            print(f"{host:8} {names[way]:14} {r['remainder']:4d} {cells} {r['span']:7.3f} {r['wall']:8.3f}"
+                  f"  spread {r['spread'][0]:.2f}..{r['spread'][2]:.2f}")
     totals = {way: sum(results[way][h]["span"] for h in HOSTS) for way in "abc"}
     print("\nsum of spans (image..fsck) over the hosts: " + ", ".join(f"{names[w]} {totals[w]:.3f}s" for w in "abc"))
 
     disk = {"a": disk_bytes(site, caches["a"], True), "b": b_images, "c": disk_bytes(site, caches["c"], False),
             "c+repo": disk_bytes(site, caches["c"], True)}
-    print(f"\nserver disk for all {len(site.configurations)} demo configurations:")
+    print(f"\nserver disk for all {len(site.configurations)} {args.site} configurations:")
     print(f"  (a) packages only: {disk['a'] / 1e6:8.1f} MB (the RPMs)")
     print(f"  (b) full images:   {disk['b'] / 1e6:8.1f} MB ({len(caches['b']['images'])} images)")
     print(f"  (c) AIS:           {disk['c'] / 1e6:8.1f} MB images ({len(caches['c']['images'])}), "
@@ -219,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
           f"  (with RPMs: {disk['c+repo'] / disk['b']:.2f})")
     worst = max(errors)
     print(f"  predicted within +-20% of measured:  worst {worst:.0%}  {'met' if worst <= 0.2 else 'MISSED'}")
-    (WORK / "results.json").write_text(json.dumps({"scale": args.scale, "disk_mib": DISK_MIB, "variant": variant,
+    (WORK / "results.json").write_text(json.dumps({"site": args.site, "scale": args.scale, "disk_mib": DISK_MIB,
+                                                   "variant": variant, "runs": RUNS,
                                                    "results": results, "disk": disk}, indent=1, sort_keys=True))
     return 0
 
