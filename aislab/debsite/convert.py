@@ -9,7 +9,8 @@ under /usr; base-files owns the /bin -> usr/bin ... symlinks and dash, which pro
 /bin/sh for scriptlets, needs it first); a file a package ships both under /bin and
 /usr/bin keeps the /usr copy and is reported. Conffiles become %config(noreplace).
 Special packages (SPECIAL): base-passwd installs /etc/passwd and /etc/group from its
-masters (what its preinst did); libc-bin runs ldconfig as a transaction file trigger on
+masters (what its preinst did; %verify(not md5 size mtime), as the %pre scriptlets that add
+system users and groups edit them); libc-bin runs ldconfig as a transaction file trigger on
 the library directories (Debian's ldconfig trigger); linux-image-* runs depmod.
 Fails: `BuildError` naming the .deb when a tool fails or the deb is malformed.
 Returns: `Converted`: the RPM's repository path, the package's NEVRA, its file list
@@ -182,12 +183,19 @@ def spec_path(path: str) -> str:
     return f'"{escaped}"'
 
 
+# Files system-user scriptlets edit after install (useradd, groupadd): rpm -Va checks their
+# owner and mode, not their contents, as Red Hat's `setup` package declares them.
+EDITED_BY_SCRIPTLETS = frozenset({"/etc/passwd", "/etc/group"})
+
+
 def files_section(table: dict[str, list], conffiles: set[str]) -> str:
     lines = ["%files", "%defattr(-,root,root,-)"]
     for path in sorted(table):
         kind, mode, user, group, _ = table[path]
         attr = f"%attr(-,{user},{group})" if kind == "l" else f"%attr({mode:04o},{user},{group})"
         prefix = "%dir " if kind == "d" else ("%config(noreplace) " if path in conffiles else "")
+        if path in EDITED_BY_SCRIPTLETS:
+            prefix = "%verify(not md5 size mtime) " + prefix
         lines.append(f"{prefix}{attr} {spec_path(path)}")
     return "\n".join(lines) + "\n"
 
@@ -203,7 +211,8 @@ def special_files(name: str, root: Path) -> list[str]:
         (root / "etc").mkdir(exist_ok=True)
         for f in ("passwd", "group"):
             shutil.copy2(root / f"usr/share/base-passwd/{f}.master", root / "etc" / f)
-        said.append("installs /etc/passwd and /etc/group from its masters (what its preinst did), %config")
+        said.append("installs /etc/passwd and /etc/group from its masters (what its preinst did), %config, "
+                    "contents not verified (system-user scriptlets edit them)")
     return said
 
 

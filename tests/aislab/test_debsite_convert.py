@@ -172,3 +172,15 @@ def test_a_real_install_of_converted_debs_runs_their_scriptlets(tmp_path):
     assert (root / "etc/alternatives/al").readlink() == Path("/usr/bin/alty")
     assert json.loads(json.dumps(conv.files))["/usr/bin/alty"][0] == "f"
 
+
+
+def test_passwd_and_group_are_config_whose_contents_rpm_does_not_verify(tmp_path):
+    deb = make_deb(tmp_path, "base-passwd", "3.6.1", {"/usr/share/base-passwd/passwd.master": "root:x:0:0::/:/bin/sh\n",
+                                                     "/usr/share/base-passwd/group.master": "root:x:0:\n"})
+    conv = convert(deb, tmp_path / "repo", tmp_path / "work")
+    rpm = tmp_path / "repo" / conv.rpm
+    assert sorted(rpm_q(rpm, "-c")) == ["/etc/group", "/etc/passwd"]
+    flags = run(["rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEVERIFYFLAGS:octal}\n]", str(rpm)]).stdout
+    verify = dict(line.split() for line in flags.splitlines())
+    assert int(verify["/etc/passwd"], 8) & 1 == 0 and int(verify["/etc/group"], 8) & 1 == 0  # no md5
+    assert int(verify["/usr/share/base-passwd/passwd.master"], 8) & 1 == 1
