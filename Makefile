@@ -12,7 +12,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup clean real-site demo-real
+        bench-planner bench-cache bench-stream bench-install bench-startup clean real-site demo-real apt-lists
 
 all: test
 
@@ -74,22 +74,25 @@ demo: setup
 # fetched with apt-get download into build/debs (cached, never committed), converted
 # incrementally into build/real-repo, and descriptors-real/scd/ is written from the apt lists.
 REAL_REPO := $(BUILD)/real-repo
-real-site: setup
-	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
+real-site: setup apt-lists
 	$(PY) -m aislab.debsite --out $(REAL_REPO) --debs $(BUILD)/debs --descriptors descriptors-real
 
 # The whole story on the real site: plan, rebuild, serve, reinstall two hosts, check them.
 demo-real: real-site
 	$(PY) scripts/demo_real.py
 
-test: setup
+# The real site's integration test reads the apt lists (tests/integration/test_real_site.py).
+apt-lists:
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
+
+test: setup apt-lists
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q tests/integration
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
 
-test-integration: setup
+test-integration: setup apt-lists
 	$(PY) -m pytest -q tests/integration
 
 # SITE=real runs a benchmark on the real site (make real-site) instead of the demo.
