@@ -302,7 +302,7 @@ def build_site(out: Path, debs_dir: Path, *, roles: list[str] | None = None, des
     size = sum((out / r).stat().st_size for r in result.rpms)
     echo(f"findings: {', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'} (all in {out / 'report.txt'})")
     for f in result.findings:
-        if f.kind not in ("dropped-script", "translated"):
+        if f.kind not in ("dropped-script", "translated", "dropped-relation"):  # counted above, all in report
             echo(f"  {f}")
     echo(f"repo {out}: {len(result.rpms)} RPMs, {size / 2**20:.0f} MiB; converted {len(built)}, removed {len(removed)}; "
          f"repodata {'updated' if updated else 'unchanged'}; {result.seconds:.1f}s")
