@@ -184,3 +184,20 @@ def test_passwd_and_group_are_config_whose_contents_rpm_does_not_verify(tmp_path
     verify = dict(line.split() for line in flags.splitlines())
     assert int(verify["/etc/passwd"], 8) & 1 == 0 and int(verify["/etc/group"], 8) & 1 == 0  # no md5
     assert int(verify["/usr/share/base-passwd/passwd.master"], 8) & 1 == 1
+
+
+BAD_ARGS = [
+    (["--roles", "web,nope"], "unknown role(s) nope"),
+    (["--roles", "web", "--base-only", "--jobs", "x"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize("args, words", BAD_ARGS)
+def test_bad_builder_arguments_exit_2_and_build_nothing(tmp_path, args, words):
+    import sys
+
+    out = tmp_path / "repo"
+    proc = run([sys.executable, "-m", "aislab.debsite", "--out", str(out), "--debs", str(tmp_path / "debs"), *args],
+               check=False, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists() and not (tmp_path / "debs").exists()
