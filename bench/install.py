@@ -87,10 +87,31 @@ def disk_mib_for(site) -> int:
     return max(1024, math.ceil(3 * largest / 2**20 / 256) * 256)
 
 
-def publish(store: Store, plan_note: str, images: dict, confs: dict) -> dict:
-    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json={"note": plan_note},
+def publish(store: Store, plan_note: str, images: dict, confs: dict, site) -> dict:
+    """Publish a manifest serving confs (name -> image id or None, remainder NEVRAs), with the
+    server's own predictions from the calibrated model and a lab Plan that says what it is."""
+    from ais.contracts import Plan, PlanImage, Serving, to_builtins
+    from ais.server.plans import predict
+
+    model = load_calibration(COST)
+    for name, c in confs.items():
+        conf = site.configuration(name)
+        left = set(c["remainder"])
+        stored = images[c["image"]]["stored_bytes"] if c["image"] else None
+        c["predicted_seconds"] = round(predict(model, stored, [p for p in conf.packages if p.nevra in left], conf), 6)
+    keys = {iid: r["key"] for iid, r in images.items()}
+    total = sum(c["predicted_seconds"] for c in confs.values())
+    plan = to_builtins(Plan(
+        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
+        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
+                     for r in images.values()),
+        serve={name: Serving(image=keys[c["image"]] if c["image"] else None, remainder=tuple(c["remainder"]),
+                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
+        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
+        warnings=(plan_note,)))
+    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json=plan,
                                             images=images, configurations=confs,
-                                            cost=cost_to_obj(load_calibration(COST))))
+                                            cost=cost_to_obj(model)))
     return manifests.read(store)
 
 
@@ -99,7 +120,7 @@ def packages_only_cache(site, cache: Path) -> dict:
     store.ensure()
     confs = {c.name: {"image": None, "remainder": sorted(c.nevras), "predicted_seconds": None}
              for c in site.configurations}
-    return publish(store, "packages only", {}, confs)
+    return publish(store, "packages only (bench/install.py)", {}, confs, site)
 
 
 def full_image_cache(site, cache: Path) -> dict:
@@ -111,7 +132,7 @@ def full_image_cache(site, cache: Path) -> dict:
         images[iid] = build_image(store, list(conf.packages), REPO, key=conf.name)
         confs[conf.name] = {"image": iid, "remainder": [], "predicted_seconds": None}
     store.drain()
-    return publish(store, "one image each", images, confs)
+    return publish(store, "one image per configuration (bench/install.py)", images, confs, site)
 
 
 def ais_cache(cache: Path, budget: int) -> tuple[dict, str]:
