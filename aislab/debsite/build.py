@@ -44,7 +44,7 @@ from ais.run import run
 from aislab.debsite import convert as convert_mod
 from aislab.debsite import translate as translate_mod
 from aislab.debsite.convert import Converted, Finding, convert
-from aislab.debsite.fetch import deb_name, fetch
+from aislab.debsite.fetch import fetch
 from aislab.debsite.index import SUITES, Index, find_list, load_index
 from aislab.debsite.select import LEVELS, ROLES, Selection, select
 from aislab.debsite.translate import split_version
@@ -87,7 +87,6 @@ class SiteResult:
     built: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     selection: Selection | None = None
-    nevra: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (name, debver) -> (evr, arch)
     seconds: float = 0.0
 
 
@@ -293,7 +292,6 @@ def build_site(out: Path, debs_dir: Path, *, roles: list[str] | None = None, des
     removed = prune(out, set(result.rpms), {deb.name + ".json" for deb in debs.values()})
     updated = update_repodata(out, result.rpms)
     result.built = built
-    result.nevra = {key: (c.evr, c.arch) for key, c in convs.items()}
     if descriptors:
         for path in write_scds(descriptors, sel, index):
             echo(f"wrote {path}")
