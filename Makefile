@@ -12,7 +12,8 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot clean
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot clean \
+        real-site demo-real apt-lists
 
 all: test
 
@@ -72,7 +73,22 @@ packages: venv
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+# The real site: RPMs made from Debian bookworm's own packages (aislab/debsite): the .debs are
+# fetched with apt-get download into build/debs (cached, never committed), converted
+# incrementally into build/real-repo, and descriptors-real/scd/ is written from the apt lists.
+REAL_REPO := $(BUILD)/real-repo
+real-site: setup apt-lists
+	$(PY) -m aislab.debsite --out $(REAL_REPO) --debs $(BUILD)/debs --descriptors descriptors-real
+
+# The whole story on the real site: plan, rebuild, serve, reinstall two hosts, check them.
+demo-real: real-site
+	$(PY) scripts/demo_real.py
+
+# The real site's integration test reads the apt lists (tests/integration/test_real_site.py).
+apt-lists:
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
+
+test: setup apt-lists
 	$(PY) -m pytest -q tests/unit tests/aislab
 	$(PY) -m pytest -q tests/integration
 
@@ -80,22 +96,26 @@ test: setup
 test-unit: venv
 	$(PY) -m pytest -q tests/unit -m "not rpm and not root"
 
-test-integration: setup
+test-integration: setup apt-lists
 	$(PY) -m pytest -q tests/integration
 
-# The planner's corpus is Debian's own package metadata (the apt lists).
-bench-planner: setup
-	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
-	$(PY) bench/planner.py
+# SITE=real runs a benchmark on the real site (make real-site) instead of the demo.
+SITE ?= demo
+REAL_DEP := $(if $(filter real,$(SITE)),real-site)
 
-bench-cache: setup
-	$(PY) bench/cache.py
+# The planner's corpus is Debian's own package metadata (the apt lists).
+bench-planner: setup $(REAL_DEP)
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
+	$(PY) bench/planner.py $(if $(REAL_DEP),--site real)
+
+bench-cache: setup $(REAL_DEP)
+	$(PY) bench/cache.py $(if $(REAL_DEP),--site real)
 
 bench-stream: setup
 	$(PY) bench/stream.py
 
-bench-install: setup
-	$(PY) bench/install.py --scale 8
+bench-install: setup $(REAL_DEP)
+	$(PY) bench/install.py $(if $(REAL_DEP),--site real,--scale 8)
 
 bench-startup: setup
 	$(PY) bench/startup.py

@@ -1,6 +1,9 @@
 """Cache benchmark: build cost, packer speed, incremental rebuilds, stored bytes.
 
-Run: `make bench-cache` (or `.venv/bin/python bench/cache.py [--repeat N] [--scale N]`).
+Run: `make bench-cache` (or `.venv/bin/python bench/cache.py [--repeat N] [--scale N]`);
+`make bench-cache SITE=real` (`--site real`): on the real site (Debian bookworm's own
+packages, `make real-site`), step 1 for EVERY configuration (min/median/max over --repeat
+runs, default 3 there) and step 2 on the largest; steps 3-4 are the demo's.
 `--scale N` (default 1) uses the demo repository built at size scale N
 (`python -m aislab.demo_repo --scale N` into build/repo-xN, incremental; same names and
 versions, N times the bytes and tree files) and an N GiB budget.
@@ -126,6 +129,37 @@ def bench_packer(packages, repo: Path, tmp: Path, repeat: int) -> list[tuple[str
     ]
 
 
+def spread(values: list[float]) -> str:
+    v = sorted(values)
+    return f"{statistics.median(v):.1f}s ({v[0]:.1f}..{v[-1]:.1f})"
+
+
+def bench_build_each(site, repo: Path, tmp: Path, repeat: int) -> tuple[list[tuple[str, str]], list]:
+    """Step 1 for every configuration: the image builder against rpm --root + mke2fs -d."""
+    rows, ratios = [], []
+    for conf in sorted(site.configurations, key=lambda c: c.name):
+        packages = list(conf.packages)
+        ours, plain = [], []
+        for i in range(repeat):
+            plain.append(plain_install_and_mkfs(packages, repo, tmp / f"plain-{conf.name}-{i}"))
+            store = Store(tmp / f"store-{conf.name}-{i}")
+            store.ensure()
+            seconds, _ = timed(build_image, store, packages, repo, key="bench")
+            ours.append(seconds)
+            store.drain()
+            shutil.rmtree(store.root)
+        ratio = statistics.median(ours) / statistics.median(plain)
+        ratios.append(ratio)
+        installed = sum(p.installed_size for p in packages) / MiB
+        rows.append((f"{conf.name} ({len(packages)} RPMs, {installed:.0f} MiB): build / plain",
+                     f"{spread(ours)} / {spread(plain)} = {ratio:.2f}"))
+        print(f"  {rows[-1][0]}  {rows[-1][1]}", flush=True)
+    worst = max(ratios)
+    rows.append(("worst build / plain (target <= 1.3)", f"{worst:.2f} {'MET' if worst <= 1.3 else 'MISSED'}"))
+    largest = max(site.configurations, key=lambda c: sum(p.installed_size for p in c.packages))
+    return rows, list(largest.packages)
+
+
 def ais_rebuild(descriptors: Path, repo: Path, cache: Path, cost: Path, budget: str) -> tuple[float, str]:
     started = time.perf_counter()
     proc = subprocess.run([*ais_command(), "rebuild", "--descriptors", str(descriptors),
@@ -181,12 +215,17 @@ def bench_rebuild(repo: Path, tmp: Path, budget: str) -> list[tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=None, help="runs per measure (default 5; 3 with --site real)")
+    parser.add_argument("--site", choices=("demo", "real"), default="demo",
+                        help="the demo repository (default) or the real site (make real-site)")
     parser.add_argument("--scale", type=int, default=1,
                         help="size scale of the demo repository (default 1: build/repo; N: build/repo-xN)")
     parser.add_argument("--repo", type=Path, default=None,
                         help="repository to use as is (default: build/repo or build/repo-xN, built first)")
     args = parser.parse_args()
+    if args.site == "real":
+        return main_real(args.repeat or 3)
+    args.repeat = args.repeat or 5
     if args.repo is None:
         args.repo = default_out(ROOT / "build" / "repo", args.scale)
         build_repo(ROOT / "packages", args.repo, scale=args.scale, echo=lambda line: None)
@@ -202,6 +241,23 @@ def main() -> None:
         rows += bench_rebuild(args.repo, tmp, budget)
     width = max(len(a) for a, _ in rows)
     print(f"{'measure':<{width}}  result")
+    print(f"{'-' * width}  {'-' * 40}")
+    for a, b in rows:
+        print(f"{a:<{width}}  {b}")
+
+
+def main_real(repeat: int) -> None:
+    repo = ROOT / "build" / "real-repo"
+    if not (repo / "repodata" / "repomd.xml").is_file():
+        raise SystemExit("no real site: run `make real-site` first")
+    site = load_site(ROOT / "descriptors-real", repo)
+    print(f"real site {repo}: {len(site.configurations)} configurations, {repeat} runs each")
+    with tempfile.TemporaryDirectory(dir=ROOT / "build", prefix="bench-cache-") as tmp:
+        tmp = Path(tmp)
+        rows, packages = bench_build_each(site, repo, tmp, repeat)
+        rows += bench_packer(packages, repo, tmp, repeat)
+    width = max(len(a) for a, _ in rows)
+    print(f"{'measure':<{width}}  result (median, min..max)")
     print(f"{'-' * width}  {'-' * 40}")
     for a, b in rows:
         print(f"{a:<{width}}  {b}")

@@ -9,7 +9,8 @@ server/laptop/standard roles, a language or none; task packages bring their
 Recommends, as tasksel installs them) closed under Depends and Pre-Depends
 (networkx descendants); each combination at two patch levels (release, and
 release plus the bookworm-security updates).
-What it reads: /var/lib/apt/lists/*_Packages.lz4.
+What it reads: /var/lib/apt/lists/*_Packages.lz4 (parsed by aislab.debsite.index, which the
+real site's builder uses too).
 What it fails on: missing lists or apt-helper: ToolError / FileNotFoundError.
 What it returns: `Corpus` (plain dicts; `to_sets(n)` gives n configurations).
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from ais.run import run
+from aislab.debsite.index import read_index as _read_index
 
 LISTS = "/var/lib/apt/lists"
 FIELDS = ("Package", "Version", "Installed-Size", "Depends", "Pre-Depends", "Provides", "Priority", "Recommends")
@@ -43,20 +44,8 @@ SCRIPTED = {"debconf", "adduser", "init-system-helpers"}
 
 
 def read_index(path: str) -> list[dict[str, str]]:
-    """Stanzas of one Packages file, keeping only FIELDS."""
-    text = run(["/usr/lib/apt/apt-helper", "cat-file", path]).stdout
-    out = []
-    for stanza in text.split("\n\n"):
-        entry = {}
-        for line in stanza.splitlines():
-            if line[:1] in (" ", "\t") or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            if key in FIELDS:
-                entry[key] = value.strip()
-        if "Package" in entry:
-            out.append(entry)
-    return out
+    """Stanzas of one Packages file, keeping only FIELDS (the lab's parser, aislab.debsite.index)."""
+    return _read_index(path, FIELDS)
 
 
 def _alternatives(field: str) -> list[list[str]]:

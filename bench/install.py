@@ -27,9 +27,15 @@ calibrated model, which knows nothing of the link) and the same with the model's
 stream term at the link's (or disk's) rate when that is slower; target: measured within
 1.25x of the latter.
 
-Run: `make bench-install` (scale 8) or `.venv/bin/python bench/install.py --scale 1`.
-Reads: descriptors/, packages/. Writes build/repo[-xN] and build/bench-install[-xN]/.
-Needs root (losetup, mount).
+`--site real` uses the real site instead (Debian bookworm's own packages as RPMs,
+`make real-site`: descriptors-real/ and build/real-repo; hosts REAL_HOSTS), writing
+build/bench-install-real/; `--runs N` reinstalls each host N times (default 3) and the
+spread (min, median, max) over the runs is printed.
+
+Run: `make bench-install` (scale 8), `make bench-install SITE=real`, or
+`.venv/bin/python bench/install.py --scale 1`.
+Reads: descriptors/, packages/ (or descriptors-real/, build/real-repo). Writes build/repo[-xN]
+and build/bench-install[-xN|-real]/. Needs root (losetup, mount).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
 from aislab.net import NetLab, rate_bits  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
+REAL_HOSTS = ["ssh01", "web01", "db01", "mail01"]
 RUNS = 3
 PHASES = ["plan", "image", "grow", "mount", "install", "files", "verify", "record", "unmount", "fsck"]
 SPAN = PHASES[1:]  # what the planner predicts: imaging through a checked filesystem
@@ -70,11 +77,15 @@ COST = WORK / "cost.json"
 DISK_MIB = 1024
 
 
-def configure(scale: int) -> None:
-    """Point the benchmark at the repository and work directory of this scale."""
-    global REPO, WORK, COST
-    REPO = default_out(ROOT / "build" / "repo", scale)
-    WORK = default_out(ROOT / "build" / "bench-install", scale)
+def configure(scale: int, site: str = "demo") -> None:
+    """Point the benchmark at the repository and work directory of this scale, or of the real site."""
+    global REPO, WORK, COST, DESCRIPTORS, HOSTS
+    if site == "real":
+        DESCRIPTORS, REPO, WORK, HOSTS = (ROOT / "descriptors-real", ROOT / "build" / "real-repo",
+                                          ROOT / "build" / "bench-install-real", REAL_HOSTS)
+    else:
+        REPO = default_out(ROOT / "build" / "repo", scale)
+        WORK = default_out(ROOT / "build" / "bench-install", scale)
     COST = WORK / "cost.json"
 
 
@@ -86,10 +97,31 @@ def disk_mib_for(site) -> int:
     return max(1024, math.ceil(3 * largest / 2**20 / 256) * 256)
 
 
-def publish(store: Store, plan_note: str, images: dict, confs: dict) -> dict:
-    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json={"note": plan_note},
+def publish(store: Store, plan_note: str, images: dict, confs: dict, site) -> dict:
+    """Publish a manifest serving confs (name -> image id or None, remainder NEVRAs), with the
+    server's own predictions from the calibrated model and a lab Plan that says what it is."""
+    from ais.contracts import Plan, PlanImage, Serving, to_builtins
+    from ais.server.plans import predict
+
+    model = load_calibration(COST)
+    for name, c in confs.items():
+        conf = site.configuration(name)
+        left = set(c["remainder"])
+        stored = images[c["image"]]["stored_bytes"] if c["image"] else None
+        c["predicted_seconds"] = round(predict(model, stored, [p for p in conf.packages if p.nevra in left], conf), 6)
+    keys = {iid: r["key"] for iid, r in images.items()}
+    total = sum(c["predicted_seconds"] for c in confs.values())
+    plan = to_builtins(Plan(
+        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
+        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
+                     for r in images.values()),
+        serve={name: Serving(image=keys[c["image"]] if c["image"] else None, remainder=tuple(c["remainder"]),
+                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
+        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
+        warnings=(plan_note,)))
+    manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json=plan,
                                             images=images, configurations=confs,
-                                            cost=cost_to_obj(load_calibration(COST))))
+                                            cost=cost_to_obj(model)))
     return manifests.read(store)
 
 
@@ -98,7 +130,7 @@ def packages_only_cache(site, cache: Path) -> dict:
     store.ensure()
     confs = {c.name: {"image": None, "remainder": sorted(c.nevras), "predicted_seconds": None}
              for c in site.configurations}
-    return publish(store, "packages only", {}, confs)
+    return publish(store, "packages only (bench/install.py)", {}, confs, site)
 
 
 def full_image_cache(site, cache: Path) -> dict:
@@ -110,7 +142,7 @@ def full_image_cache(site, cache: Path) -> dict:
         images[iid] = build_image(store, list(conf.packages), REPO, key=conf.name)
         confs[conf.name] = {"image": iid, "remainder": [], "predicted_seconds": None}
     store.drain()
-    return publish(store, "one image each", images, confs)
+    return publish(store, "one image per configuration (bench/install.py)", images, confs, site)
 
 
 def ais_cache(cache: Path, budget: int) -> tuple[dict, str]:
@@ -147,7 +179,9 @@ def run_way(name: str, site, cache: Path) -> dict[str, dict]:
     with ServeProcess(DESCRIPTORS, REPO, cache, WORK / f"history-{name}.sqlite") as server:
         for host in HOSTS:
             runs = [reinstall_once(server, site, host, WORK / f"state-{name}-{host}-{i}") for i in range(RUNS)]
-            best = sorted(runs, key=lambda r: r["span"])[len(runs) // 2]  # the median run
+            ordered = sorted(runs, key=lambda r: r["span"])
+            best = dict(ordered[len(runs) // 2])  # the median run
+            best["spread"] = [ordered[0]["span"], best["span"], ordered[-1]["span"]]
             results[host] = best
     return results
 
@@ -217,7 +251,7 @@ def print_links(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global DISK_MIB
+    global DISK_MIB, RUNS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=DEFAULT_SCALE,
                         help=f"size scale of the demo repository (default {DEFAULT_SCALE}; 1 = build/repo)")
@@ -225,12 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--links-only", action="store_true",
                         help="only those rows (caches b and c are still built: c's budget comes from b)")
     parser.add_argument("--disk-rate", type=float, default=40.0, help="the slow disk's write rate, MB/s")
+    parser.add_argument("--site", choices=("demo", "real"), default="demo",
+                        help="the demo repository (default) or the real site (make real-site)")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"reinstalls per host and way (default {RUNS})")
     args = parser.parse_args(argv)
-    configure(args.scale)
-    t0 = time.monotonic()
-    built = build_repo(SPECS, REPO, scale=args.scale, echo=lambda line: None)
-    print(f"repository {REPO.relative_to(ROOT)} (scale {args.scale}): {len(built.rpms)} RPMs, "
-          f"{len(built.built)} built in {time.monotonic() - t0:.1f}s")
+    RUNS = args.runs
+    configure(args.scale, args.site)
+    if args.site == "real":
+        if not (REPO / "repodata" / "repomd.xml").is_file():
+            raise SystemExit("no real site: run `make real-site` first")
+        print(f"real site {REPO.relative_to(ROOT)}: {len(list(REPO.glob('RPMS/*/*.rpm')))} RPMs")
+    else:
+        t0 = time.monotonic()
+        built = build_repo(SPECS, REPO, scale=args.scale, echo=lambda line: None)
+        print(f"repository {REPO.relative_to(ROOT)} (scale {args.scale}): {len(built.rpms)} RPMs, "
+              f"{len(built.built)} built in {time.monotonic() - t0:.1f}s")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     site = load_site(DESCRIPTORS, REPO)
@@ -241,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(p.installed_size for p in conf.packages) / 2**20:.0f} MiB installed, "
               f"{sum(p.file_count for p in conf.packages)} files")
     t0 = time.monotonic()
-    model, _, _ = calibrate(site, REPO, disk_bytes=DISK_MIB << 20, echo=lambda line: None)
+    model, _, _ = calibrate(site, REPO, disk_bytes=DISK_MIB << 20, echo=lambda line: None,
+                            max_sets=6 if args.site == "real" else 24)
     save_calibration(model, COST)
     print(f"calibrated in {time.monotonic() - t0:.1f}s")
     t0 = time.monotonic()
@@ -255,20 +299,22 @@ def main(argv: list[str] | None = None) -> int:
     results = {way: run_way(way, site, WORK / f"cache-{way}") for way in "abc"}
 
     names = {"a": "packages only", "b": "full image", "c": "AIS"}
-    print(f"\nscale {args.scale}: wall seconds per phase, median of {RUNS} runs, {DISK_MIB} MiB loop device, "
+    what = "real site" if args.site == "real" else f"scale {args.scale}"
+    print(f"\n{what}: wall seconds per phase, median of {RUNS} runs, {DISK_MIB} MiB loop device, "
           f"hosts {', '.join(HOSTS)}")
     print(f"{'host':8} {'way':14} {'rpms':>4} " + " ".join(f"{p:>7}" for p in PHASES) + f" {'span':>7} {'process':>8}")
     for host in HOSTS:
         for way in "abc":
             r = results[way][host]
             cells = " ".join(f"{r['timings'].get(p, 0.0):7.3f}" for p in PHASES)
-            print(f"{host:8} {names[way]:14} {r['remainder']:4d} {cells} {r['span']:7.3f} {r['wall']:8.3f}")
+            print(f"{host:8} {names[way]:14} {r['remainder']:4d} {cells} {r['span']:7.3f} {r['wall']:8.3f}"
+                  f"  spread {r['spread'][0]:.2f}..{r['spread'][2]:.2f}")
     totals = {way: sum(results[way][h]["span"] for h in HOSTS) for way in "abc"}
     print("\nsum of spans (image..fsck) over the hosts: " + ", ".join(f"{names[w]} {totals[w]:.3f}s" for w in "abc"))
 
     disk = {"a": disk_bytes(site, caches["a"], True), "b": b_images, "c": disk_bytes(site, caches["c"], False),
             "c+repo": disk_bytes(site, caches["c"], True)}
-    print(f"\nserver disk for all {len(site.configurations)} demo configurations:")
+    print(f"\nserver disk for all {len(site.configurations)} {args.site} configurations:")
     print(f"  (a) packages only: {disk['a'] / 1e6:8.1f} MB (the RPMs)")
     print(f"  (b) full images:   {disk['b'] / 1e6:8.1f} MB ({len(caches['b']['images'])} images)")
     print(f"  (c) AIS:           {disk['c'] / 1e6:8.1f} MB images ({len(caches['c']['images'])}), "
@@ -295,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  predicted within +-20% of measured:  worst {worst:.0%}  {'met' if worst <= 0.2 else 'MISSED'}")
     if args.links:
         print_links(run_links(site, WORK / "cache-c", args.disk_rate))
-    (WORK / "results.json").write_text(json.dumps({"scale": args.scale, "disk_mib": DISK_MIB, "variant": variant,
+    (WORK / "results.json").write_text(json.dumps({"site": args.site, "scale": args.scale, "disk_mib": DISK_MIB,
+                                                   "variant": variant, "runs": RUNS,
                                                    "results": results, "disk": disk}, indent=1, sort_keys=True))
     return 0
 

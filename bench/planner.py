@@ -13,7 +13,12 @@ What it fails on: missing Packages lists (run apt-get update).
 What it returns: prints a markdown table; exit 0.
 
 Options: --scales 50,200 --fractions 0.1,0.25 to run a part; --json FILE to
-keep the raw figures. (A child is started with subprocess.Popen, not ais.run,
+keep the raw figures. `--site real` (`make bench-planner SITE=real`) plans the real site
+instead (descriptors-real over build/real-repo, `make real-site`): its 14 configurations as
+they are (weights from its hosts), and multiplied: copy j of each configuration at patch
+level j (a seeded tenth of its non-base packages replaced by a new version of the same
+size, as a security update would), its hosts scaled by a seeded lognormal count; the
+scales are then the number of configurations (default 14, 56, 224, 896). (A child is started with subprocess.Popen, not ais.run,
 because the peak memory of exactly that child is needed: os.wait4.)
 """
 
@@ -34,6 +39,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 CORPUS_CACHE = ROOT / "build" / "bench" / "corpus.pickle"
 SCALES = (50, 200, 1000, 5000)
+REAL_SCALES = (14, 56, 224, 896)
 FRACTIONS = (0.10, 0.25, 0.50)
 
 
@@ -42,8 +48,40 @@ def time_limit_for(n: int) -> float:
     return 45.0 if n <= 1000 else 480.0
 
 
-def run_case(n: int, fraction: float) -> dict:
-    """In the child: build the corpus problem, plan it, return the figures."""
+def real_sets(n: int, seed: int = 7):
+    """The real site's configurations, multiplied by patch levels and host counts up to n."""
+    import random
+
+    from ais.descriptors import load_site
+
+    site = load_site(ROOT / "descriptors-real", ROOT / "build" / "real-repo")
+    weights0 = site.weights()
+    facts = {p.nevra: (p.installed_size, p.file_count, p.scriptlets)
+             for c in site.configurations for p in c.packages}
+    bases = [frozenset(c.nevras) for c in site.configurations if c.kind == "base"]
+    base_of = {c.name: frozenset(site.configuration(c.base).nevras) if c.kind != "base" else frozenset()
+               for c in site.configurations}
+    rng = random.Random(seed)
+    configs, weights = {}, {}
+    level = 0
+    while len(configs) < n:
+        for c in site.configurations:
+            if len(configs) >= n:
+                break
+            own = sorted(set(c.nevras) - base_of[c.name])
+            patched = set(rng.sample(own, max(1, len(own) // 10))) if level and own else set()
+            name = f"{c.name}@p{level}" if level else c.name
+            configs[name] = frozenset(f"{k}.p{level}" if k in patched else k for k in c.nevras)
+            for k in patched:
+                facts[f"{k}.p{level}"] = facts[k]
+            weights[name] = round(max(1.0, weights0.get(c.name, 0) or 1.0) *
+                                  (1 if not level else max(1, int(rng.lognormvariate(1.0, 1.0)))), 3)
+        level += 1
+    return configs, weights, facts, bases
+
+
+def run_case(n: int, fraction: float, site: str = "corpus") -> dict:
+    """In the child: build the corpus (or real-site) problem, plan it, return the figures."""
     from debian_corpus import load_corpus
 
     from ais.cost import CostModel
@@ -51,8 +89,11 @@ def run_case(n: int, fraction: float) -> dict:
     from ais.planner.problem import problem_from_sets
 
     started = time.monotonic()
-    corpus = load_corpus(CORPUS_CACHE)
-    configs, weights, facts, bases = corpus.to_sets(n)
+    if site == "real":
+        configs, weights, facts, bases = real_sets(n)
+    else:
+        corpus = load_corpus(CORPUS_CACHE)
+        configs, weights, facts, bases = corpus.to_sets(n)
     cost = CostModel()
     rpm = {k: cost.rpm_seconds(*f) for k, f in facts.items()}
     size = {k: f[0] for k, f in facts.items()}
@@ -93,10 +134,10 @@ def run_case(n: int, fraction: float) -> dict:
     }
 
 
-def measure(n: int, fraction: float) -> dict:
+def measure(n: int, fraction: float, site: str = "corpus") -> dict:
     """Run one case in a child; add its wall time and peak memory."""
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, __file__, "--case", str(n), str(fraction)],
+    child = subprocess.Popen([sys.executable, __file__, "--case", str(n), str(fraction), "--site", site],
                              stdout=subprocess.PIPE, text=True)
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
@@ -154,21 +195,25 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", nargs=2, metavar=("N", "FRACTION"), help=argparse.SUPPRESS)
-    parser.add_argument("--scales", default=",".join(map(str, SCALES)))
+    parser.add_argument("--site", choices=("corpus", "real"), default="corpus",
+                        help="the Debian corpus (default) or the real site's configurations")
+    parser.add_argument("--scales", default=None, help=f"default {SCALES} (real: {REAL_SCALES})")
     parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures here")
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(int(args.case[0]), float(args.case[1]))))
+        print(json.dumps(run_case(int(args.case[0]), float(args.case[1]), args.site)))
         return 0
-    from debian_corpus import load_corpus
+    args.scales = args.scales or ",".join(map(str, REAL_SCALES if args.site == "real" else SCALES))
+    if args.site == "corpus":
+        from debian_corpus import load_corpus
 
-    load_corpus(CORPUS_CACHE)  # parse the lists once, outside the measured children
+        load_corpus(CORPUS_CACHE)  # parse the lists once, outside the measured children
     print(f"machine: {machine()}")
     results = []
     for n in map(int, args.scales.split(",")):
         for fraction in map(float, args.fractions.split(",")):
-            result = measure(n, fraction)
+            result = measure(n, fraction, args.site)
             results.append(result)
             print(f"  {n} configurations, budget {fraction:.0%}: "
                   f"{result.get('status', result.get('error'))} in {result.get('wall_s', 0):.1f} s", flush=True)

@@ -164,8 +164,10 @@ class RepoPool:
 
     @staticmethod
     def _deps(s, key) -> tuple[str, ...]:
-        """Dependencies as rpm writes them ('name >= evr', '(a or b)'), each once."""
-        return tuple(dict.fromkeys(str(d) for d in s.lookup_deparray(key) if not str(d).startswith("rpmlib(")))
+        """Dependencies as rpm writes them ('name >= evr', '(a or b)'), each once; marker 0: with
+        the install-time ones (Requires(pre), (post), ...) libsolv keeps after its prereq marker."""
+        return tuple(dict.fromkeys(str(d) for d in s.lookup_deparray(key, 0)
+                                   if not str(d).startswith(("rpmlib(", "solvable:prereqmarker"))))
 
     def _file_provides(self, s) -> tuple[str, ...]:
         """Files of s that some package of the repository requires (rpm satisfies them from file lists).
@@ -177,7 +179,7 @@ class RepoPool:
 
     def _file_requirements(self) -> dict[str, set[int]]:
         """{required path: ids of the solvables shipping it}."""
-        paths = {str(d) for s in self.repo.solvables for d in s.lookup_deparray(solv.SOLVABLE_REQUIRES)
+        paths = {str(d) for s in self.repo.solvables for d in s.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)
                  if str(d).startswith("/")}
         return {p: {s.id for s in self.pool.whatprovides(self.pool.Dep(p))} for p in sorted(paths)}
 

@@ -62,6 +62,8 @@ SPECS = {
     "bar": spec("bar"),
     # a need nothing provides
     "broken-t": spec("broken-t", "1.0", "Requires: libimaginary >= 2"),
+    # install-time needs (Requires(pre), Requires(post)): libsolv lists them after a marker
+    "prereq-t": spec("prereq-t", "1.0", "Requires(pre): aaa", "Requires(post): bbb", "Requires: ccc"),
 }
 
 

@@ -93,3 +93,11 @@ def test_every_problem_at_once(tmp_path, dep_repo):
     assert {line_of(packages, n) for n in ("broken-t", "wantslegacy", "nosuchpkg")} <= lines, found
     assert any("conflicts with" in p for p in found), found
     assert any("'nosuchpkg' is not in the repository" in p for p in found), found
+
+
+def test_package_requires_include_install_time_requirements(dep_repo):
+    """Requires(pre) and Requires(post) are requirements too (rpm refuses an image set without them)."""
+    from ais.repo.solver import RepoPool
+
+    pkg = next(p for p in RepoPool(dep_repo).packages if p.name == "prereq-t")
+    assert set(pkg.requires) == {"aaa", "bbb", "ccc"}
