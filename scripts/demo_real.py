@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from ais.client.lab import LoopDisk, reinstall_argv, target_facts  # noqa: E402
+from aislab.disks import LoopDisk, reinstall_argv, target_facts  # noqa: E402
 from ais.descriptors import load_site  # noqa: E402
 from aislab.site import ServeProcess  # noqa: E402
 from demo import ais, banner  # noqa: E402

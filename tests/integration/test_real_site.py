@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ais.client.lab import LoopDisk, Mounted, reinstall_argv, target_facts
+from aislab.disks import LoopDisk, Mounted, reinstall_argv, target_facts
 from ais.descriptors import load_site
-from ais.planner.cost import CostModel, save_calibration
+from ais.cost import CostModel, save_calibration
 from ais.run import run
 from aislab.debsite.build import build_site
 from aislab.site import ServeProcess, publish_base_cache
