@@ -39,5 +39,7 @@ def test_client_and_image_commands_load_nothing_heavy(argv):
 def test_help_still_lists_every_command():
     from ais.cli import COMMANDS
 
-    out = subprocess.run([sys.executable, "-m", "ais.cli", "--help"], capture_output=True, text=True).stdout
+    from aislab.net import ais_command
+
+    out = subprocess.run(ais_command("--help"), capture_output=True, text=True).stdout
     assert all(name in out for name in COMMANDS)
