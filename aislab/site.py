@@ -76,7 +76,6 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
     from ais.cache.build import build_image
     from ais.cache.store import Store, image_id
     from ais.descriptors import load_site
-    from ais.contracts import Plan, PlanImage, Serving, to_builtins
     from ais.cost import CostModel, cost_to_obj, load_calibration
     from ais.server.plans import predict
 
@@ -99,19 +98,27 @@ def publish_base_cache(descriptors: Path, repo: Path, cache: Path, *, cost: Path
         confs[conf.name] = {"image": iid, "remainder": sorted(p.nevra for p in remainder),
                             "predicted_seconds": round(predict(model, images[iid]["stored_bytes"], remainder, conf), 6)}
     store.drain()
-    keys = {iid: r["key"] for iid, r in images.items()}
-    total = sum(c["predicted_seconds"] for c in confs.values())
-    plan = to_builtins(Plan(
-        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
-        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
-                     for r in images.values()),
-        serve={name: Serving(image=keys[c["image"]], remainder=tuple(c["remainder"]),
-                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
-        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
-        warnings=("every configuration served from its base image (the lab, not the planner)",)))
+    plan = lab_plan(images, confs, "every configuration served from its base image (the lab, not the planner)")
     manifests.publish(store, manifests.make(previous=previous, plan_json=plan, images=images, configurations=confs,
                                             cost=cost_to_obj(model)))
     return manifests.read(store)
+
+
+def lab_plan(images: dict[str, dict], confs: dict[str, dict], note: str) -> dict:
+    """A Plan (the manifest's contract) for a cache the lab laid out itself: `images` are
+    manifest records by id, `confs` the manifest's configurations (image id or None)."""
+    from ais.contracts import Plan, PlanImage, Serving, to_builtins
+
+    keys = {iid: r["key"] for iid, r in images.items()}
+    total = sum(c["predicted_seconds"] for c in confs.values())
+    return to_builtins(Plan(
+        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
+        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
+                     for r in images.values()),
+        serve={name: Serving(image=keys[c["image"]] if c["image"] else None, remainder=tuple(c["remainder"]),
+                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
+        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
+        warnings=(note,)))
 
 
 class ServeProcess:

@@ -60,7 +60,7 @@ from ais.calibrate.measure import calibrate  # noqa: E402
 from ais.cost import cost_to_obj, load_calibration, save_calibration  # noqa: E402
 from aislab.demo_repo import build_repo, default_out  # noqa: E402
 from ais.run import run  # noqa: E402
-from aislab.site import ServeProcess, rebuild_cache  # noqa: E402
+from aislab.site import ServeProcess, lab_plan, rebuild_cache  # noqa: E402
 from aislab.net import NetLab, rate_bits  # noqa: E402
 
 HOSTS = ["mail01", "db01", "web01", "mon01"]
@@ -100,7 +100,6 @@ def disk_mib_for(site) -> int:
 def publish(store: Store, plan_note: str, images: dict, confs: dict, site) -> dict:
     """Publish a manifest serving confs (name -> image id or None, remainder NEVRAs), with the
     server's own predictions from the calibrated model and a lab Plan that says what it is."""
-    from ais.contracts import Plan, PlanImage, Serving, to_builtins
     from ais.server.plans import predict
 
     model = load_calibration(COST)
@@ -109,16 +108,7 @@ def publish(store: Store, plan_note: str, images: dict, confs: dict, site) -> di
         left = set(c["remainder"])
         stored = images[c["image"]]["stored_bytes"] if c["image"] else None
         c["predicted_seconds"] = round(predict(model, stored, [p for p in conf.packages if p.nevra in left], conf), 6)
-    keys = {iid: r["key"] for iid, r in images.items()}
-    total = sum(c["predicted_seconds"] for c in confs.values())
-    plan = to_builtins(Plan(
-        inputs_hash="", budget_bytes=sum(r["stored_bytes"] for r in images.values()),
-        images=tuple(PlanImage(key=r["key"], packages=tuple(r["packages"]), size_bytes=r["stored_bytes"])
-                     for r in images.values()),
-        serve={name: Serving(image=keys[c["image"]] if c["image"] else None, remainder=tuple(c["remainder"]),
-                             predicted_seconds=c["predicted_seconds"]) for name, c in confs.items()},
-        objective=total, bound=total, gap=0.0, status="lab", solver="none", baselines={}, candidates={},
-        warnings=(plan_note,)))
+    plan = lab_plan(images, confs, plan_note)
     manifests.publish(store, manifests.make(previous=manifests.read(store), plan_json=plan,
                                             images=images, configurations=confs,
                                             cost=cost_to_obj(model)))

@@ -14,6 +14,8 @@ HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
 carry the token of the host's HCD. A plan asked for by MAC answers the same
 403, naming no host, for an unknown MAC and for a missing or wrong token.
 
+The routes themselves (what each request answers, tokens, the report's
+schema) are `ais.server.routes`; this module is the HTTP side.
 aiohttp parses HTTP (request line and header sizes, duplicate or malformed
 Content-Length, bodies on any method, keep-alive, pipelining), parses Range
 (`request.http_range`) and sends files (`FileResponse`, sendfile). This
@@ -35,37 +37,22 @@ gets a 4xx with a JSON body {"error": ..., "status": ...} (400 malformed,
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from ais.contracts import InstallReport, decode, to_builtins
-from ais.errors import BadInput
-from ais.server.boot import boot_file, current, ipxe_script
+from ais.server.routes import Blob, File, HttpError, Json, Routes, route_of
 
 log = logging.getLogger("ais.server.http")
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0-9a-fA-F]{2}")
-RPM_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm")
-IMAGE_ID = re.compile(r"[0-9a-f]{64}")
-INDEX = re.compile(r"\d{1,6}")
-HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::\d{1,5})?")
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
-MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
-               "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
 # Conditional headers aiohttp's FileResponse would judge by mtime; this API judges by sha256 ETag itself,
 # and Accept-Encoding would make FileResponse look for a .gz/.br sibling of the file.
 _FILE_IGNORED = (hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH, hdrs.IF_MODIFIED_SINCE,
@@ -86,34 +73,7 @@ class Limits:
     lingering_seconds: float = 2.0  # after an answer, unread body bytes are drained this long, then closed
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-# ------------------------------------------------------------------ answers the routes give
-
-@dataclass(frozen=True)
-class Json:
-    status: int
-    obj: dict
-
-
-@dataclass(frozen=True)
-class Blob:
-    data: bytes
-    ctype: str
-    etag: str
-
-
-@dataclass(frozen=True)
-class File:
-    path: Path
-    size: int
-    ctype: str
-    etag: str
-
+# ------------------------------------------------------------------ responses
 
 def error_response(status: int, message: str, headers: dict | None = None, *, close: bool = False) -> web.Response:
     body = json.dumps({"error": message, "status": status}).encode() + b"\n"
@@ -175,189 +135,6 @@ class _DigestFileResponse(web.FileResponse):
 
     async def prepare(self, request: web.BaseRequest):
         return await super().prepare(self._view)
-
-
-# ------------------------------------------------------------------ the routes (run in the worker threads)
-
-class Routes:
-    """The API's logic: blocking (stat, plans, image checks, SQLite), so it runs in the worker pool."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def health(self, headers) -> Json:
-        snap = self.app.state.current()
-        return Json(200, {"status": "ok", "generation": snap.generation, "hosts": len(snap.hosts),
-                          "images": len(snap.manifest.get("images", {}))})
-
-    def plan(self, headers, ident: str) -> Json:
-        snap = self.app.state.current()
-        if MAC.fullmatch(ident) and ident not in snap.hosts:
-            host = snap.macs.get(ident.lower().replace("-", ":"))
-            if host is None or not _token_matches(host, headers):
-                raise HttpError(403, MAC_REFUSED)  # the same answer, naming no host, whatever the reason
-        else:
-            host = _host_by_name(snap, ident)
-            _authorise(host, headers)
-        return Json(200, self.app.plan_for(snap, host))
-
-    def file(self, headers, name: str, index: str) -> Blob:
-        snap = self.app.state.current()
-        host = _host_by_name(snap, name)
-        _authorise(host, headers)
-        if not INDEX.fullmatch(index):
-            raise HttpError(400, f"file index must be a number, not {index[:40]!r}")
-        n = int(index)
-        if n >= len(host.files):
-            raise HttpError(404, f"host {host.name} has {len(host.files)} files; there is no file {n}")
-        content = host.files[n].content
-        return Blob(content, "application/octet-stream", hashlib.sha256(content).hexdigest())
-
-    def package(self, headers, filename: str) -> File:
-        if not RPM_FILE.fullmatch(filename) or ".." in filename:
-            raise HttpError(400, f"not an RPM file name: {filename[:80]!r}")
-        snap = self.app.state.current()
-        pkg = snap.files.get(filename)
-        if pkg is None:
-            raise HttpError(404, f"package {filename} is not in the repository")
-        path = snap.repo_dir / pkg.filename
-        try:
-            size = os.stat(path).st_size
-        except OSError as err:
-            raise HttpError(404, f"{path.name} is listed but missing on the server: {err.strerror}") from err
-        return File(path, size, "application/x-rpm", pkg.digest)
-
-    def header(self, headers, iid: str) -> Blob:
-        if not IMAGE_ID.fullmatch(iid):
-            raise HttpError(400, "an image id is 64 lower-case hex digits")
-        snap = self.app.state.current()
-        if iid not in snap.manifest.get("images", {}):
-            raise HttpError(404, f"image {iid[:12]} is not in the published manifest (generation {snap.generation})")
-        header, why = self.app.checker.check(snap, iid)
-        if header is None:
-            raise HttpError(503, why)
-        return Blob(header.to_json().encode(), "application/json", header.sha256())
-
-    def boot(self, headers, name: str) -> File:
-        if name not in ("vmlinuz", "initrd"):
-            raise HttpError(404, f"no such boot file {name[:40]!r} (vmlinuz, initrd)")
-        try:
-            path, digest = boot_file(self.app.config.cache, name)
-            return File(path, path.stat().st_size, "application/octet-stream", digest)
-        except (LookupError, FileNotFoundError) as err:
-            raise HttpError(404, str(err)) from err
-
-    def ipxe(self, headers, mac: str) -> Blob:
-        """The host's iPXE script; the server's address in it is the one the request was sent to."""
-        if not MAC.fullmatch(mac):
-            raise HttpError(400, f"malformed MAC address {mac[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
-        target = self.app.config.boot_target
-        if not target:
-            raise HttpError(404, "this server hands out no boot scripts: start it with --boot-target DEV")
-        host = self.app.state.current().macs.get(mac.lower().replace("-", ":"))
-        if host is None:
-            raise HttpError(404, f"no HCD has the MAC address {mac}")
-        where = headers.get(hdrs.HOST, "")
-        if not HOST_HEADER.fullmatch(where):
-            raise HttpError(400, "a boot script needs the Host header the client used to reach this server")
-        try:
-            env = current(self.app.config.cache)
-        except LookupError as err:
-            raise HttpError(404, str(err)) from err
-        text = ipxe_script(env, host, f"http://{where}", target, self.app.config.boot_append)
-        return Blob(text.encode(), "text/plain", hashlib.sha256(text.encode()).hexdigest())
-
-    def report_host(self, headers, name: str):
-        """Checked before the body is read: a stranger's report is refused unread."""
-        snap = self.app.state.current()
-        host = _host_by_name(snap, name)
-        _authorise(host, headers)
-        return host
-
-    def report(self, host, body: bytes) -> Json:
-        row = self.app.history.add(host.name, parse_report(body))
-        return Json(201, {"stored": row, "host": host.name})
-
-
-def parse_report(body: bytes) -> dict:
-    """The report (schema: ais.contracts.InstallReport) as plain data, or a 400 saying
-    what is wrong with it and where (types, bounds, unknown fields, lone surrogates)."""
-    try:
-        return to_builtins(decode(body, InstallReport, "report", BadInput))
-    except BadInput as err:
-        raise HttpError(400, str(err)[:500]) from err
-
-
-def _host_by_name(snap, ident: str):
-    host = snap.hosts.get(ident)
-    if host is not None:
-        return host
-    if MAC.fullmatch(ident):
-        raise HttpError(400, "this resource takes a host name, not a MAC address")
-    if ":" in ident:
-        raise HttpError(400, f"malformed MAC address {ident[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
-    if not NAME.fullmatch(ident):
-        raise HttpError(400, f"malformed host name {ident[:40]!r}")
-    raise HttpError(404, f"unknown host {ident}: no HCD names it")
-
-
-def _given_token(headers) -> str | None:
-    scheme, _, given = headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
-
-
-def _token_matches(host, headers) -> bool:
-    given = _given_token(headers)
-    return bool(host.token) and given is not None and hmac.compare_digest(given.encode(), host.token.encode())
-
-
-def _authorise(host, headers) -> None:
-    if not host.token:
-        raise HttpError(403, f"host {host.name} has no <token> in its HCD; its plan and files are never served without one")
-    if _given_token(headers) is None:
-        raise HttpError(403, f"host {host.name}: send 'Authorization: Bearer <token>' (the token of its HCD)")
-    if not _token_matches(host, headers):
-        raise HttpError(403, f"host {host.name}: wrong token")
-
-
-def match(parts: list[str]) -> tuple[str | None, tuple]:
-    """(route name, arguments) for the path segments after /v1."""
-    if parts == ["health"]:
-        return "health", ()
-    if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "plan":
-        return "plan", (parts[1],)
-    if len(parts) == 4 and parts[0] == "hosts" and parts[2] == "files":
-        return "file", (parts[1], parts[3])
-    if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "report":
-        return "report", (parts[1],)
-    if len(parts) == 2 and parts[0] == "packages":
-        return "package", (parts[1],)
-    if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
-        return "header", (parts[1],)
-    if len(parts) == 2 and parts[0] == "boot":
-        return "boot", (parts[1],)
-    if len(parts) == 3 and parts[0] == "boot" and parts[1] == "ipxe":
-        return "ipxe", (parts[2],)
-    return None, ()
-
-
-def route_of(method: str, target: str) -> tuple[str, tuple]:
-    raw = target.split("?", 1)[0]
-    if not raw.startswith("/"):
-        raise HttpError(400, "request target must be an absolute path")
-    parts = [unquote(p) for p in raw.split("/")[1:]]
-    if any("/" in p or "\x00" in p for p in parts):
-        raise HttpError(400, "encoded '/' or NUL in the path")
-    if parts[:1] != ["v1"]:
-        raise HttpError(404, f"no such resource {raw[:100]}; the API lives under /v1/")
-    route, args = match(parts[1:])
-    if route is None:
-        raise HttpError(404, f"no such resource {raw[:100]}")
-    allowed = ("POST",) if route == "report" else ("GET", "HEAD")
-    if method not in allowed:
-        raise HttpError(405, f"{method} is not allowed on {raw[:100]} (use {' or '.join(allowed)})",
-                        {"Allow": ", ".join(allowed)})
-    return route, args
 
 
 # ------------------------------------------------------------------ the asynchronous side
