@@ -108,6 +108,9 @@ class NetLab:
     def _setup(self) -> None:
         self._add_ns(self.bridge_ns)
         run(["ip", "-n", self.bridge_ns, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
+        # Bridged frames skip the host's iptables (where br_netfilter is loaded, it would filter them)
+        run(["ip", "netns", "exec", self.bridge_ns, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0",
+             "net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0"], check=False)
         for i, ns in enumerate(self.names):
             self._add_ns(ns)
             run(["ip", "-n", ns, "link", "add", "eth0", "mtu", "9000", "type", "veth",

@@ -56,11 +56,13 @@ def peer(lab, i: int, mode: str, image_id: str, *args: str, port: int = DATA_POR
     return proc
 
 
-def event(proc, wanted) -> dict:
-    """The next JSON line from proc for which wanted(obj) is true."""
+def event(proc, wanted, timeout: float = EVENT_TIMEOUT, quiet: bool = False) -> dict:
+    """The next JSON line from proc for which wanted(obj) is true ({} after timeout when quiet)."""
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], EVENT_TIMEOUT)
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""
+        if not line and quiet and proc.poll() is None:
+            return {}
         if not line:
             raise AssertionError(f"no such event from the peer: {proc.poll()=} {proc.stderr.read() if proc.poll() is not None else ''}")
         obj = json.loads(line)
@@ -106,7 +108,9 @@ def start_together(lab, watcher, hosts, spawn):
     procs = [spawn(i) for i in hosts]
     waiting = {lab.address(i) for i in hosts}
     while waiting:
-        waiting.discard(event(watcher, lambda o: "request_from" in o)["request_from"])
+        gone = [(proc.args, proc.stderr.read()) for proc in procs if proc.poll() is not None]
+        assert not gone, f"a receiver ended before it asked: {gone}"
+        waiting.discard(event(watcher, lambda o: "request_from" in o, timeout=5, quiet=True).get("request_from"))
     multicast_to(lab, 0, True)
     return procs
 
