@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ais.errors import WorldError
 from ais.run import run, start
+from aislab.lines import next_line
 
 
 class LoopDisk:
@@ -131,7 +132,6 @@ def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, t
     """`ais serve` inside host i of a NetLab (stderr to the open file `log`); returns its control URL.
     The lab kills it on close."""
     import json
-    import select
 
     from aislab.net import ais_command
 
@@ -140,8 +140,7 @@ def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, t
             "--history", str(history), "--listen", f"{address}:0", "--stream-listen", f"{address}:0",
             "--poll", "0.2", *extra]
     proc = lab.spawn(i, argv, stderr=log, env={"PYTHONUNBUFFERED": "1"})
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
+    line = next_line(proc.stdout, timeout)
     if not line.startswith('{"listening"'):
         raise WorldError(f"ais serve did not start in {lab.names[i]}: {line!r} (log {getattr(log, 'name', log)})")
     return json.loads(line)["listening"]["url"]

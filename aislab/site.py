@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ais.errors import WorldError
 from ais.run import start
+from aislab.lines import next_line
 from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,19 +133,13 @@ class ServeProcess:
         self.log_path = Path(log_path or Path(history).with_suffix(".log"))
         self._log = open(self.log_path, "ab")
         self.proc = start(argv, stderr=self._log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"}, text=False)
-        line = self._first_line(timeout)
+        line = next_line(self.proc.stdout, timeout)
         try:
             self.info = json.loads(line)["listening"]
         except (ValueError, KeyError) as err:
             self.kill()
             raise WorldError(f"ais serve did not start: {line!r}; log {self.log_path}:\n{self.log()[-2000:]}") from err
         self.url = self.info["url"]
-
-    def _first_line(self, timeout: float) -> str:
-        import select
-
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return self.proc.stdout.readline().decode() if ready else ""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

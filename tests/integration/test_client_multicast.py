@@ -16,7 +16,6 @@ the session from its first datagram however slowly each ais-boot step starts.
 import json
 import os
 import re
-import select
 import sqlite3
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from ais.cost import CostModel, save_calibration
 from aislab.site import publish_base_cache, subset_descriptors
 from ais.run import run
 from ais.stream.format import read_header
+from aislab.lines import next_line
 from aislab.net import ais_command, NetLab
 from ais.stream.multicast import wire_bytes
 from ais.stream.catalog import image_tag
@@ -64,8 +64,7 @@ def serve_in(lab, repo_dir, site, history, log):
             "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2",
             "--multicast", f"{GROUP}:{PORT}", "--multicast-interface", address, "--multicast-rate", RATE_MBPS]
     proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
+    line = next_line(proc.stdout, 30)
     assert line.startswith('{"listening"'), f"ais serve did not start: {line!r}\n{log.name}"
     info = json.loads(line)["listening"]
     assert info["multicast"] == f"{GROUP}:{PORT}"
@@ -85,8 +84,7 @@ def peer(lab, i: int, mode: str, image_id: str, *args: str):
 def event(proc, wanted) -> dict:
     """The next JSON line from proc for which wanted(obj) is true."""
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], EVENT_TIMEOUT)
-        line = proc.stdout.readline() if ready else ""
+        line = next_line(proc.stdout, EVENT_TIMEOUT)
         assert line, f"no such event from the peer: {proc.poll()=}"
         obj = json.loads(line)
         if wanted(obj):

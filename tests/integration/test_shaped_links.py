@@ -10,7 +10,6 @@ the image written exactly (bytes, e2fsck); every reinstall must leave exactly th
 
 import json
 import os
-import select
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ais.cost import CostModel, save_calibration
 from ais.run import run
 from aislab.site import publish_base_cache, subset_descriptors
 from ais.stream.format import read_header
+from aislab.lines import next_line
 from aislab.net import NetLab, make_fs_image, make_tree
 from ais.stream.pack import pack
 from ais.stream.writer import write_image
@@ -49,8 +49,7 @@ def image(tmp_path_factory):
 
 
 def wait_listening(proc, what: str) -> dict:
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
+    line = next_line(proc.stdout, 30)
     assert line.startswith('{"listening"'), f"{what} did not start: {line!r}"
     return json.loads(line)["listening"]
 

@@ -10,7 +10,6 @@ while the test changes something "mid-session", so what happens mid-session real
 import json
 import math
 import os
-import select
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from ais.run import run
 from ais.stream.format import read_header
+from aislab.lines import next_line
 from aislab.net import NetLab, make_fs_image, make_tree
 from ais.stream.multicast import REQUEST_BYTES_MAX, within_budget, wire_bytes
 from ais.stream.pack import pack
@@ -59,8 +59,7 @@ def peer(lab, i: int, mode: str, image_id: str, *args: str, port: int = DATA_POR
 def event(proc, wanted, timeout: float = EVENT_TIMEOUT, quiet: bool = False) -> dict:
     """The next JSON line from proc for which wanted(obj) is true ({} after timeout when quiet)."""
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        line = proc.stdout.readline() if ready else ""
+        line = next_line(proc.stdout, timeout)
         if not line and quiet and proc.poll() is None:
             return {}
         if not line:
