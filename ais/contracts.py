@@ -400,16 +400,40 @@ class InstallRecord(Strict, kw_only=True):
     written_at: float
 
 
-class InstallReport(Strict, kw_only=True):
-    """POST /v1/hosts/<host>/report: the outcome, the phase that failed and why, the record."""
+Epoch = Annotated[float, msgspec.Meta(ge=0, le=2**40)]  # seconds since 1970, the client's clock
+PhaseName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
 
-    status: Literal["ok", "failed"]
+
+class PhaseSpan(Strict, kw_only=True):
+    """One step of a reinstall by the client's wall clock (`ais history HOST` draws these)."""
+
+    name: PhaseName
+    start: Epoch
+    end: Epoch
+
+    def __post_init__(self):
+        if self.end < self.start:
+            raise msgspec.ValidationError(f"phase {self.name} ends ({self.end}) before it starts ({self.start})")
+
+
+class InstallReport(Strict, kw_only=True):
+    """POST /v1/hosts/<host>/report. One reinstall posts, in order:
+    - "ok" (with the record) or "failed" (with the phase that failed and why), then, after an ok,
+    - "rebooting": how the machine leaves the boot environment (phase "kexec" or "firmware";
+      message says why a kexec fell back to the firmware), and
+    - "up": the installed system booted (image and generation from its install record; phases
+      holds one span "up" from its kernel's start to the report).
+    phases: the steps' wall-clock spans, from "bootenv" (kernel start of the boot environment to
+    the first step) on; timings: the same steps' durations (monotonic clock, summed per name)."""
+
+    status: Literal["ok", "failed", "rebooting", "up"]
     phase: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     message: Text | None = None
     image: Name | None = None
     transport_fallback: Text | None = None
     generation: Count | None = None
     timings: dict[Name, Seconds] = {}
+    phases: tuple[PhaseSpan, ...] = ()
     measured_seconds: Seconds | None = None
     predicted_seconds: Seconds | None = None
     record: InstallRecord | None = None
