@@ -12,7 +12,8 @@
 #   find_server      GET <ais.server>/v1/health answers 200, bounded retries (10 x 2 s)
 #   wait_for_target  the disk ais.target= exists, bounded wait
 #   run_ais_boot     ais-boot (settings from the kernel command line, docs/client.md)
-# When ais-boot returns (it reboots by itself after a reinstall unless ais.reboot=no):
+# When ais-boot returns (after a reinstall it kexecs into the installed system, or reboots,
+# unless ais.reboot=no):
 #   ais.final=shell (default) a shell on the console | poweroff | reboot
 # /init must never exit (the kernel panics): every path ends in one of those three.
 
@@ -171,9 +172,9 @@ wait_for_target() {
 run_ais_boot() {
     # Without ais.host=, ais.interface= or BOOTIF=, the interface DHCP used identifies the host.
     if [ -z "$(cmdline_value ais.host)$(cmdline_value ais.interface)$(cmdline_value BOOTIF)" ]; then
-        AIS=/usr/bin/ais ais-boot --interface "$IFACE"
+        AIS=/usr/bin/ais AIS_SINCE_BOOT=1 ais-boot --interface "$IFACE"
     else
-        AIS=/usr/bin/ais ais-boot
+        AIS=/usr/bin/ais AIS_SINCE_BOOT=1 ais-boot
     fi
 }
 

@@ -5,6 +5,8 @@ What it does: `register(subparsers)` adds `client` with
   start a session (state directory) and fetch the plan;
 - `check | image | grow | mount | install | files | verify | record | unmount |
   fsck | report --state DIR`: one step each, on the session (ais-boot runs them);
+- `reboot --state DIR --mode kexec|firmware|no`: after the report, leave the
+  boot environment (ais.client.reboot);
 - `fail --state DIR --phase P --message M`: the report-and-stop path for
   failures the shell sees itself;
 - `reinstall --server URL --target DEV --host NAME`: all steps in one process.
@@ -47,6 +49,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("plan", help="start a session: identify this host and fetch its install plan")
     _server_options(p)
     p.add_argument("--state", required=True, metavar="DIR", help="session directory the later steps read")
+    p.add_argument("--since-boot", action="store_true",
+                   help="record the time from this machine's kernel start to now as the phase bootenv "
+                        "(ais-boot passes it in the boot environment)")
     p.set_defaults(handler=cmd_plan)
 
     for name in STEP_NAMES:
@@ -54,6 +59,17 @@ def register(subparsers) -> None:
         p.add_argument("--state", required=True, metavar="DIR", help="session directory")
         p.add_argument("--dry-run", action="store_true", help="print what would be done; write nothing")
         p.set_defaults(handler=cmd_step, step=name)
+
+    p = sub.add_parser("reboot", help="after the report: kexec into the installed system, else reboot",
+                       description="Leave the boot environment: `kexec` loads the installed disk's newest "
+                                   "/boot/vmlinuz-R (and initrd.img-R) and executes it with "
+                                   "init=/usr/lib/ais/firstboot, which reports \"up\"; when that fails, and "
+                                   "with `firmware`, the machine reboots through its firmware. The server is "
+                                   "told which, and why (status \"rebooting\").")
+    p.add_argument("--state", required=True, metavar="DIR", help="session directory")
+    p.add_argument("--mode", choices=("kexec", "firmware", "no"), default="kexec",
+                   help="how to leave the boot environment (ais.reboot=) [%(default)s]")
+    p.set_defaults(handler=cmd_reboot)
 
     p = sub.add_parser("fail", help="report a failure the shell detected, unmount, print the reason")
     p.add_argument("--state", required=True, metavar="DIR")
@@ -128,9 +144,19 @@ def cmd_plan(args) -> int:
     session = _session(args, args.state)
     session.save()
     api = steps.api_of(session, args.retries, args.retry_delay)
+    if args.since_boot:
+        session.since_boot()
     _guarded(session, api, "identify", lambda: steps.identify(session, args.interface))
     _guarded(session, api, "plan", lambda: steps.plan(session, api))
     session.save()
+    return 0
+
+
+def cmd_reboot(args) -> int:
+    from ais.client.reboot import leave
+
+    session = Session.load(args.state)
+    leave(session, steps.api_of(session, retries=2), args.mode)
     return 0
 
 

@@ -86,6 +86,7 @@ def report_body(session, status: str, *, record: dict | None = None, phase: str 
         "transport_fallback": delivery(session)["transport_fallback"],
         "generation": plan.get("generation"),
         "timings": dict(session.timings),
+        "phases": [{"name": n, "start": s, "end": e} for n, s, e in session.spans],
         "measured_seconds": measured_seconds(session.timings),
         "predicted_seconds": (plan.get("predicted_seconds") or {}).get("total"),
         "record": record,

@@ -4,8 +4,11 @@ What it does: `Session` holds what the steps share (server URL, host, token,
 target, mount point, transport, the plan, timings per phase, the outcome) and
 persists it as `<state dir>/session.json` after every change, so `ais-boot`
 can run each step as its own `ais client <step> --state DIR` process.
-`Session.phase(name)` times a step, records it, and prints progress: one
-rewriting status line per phase on a terminal, plain lines otherwise.
+`Session.phase(name)` times a step, records its duration (monotonic clock) and
+its span by the wall clock (`spans`, what `ais history` draws), and prints
+progress: one rewriting status line per phase on a terminal, plain lines
+otherwise. `since_boot()` adds the span "bootenv": from this machine's kernel
+start (/proc/uptime) to now, the boot environment's own share of a reinstall.
 
 Reads/writes: the state directory (created if needed; the token is stored
 mode 0600). Fails with `ClientError` when a step needs a session that was not
@@ -44,6 +47,7 @@ class Session:
     interface: str | None = None  # local address to join multicast on; None: the one routing to the server
     plan: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    spans: list[list] = field(default_factory=list)  # [name, start, end] by the wall clock, in order
     phase_now: str | None = None
     mounted: bool = False
     started_at: float = field(default_factory=time.time)
@@ -83,13 +87,25 @@ class Session:
     def phase(self, name: str, detail: str = "") -> Iterator[None]:
         """Time one step; record its duration (saved) and show progress."""
         self.phase_now = name
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         show(f"{name}{': ' + detail if detail else ''} ...", final=False)
         yield
         seconds = time.monotonic() - started
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 4)
+        self.spans.append([name, round(wall, 3), round(wall + seconds, 3)])
         self.phase_now = None
         show(f"{name}{': ' + detail if detail else ''} done in {seconds:.2f}s")
+        self.save()
+
+
+    def since_boot(self, uptime_file: str = "/proc/uptime") -> None:
+        """Record the span bootenv: kernel start (now minus uptime) to now."""
+        try:
+            uptime = float(Path(uptime_file).read_text().split()[0])
+        except (OSError, ValueError, IndexError) as err:
+            raise ClientError(f"cannot read the uptime from {uptime_file}: {err}") from err
+        now = time.time()
+        self.spans.append(["bootenv", round(now - uptime, 3), round(now, 3)])
         self.save()
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ais.client import disk
+from ais.client.reboot import write_firstboot
 from ais.client.record import make_record, report_body, write_record
 from ais.client.session import Session, say
 from ais.errors import AisError, ClientError
@@ -169,11 +170,12 @@ def verify(session: Session) -> None:
 
 def record(session: Session) -> None:
     if session.dry_run:
-        return say("would write /var/lib/ais/install.json")
+        return say("would write /var/lib/ais/install.json and the installed system's firstboot")
     with session.phase("record"):
         rec = make_record(session, remainder=session.results.get("remainder"),
                           allowed_va=session.results.get("rpm_va_allowed"))
         write_record(session.root, rec)
+        write_firstboot(session.root, session)
         session.results["record"] = rec
 
 

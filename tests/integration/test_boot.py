@@ -5,10 +5,12 @@ apt); a real `ais serve` on this host serves it (/v1/boot/vmlinuz, /v1/boot/init
 the iPXE script of the VM's MAC. The VM boots from the network as a machine does: its
 firmware's iPXE gets the script's URL from QEMU's DHCP, fetches the script, the kernel
 and the initramfs from the server, which it reaches at 10.0.2.2 through QEMU's user
-network. After the VM has rebooted
-(QEMU runs with -no-reboot, so a guest reboot ends it) the host checks the disk image:
+network. After the reinstall the boot
+environment kexecs into the installed disk's kernel, whose firstboot reports "up" and powers off
+(QEMU runs with -no-reboot, so a guest reboot ends it too); the host checks the disk image:
 exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
 the install record equal to the one the server's history stored with status ok.
+A kernel that forbids kexec makes the machine reboot through its firmware, and the history says so.
 A disk too small is refused inside the VM and the failure (phase check) reaches the
 server's history; a target disk that does not appear stops the boot in the init's step
 wait_for_target, and the server is told too; a wrong ais.server= stops the boot in its
@@ -176,8 +178,9 @@ def test_bad_boot_options_exit_2(lab, tmp_path, repo_dir, options, words):
     assert "Traceback" not in proc.stderr and not (tmp_path / "cache").exists()
 
 
-def test_a_vm_boots_from_the_network_and_reinstalls_its_disk(lab, tmp_path):
-    """Firmware PXE -> iPXE -> the script of its MAC from ais serve -> kernel + initramfs -> ais-boot."""
+def test_a_vm_boots_from_the_network_reinstalls_its_disk_and_comes_back_up(lab, tmp_path):
+    """Firmware PXE -> iPXE -> the script of its MAC from ais serve -> kernel + initramfs -> ais-boot ->
+    kexec into the installed disk's own kernel and initramfs -> firstboot reports "up" -> power-off."""
     server = lab["server"]
     port = server.url.rsplit(":", 1)[1]
     disk = blank_disk(tmp_path / "disk.img")
@@ -185,12 +188,16 @@ def test_a_vm_boots_from_the_network_and_reinstalls_its_disk(lab, tmp_path):
             timeout=900) as vm:
         code = vm.wait(timeout=960)
         console = vm.console()
-    assert code == 0, console[-3000:]  # the guest rebooted (ais-boot's reboot -f) and -no-reboot ended QEMU
+    assert code == 0, console[-3000:]  # the installed system powered off (ais.final=poweroff, carried over)
     assert f"Command line: initrd=initrd.img ais.server=http://10.0.2.2:{port} ais.target=/dev/vda ais.host=db01" \
         in console
     for line in ("ais-init: network_up: eth0 has 10.0.2.15", "ais-init: find_server:", "reinstalled db01",
-                 "reinstalled; rebooting"):
+                 "leaving the boot environment (ais.reboot=kexec)", "kexec: loading vmlinuz-",
+                 f"Command line: root=/dev/vda rw init=/usr/lib/ais/firstboot console=ttyS0 ais.final=poweroff",
+                 "firstboot: the installed system is up", 'firstboot: report_up: the server stored "up" for db01',
+                 "firstboot: powering off"):
         assert line in console, console[-3000:]
+    assert "ais.token=" not in console.split("kexec: loading", 1)[1]  # the installed system's command line is clean
     for route in ("/v1/boot/ipxe/52%3A54%3A00%3A00%3A00%3A06\" 200", "/v1/boot/vmlinuz\" 200",
                   "/v1/boot/initrd\" 200"):
         assert route in server.log()  # what iPXE fetched came from this server
@@ -202,8 +209,31 @@ def test_a_vm_boots_from_the_network_and_reinstalls_its_disk(lab, tmp_path):
     for f in hcd.files:
         content, mode, uid, gid = facts["files"][f.path]
         assert (content, mode, uid, gid) == (f.content, f.mode, 0, 0)
-    status, report = history(lab, "db01")[-1]
-    assert status == "ok" and report["record"] == facts["record"] and facts["record"]["host"] == "db01"
+    (ok, report), (rebooting, how), (up, came_up) = history(lab, "db01")[-3:]
+    assert ok == "ok" and report["record"] == facts["record"] and facts["record"]["host"] == "db01"
+    assert (rebooting, how["phase"]) == ("rebooting", "kexec")
+    assert up == "up" and (came_up["image"], came_up["generation"]) == (report["image"], report["generation"])
+    assert [p["name"] for p in came_up["phases"]] == ["up"]
+    names = [p["name"] for p in report["phases"]]
+    assert names[:3] == ["bootenv", "identify", "plan"] and {"image", "install", "files", "verify"} <= set(names)
+    assert all(p["start"] <= p["end"] for p in report["phases"])
+
+
+def test_kexec_refused_by_the_kernel_falls_back_to_the_firmware_and_the_history_says_so(lab, tmp_path):
+    """A kernel that forbids kexec (kexec_load_disabled, as locked-down kernels do): after the reinstall
+    the machine reboots through its firmware (QEMU's -no-reboot ends it), and the history says why."""
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    disk = blank_disk(tmp_path / "disk.img")
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd,
+            append=f"{args} sysctl.kernel.kexec_load_disabled=1", timeout=900) as vm:
+        code = vm.wait(timeout=960)
+        console = vm.console()
+    assert code == 0, console[-3000:]
+    assert "kexec failed:" in console and "; rebooting through the firmware" in console, console[-3000:]
+    assert "firstboot:" not in console
+    (ok, _), (rebooting, how) = history(lab, "db01")[-2:]
+    assert (ok, rebooting, how["phase"]) == ("ok", "rebooting", "firmware")
+    assert how["message"].startswith("kexec failed:") and "kexec -l" in how["message"]
 
 
 def test_a_disk_too_small_is_refused_in_the_vm_and_the_server_is_told(lab, tmp_path):

@@ -1,0 +1,131 @@
+"""Leaving the boot environment after a reinstall: kexec into the installed system, else the firmware.
+
+What it does:
+- `write_firstboot(root, session)` (the record step) puts the installed system's first process
+  into the target: /usr/lib/ais/firstboot (ais/client/firstboot.sh) and its settings
+  /var/lib/ais/firstboot.conf (mode 0600: server, host, token, image, generation). The
+  settings are shell assignments, every value quoted.
+- `leave(session, api, mode)` (the reboot step), after the success report:
+  - "kexec" (ais.reboot=kexec, the default): mount the target read-only, `kexec -l` its newest
+    /boot/vmlinuz-R (with /boot/initrd.img-R when there is one) and the command line
+    `root=TARGET rw init=/usr/lib/ais/firstboot` plus the boot environment's console= and
+    ais.final= words; report "rebooting" (phase kexec); `kexec -e`. When loading or executing
+    fails (no kernel on the disk, kexec disabled by the kernel), the firmware reboot follows
+    and the report says why.
+  - "firmware": report "rebooting" (phase firmware), sync, `reboot -f`.
+  - "no": nothing (the machine stays in the boot environment).
+  Reports here are best effort: a server that cannot be told never keeps the machine from
+  rebooting; the console says so.
+
+Reads: the session, the target, /proc/cmdline. Fails with `ClientError` for an unknown mode;
+a failing reboot itself (`reboot -f` returned) is a `ToolError`. Returns nothing (on success
+the process does not survive `kexec -e` or `reboot -f`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from ais.client import disk
+from ais.client.session import Session, say
+from ais.errors import AisError, ClientError, ToolError
+from ais.files import write_atomic
+from ais.run import run
+
+FIRSTBOOT = "/usr/lib/ais/firstboot"
+FIRSTBOOT_CONF = "/var/lib/ais/firstboot.conf"
+MODES = ("kexec", "firmware", "no")
+CARRIED_WORDS = ("console=", "ais.final=", "ais.init=", "earlyprintk=")
+
+
+def write_firstboot(root: str, session: Session) -> None:
+    plan = session.need_plan()
+    url = urlsplit(session.server)
+    image = (plan.get("image") or {}).get("id")
+    settings = {
+        "HOST": plan["host"],
+        "HOST_PATH": quote(plan["host"], safe=""),
+        "TOKEN": session.token or "",
+        "SERVER_ADDRESS": url.hostname or "",
+        "SERVER_PORT": str(url.port or 80),
+        "IMAGE_JSON": f'"{image}"' if image else "null",
+        "GENERATION_JSON": str(plan["generation"]) if plan.get("generation") is not None else "null",
+    }
+    text = "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items())
+    script = Path(__file__).with_name("firstboot.sh").read_bytes()
+    for path, data, mode in ((FIRSTBOOT_CONF, text.encode(), 0o600), (FIRSTBOOT, script, 0o755)):
+        final = Path(root, path.lstrip("/"))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(final, data, mode, 0, 0)
+
+
+def installed_kernel(root: Path) -> tuple[Path, Path | None]:
+    """The newest /boot/vmlinuz-R of the installed system and its /boot/initrd.img-R (or None)."""
+    kernels = sorted((root / "boot").glob("vmlinuz-*"), key=lambda p: _version_key(p.name[len("vmlinuz-"):]))
+    if not kernels:
+        raise ClientError(f"the installed system has no kernel: no /boot/vmlinuz-* on {root}")
+    kernel = kernels[-1]
+    initrd = root / "boot" / f"initrd.img-{kernel.name[len('vmlinuz-'):]}"
+    return kernel, initrd if initrd.exists() else None
+
+
+def _version_key(release: str) -> list:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.-]", release)]
+
+
+def kexec_cmdline(target: str, current: str) -> str:
+    """The installed system's command line: its root, firstboot as init, and the console and
+    ais.final words of the boot environment's own command line."""
+    carried = [w for w in current.split() if w.startswith(CARRIED_WORDS)]
+    return " ".join([f"root={target}", "rw", f"init={FIRSTBOOT}", *carried])
+
+
+def load_kexec(session: Session) -> None:
+    """kexec -l the installed kernel (the target mounted read-only meanwhile)."""
+    root = Path(tempfile.mkdtemp(prefix="kexec-", dir=session.state_dir))
+    run(["mount", "-t", "ext4", "-o", "ro", session.target, str(root)])
+    try:
+        kernel, initrd = installed_kernel(root)
+        cmdline = kexec_cmdline(session.target, Path("/proc/cmdline").read_text())
+        say(f"kexec: loading {kernel.name}{' + ' + initrd.name if initrd else ''} ({cmdline})")
+        run(["kexec", "-l", str(kernel), *([f"--initrd={initrd}"] if initrd else []), f"--append={cmdline}"])
+    finally:
+        disk.unmount(str(root))
+        root.rmdir()
+
+
+def tell(session: Session, api, phase: str, message: str) -> None:
+    from ais.client.record import report_body
+
+    try:
+        api.retries = min(api.retries, 2)
+        api.report(session.need_plan()["host"], report_body(session, "rebooting", phase=phase, message=message))
+    except AisError as err:
+        say(f"could not tell the server that this machine reboots ({phase}): {err}")
+
+
+def leave(session: Session, api, mode: str) -> None:
+    if mode not in MODES:
+        raise ClientError(f"ais.reboot must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "no":
+        return say("reinstalled; staying in the boot environment (ais.reboot=no)")
+    why = "ais.reboot=firmware"
+    if mode == "kexec":
+        try:
+            with session.phase("kexec_load"):
+                load_kexec(session)
+            tell(session, api, "kexec", "kexec into the installed system")
+            run(["sync"])
+            run(["kexec", "-e"])
+            why = "kexec -e returned"
+        except (AisError, OSError) as err:
+            why = f"kexec failed: {err}"
+        say(f"{why}; rebooting through the firmware")
+    tell(session, api, "firmware", why)
+    run(["sync"])
+    run(["reboot", "-f"])
+    raise ToolError("reboot -f returned: the machine did not reboot")

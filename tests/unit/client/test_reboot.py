@@ -1,0 +1,73 @@
+"""ais.client.reboot: which kernel kexec loads, its command line, and the firstboot settings."""
+
+import shlex
+import subprocess
+
+import pytest
+
+from ais.client.reboot import FIRSTBOOT, FIRSTBOOT_CONF, installed_kernel, kexec_cmdline, leave, write_firstboot
+from ais.client.session import Session
+from ais.errors import ClientError
+
+KERNELS = [  # (files in /boot, the kernel chosen, its initrd or None)
+    (["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-28-amd64", "initrd.img-6.1.0-28-amd64"],
+     "vmlinuz-6.1.0-28-amd64", "initrd.img-6.1.0-28-amd64"),
+    (["vmlinuz-5.10.0-1", "vmlinuz-6.1.0-1", "initrd.img-5.10.0-1"], "vmlinuz-6.1.0-1", None),
+    (["vmlinuz-6.1.0-rc2", "vmlinuz-6.1.0-1"], "vmlinuz-6.1.0-rc2", None),
+    (["System.map-6.1.0-1", "vmlinuz-6.1.0-1"], "vmlinuz-6.1.0-1", None),
+]
+
+
+@pytest.mark.parametrize("files, kernel, initrd", KERNELS)
+def test_the_newest_kernel_and_its_own_initrd(tmp_path, files, kernel, initrd):
+    (tmp_path / "boot").mkdir()
+    for name in files:
+        (tmp_path / "boot" / name).write_bytes(b"x")
+    got_kernel, got_initrd = installed_kernel(tmp_path)
+    assert got_kernel.name == kernel
+    assert (got_initrd.name if got_initrd else None) == initrd
+
+
+def test_no_kernel_on_the_disk_is_said(tmp_path):
+    (tmp_path / "boot").mkdir()
+    with pytest.raises(ClientError, match="the installed system has no kernel"):
+        installed_kernel(tmp_path)
+
+
+CMDLINES = [
+    ("initrd=initrd.img ais.server=http://10.0.2.2:8 ais.token=SECRET console=ttyS0 ais.final=poweroff quiet",
+     f"root=/dev/vda rw init={FIRSTBOOT} console=ttyS0 ais.final=poweroff"),
+    ("BOOT_IMAGE=/vmlinuz console=tty0 console=ttyS0,115200 ais.init=/bin/sh",
+     f"root=/dev/vda rw init={FIRSTBOOT} console=tty0 console=ttyS0,115200 ais.init=/bin/sh"),
+    ("", f"root=/dev/vda rw init={FIRSTBOOT}"),
+]
+
+
+@pytest.mark.parametrize("current, expected", CMDLINES)
+def test_the_installed_system_gets_its_root_firstboot_and_console_but_never_the_token(current, expected):
+    assert kexec_cmdline("/dev/vda", current) == expected
+    assert "SECRET" not in kexec_cmdline("/dev/vda", current)
+
+
+def session(tmp_path, **plan) -> Session:
+    return Session(state_dir=str(tmp_path / "state"), server="http://10.0.2.2:8080", token="t0k'en",
+                   target="/dev/vda", plan={"host": "db 01", "generation": 7, "image": {"id": "img-1"}, **plan})
+
+
+@pytest.mark.parametrize("plan, image, generation", [({}, '"img-1"', "7"),
+                                                      ({"image": None, "generation": None}, "null", "null")])
+def test_firstboot_settings_are_quoted_shell_and_private(tmp_path, plan, image, generation):
+    root = tmp_path / "root"
+    write_firstboot(str(root), session(tmp_path, **plan))
+    conf = root / FIRSTBOOT_CONF.lstrip("/")
+    assert conf.stat().st_mode & 0o777 == 0o600
+    assert (root / FIRSTBOOT.lstrip("/")).stat().st_mode & 0o777 == 0o755
+    script = f". {shlex.quote(str(conf))}; printf '%s|' \"$HOST\" \"$HOST_PATH\" \"$TOKEN\" \"$SERVER_ADDRESS\" " \
+             "\"$SERVER_PORT\" \"$IMAGE_JSON\" \"$GENERATION_JSON\""
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out == f"db 01|db%2001|t0k'en|10.0.2.2|8080|{image}|{generation}|"
+
+
+def test_an_unknown_mode_is_refused_before_anything(tmp_path):
+    with pytest.raises(ClientError, match="ais.reboot must be one of kexec, firmware, no"):
+        leave(session(tmp_path), None, "halt")
