@@ -83,8 +83,9 @@ def make_fs_image(src: Path, image: Path, size_mib: int, label: str = "aistest")
 class NetLab:
     """N hosts (namespaces) on one bridge; use as a context manager."""
 
-    def __init__(self, hosts: int, tag: str | None = None, *, rate: str | None = None):
+    def __init__(self, hosts: int, tag: str | None = None, *, rate: str | None = None, mtu: int = 9000):
         self.rate = rate  # every host's link shaped to this (tc rate text), or None
+        self.mtu = mtu  # of every link and the bridge (1500 where virtual machines join through taps)
         self.tag = tag or f"ais{os.getpid() % 100000}"
         self.bridge_ns = f"{self.tag}br"
         self.names = [f"{self.tag}h{i}" for i in range(hosts)]
@@ -113,17 +114,24 @@ class NetLab:
              "net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0"], check=False)
         for i, ns in enumerate(self.names):
             self._add_ns(ns)
-            run(["ip", "-n", ns, "link", "add", "eth0", "mtu", "9000", "type", "veth",
-                 "peer", "name", f"p{i}", "mtu", "9000", "netns", self.bridge_ns])
+            run(["ip", "-n", ns, "link", "add", "eth0", "mtu", str(self.mtu), "type", "veth",
+                 "peer", "name", f"p{i}", "mtu", str(self.mtu), "netns", self.bridge_ns])
             run(["ip", "-n", self.bridge_ns, "link", "set", f"p{i}", "master", "br0", "up"])
             run(["ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0"])
             run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])
-        run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "mtu", "9000", "up"])
+        run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "mtu", str(self.mtu), "up"])
         if self.rate:
             for i in range(len(self.names)):
                 self.shape(i, self.rate)
+
+    def add_tap(self, name: str) -> tuple[str, str]:
+        """A tap device on the bridge, for a QEMU guest to join the hosts' segment (Vm(tap=...));
+        returns (namespace, device): QEMU runs in the bridge's namespace."""
+        run(["ip", "-n", self.bridge_ns, "tuntap", "add", "dev", name, "mode", "tap"])
+        run(["ip", "-n", self.bridge_ns, "link", "set", name, "mtu", str(self.mtu), "master", "br0", "up"])
+        return self.bridge_ns, name
 
     def shape(self, i: int, rate: str, *, latency_ms: int = 20) -> None:
         """Shape host i's link to `rate` both ways (tc tbf).

@@ -9,7 +9,10 @@ host's 127.0.0.1 at 10.0.2.2), the serial console into a log file, and
 initramfs given, or, with `netboot=URL` instead, boots from the network as a
 machine does: the firmware's PXE ROM (iPXE, Debian's ipxe-qemu) asks QEMU's
 DHCP, which hands out URL as the boot file, and iPXE fetches and runs the
-script there (`ais serve`'s /v1/boot/ipxe/<mac>). `wait()` waits for QEMU
+script there (`ais serve`'s /v1/boot/ipxe/<mac>). With `tap=(namespace, device)`
+(NetLab.add_tap) the NIC is that tap on a lab bridge instead, QEMU runs in that
+namespace, and without a kernel the VM PXE-boots from whatever DHCP server the
+segment has (`dhcp_server`: dnsmasq, as a site would run it). `wait()` waits for QEMU
 to end (the guest powered off or rebooted; or `timeout` killed it: exit 124);
 `wait_for_console(text)` waits for a line on the console; `close()` kills
 QEMU's process group if it still runs. Use it as a context manager.
@@ -31,23 +34,38 @@ import urllib.request
 from pathlib import Path
 
 from ais.errors import WorldError
-from ais.run import start
+from ais.run import run, start
 
 QEMU = "qemu-system-x86_64"
+TEST_BOOTENV = Path(__file__).resolve().parents[1] / "build" / "test-bootenv"  # kept: rebuilt when inputs change
+
+
+def build_bootenv(cache: Path) -> dict:
+    """`ais bootenv build --cache CACHE --json`, run as the real command; its JSON answer."""
+    import json
+
+    from aislab.net import ais_command
+
+    proc = run([*ais_command("bootenv", "build", "--cache", str(cache), "--json")], check=False, timeout=1200)
+    if proc.returncode != 0:
+        raise WorldError(f"ais bootenv build failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
 
 
 class Vm:
     def __init__(self, workdir: Path, *, disk: Path, mac: str = "52:54:00:12:34:56", kernel: Path | None = None,
                  initrd: Path | None = None, append: str = "", netboot: str | None = None,
-                 memory_mib: int = 1024, timeout: float = 300.0, machine: str = "pc"):
+                 memory_mib: int = 1024, timeout: float = 300.0, machine: str = "pc",
+                 tap: tuple[str, str] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.console_path = self.workdir / "console.log"
         self.console_path.write_bytes(b"")
-        self.argv = ["timeout", "-k", "5", str(int(timeout)), QEMU, "-accel", "tcg", "-M", machine,
+        inside = ["ip", "netns", "exec", tap[0]] if tap else []
+        self.argv = [*inside, "timeout", "-k", "5", str(int(timeout)), QEMU, "-accel", "tcg", "-M", machine,
                      "-m", str(memory_mib), "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none",
                      "-monitor", "none", "-serial", f"file:{self.console_path}",
-                     *self._boot(kernel, initrd, append, netboot),
+                     *self._boot(kernel, initrd, append, netboot, tap),
                      "-drive", f"file={disk},format=raw,if=virtio",
                      "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
         self._log = open(self.workdir / "qemu.log", "wb")
@@ -56,14 +74,18 @@ class Vm:
                           start_new_session=True)
 
     @staticmethod
-    def _boot(kernel, initrd, append: str, netboot: str | None) -> list[str]:
+    def _boot(kernel, initrd, append: str, netboot: str | None, tap: tuple[str, str] | None) -> list[str]:
+        netdev = ["-netdev", f"tap,id=n0,ifname={tap[1]},script=no,downscript=no"] if tap else []
         if netboot is not None:
-            if "," in netboot or kernel or initrd:
-                raise WorldError("netboot= is a URL without commas, and excludes kernel= and initrd=")
+            if "," in netboot or kernel or initrd or tap:
+                raise WorldError("netboot= is a URL without commas, on QEMU's user network: no kernel=, "
+                                 "initrd= or tap=")
             return ["-boot", "n", "-netdev", f"user,id=n0,bootfile={netboot}"]
+        if tap and not (kernel or initrd):
+            return ["-boot", "n", *netdev]  # PXE: the segment's DHCP server names the boot file
         if not (kernel and initrd):
-            raise WorldError("a VM boots a kernel and an initramfs, or from the network (netboot=URL)")
-        return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append, "-netdev", "user,id=n0"]
+            raise WorldError("a VM boots a kernel and an initramfs, or from the network (netboot=URL, or tap=)")
+        return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append, *(netdev or ["-netdev", "user,id=n0"])]
 
     def console(self) -> str:
         return self.console_path.read_text(errors="replace")
@@ -99,6 +121,20 @@ class Vm:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def dhcp_server(lab, i: int, boot_url: str, leases: Path, first: int = 100, last: int = 199):
+    """dnsmasq in host i of a NetLab: DHCP only (no DNS), addresses .first-.last of the lab's subnet,
+    and for iPXE clients (DHCP option 175) the boot file boot_url (iPXE expands ${mac} in it).
+    Its log (every DHCP exchange) goes to its stderr; the lab stops it on close."""
+    from aislab.net import SUBNET
+
+    argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
+            "--user=root", "--group=root", "--pid-file=", "--log-facility=-", "--log-dhcp",
+            "--interface=eth0", "--bind-interfaces", f"--dhcp-leasefile={leases}",
+            f"--dhcp-range={SUBNET}.{first},{SUBNET}.{last},255.255.255.0,1h",
+            "--dhcp-match=set:ipxe,175", f"--dhcp-boot=tag:ipxe,{boot_url}"]
+    return lab.spawn(i, argv)
 
 
 def fetch(url: str, path: Path, timeout: float = 60.0) -> Path:

@@ -35,6 +35,17 @@ def repo_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def bootenv() -> dict:
+    """The boot environment, built (or found up to date) in build/test-bootenv once per session."""
+    from aislab.qemu import TEST_BOOTENV, build_bootenv
+
+    first = build_bootenv(TEST_BOOTENV)
+    again = build_bootenv(TEST_BOOTENV)  # same inputs: nothing is built
+    assert again["built"] is False and again["key"] == first["key"]
+    return again
+
+
+@pytest.fixture(scope="session")
 def build_test_rpms(tmp_path_factory):
     """build_test_rpms({"name": spec text, ...}) -> directory of RPMs built by the real builder.
 

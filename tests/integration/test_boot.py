@@ -32,28 +32,13 @@ from ais.descriptors import load_site
 from ais.run import run
 from aislab.disks import target_facts
 from aislab.net import ais_command
-from aislab.qemu import Vm, fetch, kernel_args_of
+from aislab.qemu import TEST_BOOTENV, Vm, build_bootenv, fetch, kernel_args_of
 from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOTENV_CACHE = ROOT / "build" / "test-bootenv"  # kept between runs: a rebuild happens only when inputs change
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
 DISK_MIB = 1024
 pytestmark = pytest.mark.root
-
-
-def bootenv_build(cache: Path) -> dict:
-    proc = run([*ais_command("bootenv", "build", "--cache", str(cache), "--json")], check=False, timeout=1200)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-@pytest.fixture(scope="module")
-def bootenv():
-    first = bootenv_build(BOOTENV_CACHE)
-    again = bootenv_build(BOOTENV_CACHE)  # same inputs: nothing is built
-    assert again["built"] is False and again["key"] == first["key"]
-    return again
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +49,7 @@ def lab(tmp_path_factory, repo_dir, bootenv):
     save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
     cache = base / "cache"
     manifest = publish_base_cache(descriptors, repo_dir, cache, cost=cost)
-    (cache / "bootenv").symlink_to(BOOTENV_CACHE / "bootenv")  # the server serves what the build published
+    (cache / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")  # the server serves what the build published
     site = load_site(descriptors, repo_dir)
     with ServeProcess(descriptors, repo_dir, cache, base / "history.sqlite", "--advertise", "10.0.2.2",
                       "--boot-target", "/dev/vda", "--boot-append", "console=ttyS0 ais.final=poweroff") as server:
@@ -104,12 +89,12 @@ def test_two_builds_of_the_same_inputs_are_the_same_bytes(bootenv, tmp_path):
     downloaded again)."""
     debs = tmp_path / "cache" / "bootenv" / "debs"
     debs.mkdir(parents=True)
-    for deb in (BOOTENV_CACHE / "bootenv" / "debs").glob("*.deb"):
+    for deb in (TEST_BOOTENV / "bootenv" / "debs").glob("*.deb"):
         (debs / deb.name).hardlink_to(deb)
-    again = bootenv_build(tmp_path / "cache")
+    again = build_bootenv(tmp_path / "cache")
     assert again["built"] is True and again["key"] == bootenv["key"]
     ours = json.loads((tmp_path / "cache" / "bootenv" / "current.json").read_text())
-    shared = json.loads((BOOTENV_CACHE / "bootenv" / "current.json").read_text())
+    shared = json.loads((TEST_BOOTENV / "bootenv" / "current.json").read_text())
     assert (ours["initrd_sha256"], ours["kernel_sha256"]) == (shared["initrd_sha256"], shared["kernel_sha256"])
 
 
