@@ -211,7 +211,15 @@ class Api:
 # ------------------------------------------------------------------ connections, errors, logging
 
 class _Connection(RequestHandler):
-    """aiohttp's per-connection protocol, with JSON bodies for the errors its parser finds."""
+    """aiohttp's per-connection protocol, with JSON bodies for the errors its parser finds, and
+    answers for clients that half-close after their request (busybox nc, the installed system's
+    firstboot report): aiohttp lets asyncio close the transport at the client's EOF, so the answer
+    to a complete request was lost; returning True keeps the sending side open (the idle
+    keep-alive timeout still closes such a connection)."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return True
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIL_TOKEN = "9d4bf7abd55eb7e7da9043caf50c4203"
 DB_TOKEN = "fb9577bf9257dd86cd19d77acdaf07b7"
 AUTH = {"Authorization": f"Bearer {MAIL_TOKEN}"}
+AUTH_LINE = f"Authorization: Bearer {MAIL_TOKEN}"
 DC_NAME, DC_MAC, DC_TOKEN = "dc01-ab-0001", "52:54:00:00:0a:01", "dc01ab0001tokentokentoken0001"
 DC_HCD = f"""<?xml version="1.0" encoding="UTF-8"?>
 <hcd name="{DC_NAME}" scd="mail" reinstalls="1">
@@ -139,6 +140,22 @@ def test_report_goes_to_history(server, site):
             "SELECT host, status, image, report FROM reports WHERE id = ?", (row_id,)).fetchone()
     stored = json.loads(stored)  # the checked report: what was sent, absent fields as null
     assert (host, status_, image) == ("mail01", "ok", "abc") and stored == {**stored, **report}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(server, version):
+    """busybox nc (the installed system's firstboot report) closes its sending side when its input
+    ends; the request is complete by then, so the server must still answer it."""
+    body = json.dumps({"status": "up", "image": "abc", "generation": 1}).encode()
+    head = f"POST /v1/hosts/mail01/report HTTP/{version}\r\nHost: ais\r\n{AUTH_LINE}\r\n" \
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    with connect(server) as sock:
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"201", answer
 
 
 BAD_REQUESTS = [
