@@ -29,7 +29,8 @@ $(BUILD)/.debs: Makefile
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
-	@# `ais bootenv build` (tests/integration/test_boot.py) asks apt's lists for the boot environment's packages
+	@# `ais bootenv build` (tests/integration/test_boot.py) and aislab.demo_kernel (make packages) ask apt's
+	@# lists for their packages (the kernel .deb, downloaded once into build/test-bootenv/bootenv/debs)
 	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q
 	@touch $@
 
@@ -66,9 +67,13 @@ test-latest: packages
 	$(BUILD)/venv-latest/bin/python -m pytest -q tests/unit tests/aislab
 	$(BUILD)/venv-latest/bin/python -m pytest -q tests/integration
 
-# The demo RPM repository, built by rpmbuild + createrepo_c (incremental).
+# The demo RPM repository, built by rpmbuild + createrepo_c (incremental). Its kernel package
+# ships Debian's kernel and a small initramfs (aislab.demo_kernel; incremental too); the .deb
+# goes where the tests' `ais bootenv build --cache build/test-bootenv` keeps it, so it is fetched once.
+DEMO_KERNEL := $(BUILD)/demo-kernel
 packages: venv
-	$(PY) -m aislab.demo_repo --specs packages --out $(REPO)
+	$(PY) -m aislab.demo_kernel --out $(DEMO_KERNEL) --debs $(BUILD)/test-bootenv/bootenv/debs
+	$(PY) -m aislab.demo_repo --specs packages --out $(REPO) --kernel-dir $(DEMO_KERNEL)
 
 # The whole story: validate, calibrate, plan, rebuild, serve, reinstall two hosts.
 demo: setup

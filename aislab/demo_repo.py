@@ -5,6 +5,10 @@ there: `ais.macros` (loaded with `rpmbuild --load`) and `gen.awk` (generates
 deterministic file contents in %install).
 Host tools: rpmbuild (Debian's rpm 4.18), createrepo_c, awk, and /bin/busybox
 (Debian busybox-static, copied by busybox-base.spec).
+The demo kernel: a spec that names `%{ais_kernel_dir}` (kernel.spec) copies the real
+kernel and initramfs from that directory (default: `build/demo-kernel` beside
+`build/repo`, written by `python -m aislab.demo_kernel`); the sha256 of its files is
+part of that spec's build key, so a new kernel rebuilds the package.
 Writes: `<out>/RPMS/<arch>/<name>-<version>-<release>.<arch>.rpm`, `<out>/repodata/`
 (createrepo_c), and `<out>/.stamps/<spec>.json` (the build key of each spec and the
 RPMs it produced). Each spec is built in its own `_topdir` under the work
@@ -18,18 +22,19 @@ never mixes scales (changing the scale rebuilds everything). A scaled repository
 lives in its own directory by default (`build/repo-x8` for N=8, see `default_out`);
 scale 1 gives exactly the RPMs of a build without the option.
 Incremental: a spec is rebuilt only when its build key changed (sha256 of the spec,
-the shared files, the rpmbuild flags including the scale, and BUILDER_VERSION) or
+the shared files, the rpmbuild flags including the scale, BUILDER_VERSION, and for
+kernel.spec the demo kernel's files) or
 one of its RPMs is missing. RPMs no current spec produced are removed. createrepo_c runs only when
 the set of RPMs changed or repodata is missing.
 Reproducible: SOURCE_DATE_EPOCH is fixed, build time and file mtimes are clamped
 to it and the build host is fixed, so a rebuild gives byte-identical RPMs (the
 busybox-base payload depends on the host's /bin/busybox).
-Fails: `BuildError` when there are no specs, a spec produces no RPM, or two specs
-produce the same RPM file; `ToolError` (wrapped in `BuildError` naming the spec
+Fails: `BuildError` when there are no specs, a spec produces no RPM, two specs
+produce the same RPM file, or a spec needs the demo kernel and its directory holds none; `ToolError` (wrapped in `BuildError` naming the spec
 for rpmbuild) when a tool fails.
 Returns: `build_repo()` returns a `BuildResult` (built, skipped, removed, RPM paths).
 
-Run as `python -m aislab.demo_repo --specs packages --out build/repo [--scale N]`.
+Run as `python -m aislab.demo_repo --specs packages --out build/repo [--scale N] [--kernel-dir DIR]`.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ais.errors import BuildError, ToolError, UsageError
-from ais.files import write_atomic
+from ais.files import file_sha256, write_atomic
 from ais.run import run
 
 BUILDER_VERSION = "1"
@@ -55,7 +60,9 @@ SHARED_FILES = ("ais.macros", "gen.awk")
 STAMPS = ".stamps"
 BUILD_ENV = {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "LC_ALL": "C", "TZ": "UTC"}
 RPMBUILD_TIMEOUT = 300
-MAX_SCALE = 64  # the largest demo file (6 MiB kernel) stays well inside rpm's limits
+MAX_SCALE = 64  # the largest generated demo file (5.8 MB libxul) stays well inside rpm's limits
+KERNEL_MACRO = "ais_kernel_dir"  # a spec naming %{ais_kernel_dir} ships the demo kernel (aislab.demo_kernel)
+KERNEL_FILES = ("release", "vmlinuz-*", "initrd.img-*")
 
 
 def check_scale(scale: int) -> int:
@@ -91,7 +98,7 @@ def find_specs(specs_dir: Path) -> list[Path]:
     return specs
 
 
-def rpmbuild_defines(specs_dir: Path, topdir: Path, scale: int = 1) -> list[str]:
+def rpmbuild_defines(specs_dir: Path, topdir: Path, scale: int = 1, kernel_dir: Path = Path("KERNEL")) -> list[str]:
     """The rpmbuild flags for one spec built in its own topdir, at a size scale."""
     return [
         "-bb",
@@ -104,6 +111,7 @@ def rpmbuild_defines(specs_dir: Path, topdir: Path, scale: int = 1) -> list[str]
         "--define", "use_source_date_epoch_as_buildtime 1",
         "--define", "clamp_mtime_to_source_date_epoch 1",
         "--define", f"ais_scale {scale}",
+        "--define", f"{KERNEL_MACRO} {kernel_dir}",
     ]
 
 
@@ -120,10 +128,26 @@ def shared_digest(specs_dir: Path, scale: int = 1) -> str:
     return h.hexdigest()
 
 
-def spec_key(spec: Path, shared: str) -> str:
-    """The build key of one spec: its own sha256 combined with the shared digest."""
+def uses_kernel(spec: Path) -> bool:
+    return f"%{{{KERNEL_MACRO}}}" in spec.read_text()
+
+
+def kernel_digest(kernel_dir: Path, spec: Path) -> str:
+    """sha256 over the demo kernel's files (name and sha256 of each); BuildError when there are none."""
+    files = sorted(p for pattern in KERNEL_FILES for p in kernel_dir.glob(pattern) if p.is_file())
+    if len(files) != len(KERNEL_FILES):
+        raise BuildError(f"{spec.name} ships the demo kernel from {kernel_dir}, which does not hold one "
+                         f"({', '.join(KERNEL_FILES)}): run `python -m aislab.demo_kernel --out {kernel_dir}` "
+                         f"(`make packages` does)")
+    lines = (f"{p.name} {file_sha256(p)}\n" for p in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def spec_key(spec: Path, shared: str, kernel_dir: Path | None = None) -> str:
+    """The build key of one spec: its own sha256 combined with the shared digest (and the demo kernel's)."""
     own = hashlib.sha256(spec.read_bytes()).hexdigest()
-    return hashlib.sha256(f"{own} {shared}".encode()).hexdigest()
+    kernel = kernel_digest(kernel_dir, spec) if kernel_dir is not None and uses_kernel(spec) else ""
+    return hashlib.sha256(f"{own} {shared}{' ' + kernel if kernel else ''}".encode()).hexdigest()
 
 
 def read_stamp(out: Path, spec: Path) -> dict | None:
@@ -152,12 +176,13 @@ def is_current(out: Path, stamp: dict | None, key: str) -> bool:
     )
 
 
-def rpmbuild_spec(spec: Path, specs_dir: Path, work: Path, scale: int = 1) -> list[Path]:
+def rpmbuild_spec(spec: Path, specs_dir: Path, work: Path, scale: int = 1,
+                  kernel_dir: Path = Path("KERNEL")) -> list[Path]:
     """rpmbuild one spec in a fresh topdir under work; return the RPMs it made."""
     topdir = work / spec.stem
     shutil.rmtree(topdir, ignore_errors=True)
     topdir.mkdir(parents=True)
-    argv = ["rpmbuild", *rpmbuild_defines(specs_dir, topdir, scale), str(spec)]
+    argv = ["rpmbuild", *rpmbuild_defines(specs_dir, topdir, scale, kernel_dir), str(spec)]
     try:
         run(argv, env=BUILD_ENV, timeout=RPMBUILD_TIMEOUT)
     except ToolError as err:
@@ -180,11 +205,11 @@ def publish_rpms(rpms: list[Path], out: Path) -> list[str]:
 
 
 def build_one(spec: Path, specs_dir: Path, out: Path, work: Path, key: str,
-              scale: int = 1) -> tuple[list[str], float]:
+              scale: int = 1, kernel_dir: Path = Path("KERNEL")) -> tuple[list[str], float]:
     """Build one spec, publish its RPMs, drop RPMs of its previous build, write its stamp."""
     started = time.monotonic()
     old = read_stamp(out, spec)
-    rpms = publish_rpms(rpmbuild_spec(spec, specs_dir, work, scale), out)
+    rpms = publish_rpms(rpmbuild_spec(spec, specs_dir, work, scale, kernel_dir), out)
     for rel in (old or {}).get("rpms", []):
         if rel not in rpms:
             (out / rel).unlink(missing_ok=True)
@@ -236,25 +261,27 @@ def update_repodata(out: Path, rpms: list[str]) -> bool:
 
 
 def build_repo(specs_dir: Path | str, out: Path | str, *, work: Path | str | None = None,
-               jobs: int | None = None, force: bool = False, scale: int = 1, echo=print) -> BuildResult:
+               jobs: int | None = None, force: bool = False, scale: int = 1, echo=print,
+               kernel_dir: Path | str | None = None) -> BuildResult:
     """Build every spec of specs_dir that changed into the repository at out, at a size scale."""
     started = time.monotonic()
     scale = check_scale(scale)
     specs_dir, out = Path(specs_dir).resolve(), Path(out).resolve()
     work = Path(work).resolve() if work else default_out(out.parent / "rpmbuild", scale)
+    kernel_dir = Path(kernel_dir).resolve() if kernel_dir else out.parent / "demo-kernel"
     specs = find_specs(specs_dir)
     shared = shared_digest(specs_dir, scale)
     (out / STAMPS).mkdir(parents=True, exist_ok=True)
     result = BuildResult()
     todo = []
     for spec in specs:
-        key = spec_key(spec, shared)
+        key = spec_key(spec, shared, kernel_dir)
         if not force and is_current(out, read_stamp(out, spec), key):
             result.skipped.append(spec.name)
         else:
             todo.append((spec, key))
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = [(spec, pool.submit(build_one, spec, specs_dir, out, work, key, scale)) for spec, key in todo]
+        futures = [(spec, pool.submit(build_one, spec, specs_dir, out, work, key, scale, kernel_dir)) for spec, key in todo]
         for spec, future in futures:
             rpms, seconds = future.result()
             result.built.append(spec.name)
@@ -282,12 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=1, metavar="N",
                         help=f"generate N times the bytes and tree files of every package, 1..{MAX_SCALE} "
                              "(default: 1, the demo repository)")
+    parser.add_argument("--kernel-dir", default=None,
+                        help="the demo kernel (python -m aislab.demo_kernel) kernel.spec ships "
+                             "(default: demo-kernel beside the repository's directory)")
     args = parser.parse_args(argv)
     out = args.out if args.out is not None else default_out("build/repo", args.scale)
     from ais.cli import run_handler
 
     def build(a: argparse.Namespace) -> int:
-        build_repo(a.specs, out, work=a.work, jobs=a.jobs, force=a.force, scale=a.scale)
+        build_repo(a.specs, out, work=a.work, jobs=a.jobs, force=a.force, scale=a.scale, kernel_dir=a.kernel_dir)
         return 0
 
     return run_handler(build, args, prog="aislab.demo_repo")

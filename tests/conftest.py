@@ -25,12 +25,20 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def repo_dir() -> Path:
+def demo_kernel():
+    """The demo site's kernel and initramfs (aislab.demo_kernel), built (incrementally) into build/demo-kernel."""
+    from aislab.demo_kernel import build
+
+    return build(ROOT / "build" / "demo-kernel", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def repo_dir(demo_kernel) -> Path:
     """The demo RPM repository, built (incrementally) into build/repo once per session."""
     from aislab.demo_repo import build_repo
 
     out = ROOT / "build" / "repo"
-    build_repo(ROOT / "packages", out, echo=lambda line: None)
+    build_repo(ROOT / "packages", out, echo=lambda line: None, kernel_dir=demo_kernel.out)
     return out
 
 

@@ -1,5 +1,6 @@
 """aislab.demo_repo on a few real specs: real rpmbuild and createrepo_c, tmp dirs."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -198,3 +199,78 @@ def test_bad_scale_is_a_usage_error(scaled_specs, tmp_path, bad):
 def test_scaled_repository_has_its_own_directory():
     assert default_out(Path("build/repo"), 1) == Path("build/repo")
     assert default_out(Path("build/repo"), 8) == Path("build/repo-x8")
+
+
+# kernel.spec ships the demo kernel of a directory (aislab.demo_kernel writes it); here a stand-in.
+FAKE_RELEASE = "9.9.9-test"
+
+
+def fake_kernel_dir(path: Path, release: str = FAKE_RELEASE, initrd: bytes = b"initrd one") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "release").write_text(f"{release}\n")
+    (path / f"vmlinuz-{release}").write_bytes(b"kernel bytes " * 1000)
+    (path / f"initrd.img-{release}").write_bytes(initrd)
+    return path
+
+
+@pytest.fixture
+def kernel_specs(tmp_path):
+    d = tmp_path / "kernel-specs"
+    d.mkdir()
+    for name in ("kernel.spec", "make.spec", "ais.macros", "gen.awk"):
+        shutil.copy(PACKAGES / name, d / name)
+    return d
+
+
+def rpm_files(rpm: Path) -> dict[str, tuple[int, str]]:
+    """path -> (size, sha256) of every file of an RPM."""
+    listing = run(["rpm", "-qp", "--qf", "[%{FILENAMES} %{FILESIZES} %{FILEDIGESTS}\\n]", rpm]).stdout
+    return {p: (int(size), digest) for p, size, digest in (line.split(" ") for line in listing.splitlines())}
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_the_kernel_package_ships_the_kernel_directory_unscaled(kernel_specs, tmp_path, scale):
+    kernel_dir = fake_kernel_dir(tmp_path / "kernel")
+    out = tmp_path / "repo"
+    build_repo(kernel_specs, out, work=tmp_path / "w", scale=scale, echo=quiet, kernel_dir=kernel_dir)
+    files = rpm_files(out / "RPMS/x86_64/kernel-6.1.0-1.x86_64.rpm")
+    for name in (f"vmlinuz-{FAKE_RELEASE}", f"initrd.img-{FAKE_RELEASE}"):
+        data = (kernel_dir / name).read_bytes()
+        assert files[f"/boot/{name}"] == (len(data), hashlib.sha256(data).hexdigest())
+    assert files["/boot/System.map-6.1.0-1"][0] == 400000 * scale  # the filler scales
+    assert not any(p.startswith(f"/lib/modules/{FAKE_RELEASE}") for p in files)
+
+
+def test_a_new_kernel_rebuilds_the_kernel_package_only(kernel_specs, tmp_path):
+    kernel_dir = fake_kernel_dir(tmp_path / "kernel")
+    out = tmp_path / "repo"
+    first = build_repo(kernel_specs, out, work=tmp_path / "w", echo=quiet, kernel_dir=kernel_dir)
+    assert sorted(first.built) == ["kernel.spec", "make.spec"]
+    assert build_repo(kernel_specs, out, work=tmp_path / "w", echo=quiet, kernel_dir=kernel_dir).built == []
+    fake_kernel_dir(kernel_dir, initrd=b"initrd two")
+    again = build_repo(kernel_specs, out, work=tmp_path / "w", echo=quiet, kernel_dir=kernel_dir)
+    assert again.built == ["kernel.spec"] and again.skipped == ["make.spec"]
+    files = rpm_files(out / "RPMS/x86_64/kernel-6.1.0-1.x86_64.rpm")
+    assert files[f"/boot/initrd.img-{FAKE_RELEASE}"][1] == hashlib.sha256(b"initrd two").hexdigest()
+
+
+def no_initrd(path: Path) -> Path:
+    fake_kernel_dir(path)
+    (path / f"initrd.img-{FAKE_RELEASE}").unlink()
+    return path
+
+
+BAD_KERNEL_DIRS = {
+    "no directory": (lambda path: path, "does not hold one.*aislab.demo_kernel"),
+    "no initramfs": (no_initrd, "does not hold one.*aislab.demo_kernel"),
+    "a release named like the filler": (lambda path: fake_kernel_dir(path, "6.1.0-1"), "bad kernel release"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KERNEL_DIRS))
+def test_a_kernel_directory_without_a_usable_kernel_fails_naming_the_spec(kernel_specs, tmp_path, case):
+    make, message = BAD_KERNEL_DIRS[case]
+    with pytest.raises(BuildError, match=f"(?s)kernel.spec.*{message}"):
+        build_repo(kernel_specs, tmp_path / "repo", work=tmp_path / "w", echo=quiet,
+                   kernel_dir=make(tmp_path / "kernel"))
+    assert not list((tmp_path / "repo").glob("RPMS/*/kernel-*.rpm"))

@@ -290,12 +290,18 @@ def test_bad_descriptor_stops_before_touching_cache(env):
     assert snapshot(env.cache) == before
 
 
+SMALL_DISK_ROOM_MIB = 12  # from the cache's size: a fixed 40 MB disk no longer held it once the demo kernel was real
+
+
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 40 MB ext4 filesystem on a real loop device, mounted at tmp_path/disk."""
+def small_disk(generation_a, tmp_path):
+    """An ext4 filesystem on a real loop device, mounted at tmp_path/disk: generation A's cache fits
+    with SMALL_DISK_ROOM_MIB to spare (ext4's metadata and journal, a little room), a bigger site's
+    new images do not."""
     image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
     mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", "40M", image], check=True)
+    cache_bytes = sum(p.stat().st_size for p in generation_a.cache.rglob("*") if p.is_file())
+    subprocess.run(["truncate", "-s", f"{(cache_bytes >> 20) + SMALL_DISK_ROOM_MIB}M", image], check=True)
     subprocess.run(["mke2fs", "-q", "-t", "ext4", "-m", "0", image], check=True)
     loop = subprocess.run(["losetup", "--find", "--show", image], check=True,
                           capture_output=True, text=True).stdout.strip()
