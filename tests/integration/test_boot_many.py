@@ -91,7 +91,10 @@ def test_three_vms_on_one_segment_reinstall_by_multicast_and_come_back_up(site, 
         hcd = next(h for h in site["site"].hosts if h.name == host)
         facts = target_facts(str(disks[host]), [f.path for f in hcd.files])
         assert facts["nevras"] == set(site["site"].configuration(hcd.scd).nevras)
-        assert facts["rpm_va"] == "" and facts["fsck_rc"] == 0 and not facts["staging_left"]
+        # rpm -Va: only slurm-client's %post-written slurm.conf (ais/client/verify.py), as recorded
+        assert facts["rpm_va"].splitlines() == list(facts["record"]["rpm_va_allowed"])
+        assert all(line.endswith(" /etc/slurm/slurm.conf") for line in facts["rpm_va"].splitlines())
+        assert facts["fsck_rc"] == 0 and not facts["staging_left"]
         assert facts["record"]["image"]["transport"] == "multicast"
         assert facts["record"]["image"]["transport_fallback"] is None
         statuses = [(status, report.get("phase")) for status, report in history(hist, host)]
