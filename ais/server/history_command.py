@@ -51,12 +51,15 @@ kexec or through the firmware), up (installed kernel start to its report).
 which gives durations only). Example:
 
   $ ais history mail01 --limit 1
-  2026-12-02 03:04:05 +0000  up  image 3f2a...  generation 7  boot-to-boot 61.2 s
-    phase       start  seconds  share
-    bootenv       0.0      9.8  16.0%  |######                                  |
+  2026-11-30 02:53:20 +0000  up  image 3f2a9c41d07e  generation 8  boot-to-boot 61.1 s
+    phase        start  seconds  share
+    bootenv        0.0      9.8  16.0%  |######                                  |
+    plan           9.8      0.4   0.7%  |      #                                 |
+    image         10.4     21.5  35.2%  |       ##############                   |
     ...
-    kexec        48.3      4.1   6.7%  |                               ###      |
-    up           52.4      8.8  14.4%  |                                  ######|
+    report        48.0      0.2   0.3%  |                               #        |
+    kexec         48.5      3.8   6.2%  |                                ##      |
+    up            52.3      8.8  14.4%  |                                  ######|
 """
 
 
@@ -113,7 +116,7 @@ def header(install: Install) -> str:
     words = [when, install.status]
     if install.failed_phase:
         words.append(f"in {install.failed_phase}")
-    words += [f"image {install.image or '-'}", f"generation {_or_dash(install.generation)}"]
+    words += [f"image {_short(install.image)}", f"generation {_or_dash(install.generation)}"]
     if install.boot_to_boot is not None:
         words.append(f"boot-to-boot {install.boot_to_boot:.1f} s")
     line = "  ".join(words)
@@ -145,6 +148,13 @@ def bar(phase: Phase, total: float, width: int) -> str:
 
 def _seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
+
+
+def _short(image: str | None) -> str:
+    """An image id (64 hex digits) by its first 12, as `--json` gives it whole."""
+    if image is None:
+        return "-"
+    return image[:12] if re.fullmatch(r"[0-9a-f]{64}", image) else image
 
 
 def _or_dash(value) -> str:

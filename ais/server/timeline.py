@@ -34,6 +34,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 STARTS = ("ok", "failed")
+# The client's steps in the order they run (ais.client.session.PHASES): older reports carry
+# only durations by name, stored with sorted keys, so their order is restored from this.
+STEP_ORDER = ("bootenv", "identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
+              "record", "unmount", "fsck", "report")
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,13 @@ def _status(g: _Group) -> str:
 
 def _spans(row: dict | None) -> list[dict]:
     """The row's wall-clock spans, in the order posted; [] for older reports."""
-    spans = ((row or {}).get("report") or {}).get("phases") or []
-    return [s for s in spans if isinstance(s, dict) and {"name", "start", "end"} <= s.keys()]
+    spans = ((row or {}).get("report") or {}).get("phases")
+    return [s for s in spans if _is_span(s)] if isinstance(spans, list) else []
+
+
+def _is_span(span) -> bool:
+    return (isinstance(span, dict) and isinstance(span.get("name"), str)
+            and all(isinstance(span.get(k), (int, float)) for k in ("start", "end")))
 
 
 def _first_start(g: _Group) -> float | None:
@@ -161,9 +170,11 @@ def _reboot(g: _Group, left: float, arrived: float, origin: float | None) -> Pha
 
 def _timings(row: dict | None) -> list[Phase]:
     """An older report's durations by name, starts unknown."""
-    timings = ((row or {}).get("report") or {}).get("timings") or {}
-    return [Phase(name, None, round(seconds, 3)) for name, seconds in timings.items()
-            if isinstance(seconds, (int, float))]
+    timings = ((row or {}).get("report") or {}).get("timings")
+    if not isinstance(timings, dict):
+        return []
+    names = sorted(timings, key=lambda n: (STEP_ORDER.index(n) if n in STEP_ORDER else len(STEP_ORDER), n))
+    return [Phase(n, None, round(timings[n], 3)) for n in names if isinstance(timings[n], (int, float))]
 
 
 def as_dict(install: Install) -> dict:

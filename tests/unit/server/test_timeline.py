@@ -82,9 +82,11 @@ def test_a_failed_install_keeps_its_spans_phase_and_message():
 
 
 def test_an_older_report_without_spans_gives_durations_only():
-    (done,) = installs([row("ok", timings={"plan": 0.5, "image": 12.25}, received=T0 + 5)])
+    timings = {"fsck": 1.0, "image": 12.25, "new-step": 2.0, "plan": 0.5}  # as stored: keys sorted
+    (done,) = installs([row("ok", timings=timings, received=T0 + 5)])
     assert done.started_at == T0 + 5 and done.boot_to_boot is None
-    assert done.phases == [Phase("plan", None, 0.5), Phase("image", None, 12.25)]
+    assert done.phases == [Phase("plan", None, 0.5), Phase("image", None, 12.25), Phase("fsck", None, 1.0),
+                           Phase("new-step", None, 2.0)]
 
 
 # (what, the up span's start and end relative to T0, expected reboot phase, up phase, boot-to-boot)
@@ -121,3 +123,20 @@ def test_an_up_report_alone_is_its_own_origin():
     (done,) = installs([row("up", [("up", 5, 12)], image="img-b", generation=9)])
     assert (done.status, done.image, done.generation, done.started_at) == ("up", "img-b", 9, T0 + 5)
     assert done.phases == [Phase("up", 0, 7)] and done.boot_to_boot == 7
+
+
+# (what, the report's phases and timings as stored) -> nothing usable, no exception
+UNUSABLE = [
+    ("phases not a list", {"phases": "bootenv", "timings": {}}),
+    ("a span without an end", {"phases": [{"name": "plan", "start": T0}], "timings": {}}),
+    ("a span with a text start", {"phases": [{"name": "plan", "start": "now", "end": T0}], "timings": {}}),
+    ("timings not an object", {"phases": [], "timings": [["plan", 1.0]]}),
+    ("a duration that is not a number", {"phases": [], "timings": {"plan": "slow"}}),
+]
+
+
+@pytest.mark.parametrize("report", [c[1] for c in UNUSABLE], ids=[c[0] for c in UNUSABLE])
+def test_an_unusable_report_gives_an_install_without_phases(report):
+    rows = [{**row("ok"), "report": {"status": "ok", **report}}]
+    (done,) = installs(rows)
+    assert (done.status, done.phases, done.started_at) == ("installed", [], T0 + 1000)
