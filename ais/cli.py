@@ -36,6 +36,7 @@ COMMANDS = {
     "cache": "ais.cache.commands",
     "image": "ais.stream.commands",
     "serve": "ais.server.commands",
+    "history": "ais.server.history_command",
     "client": "ais.client.commands",
     "bootenv": "ais.bootenv.commands",
 }
@@ -75,7 +76,7 @@ SITE_OPTIONS = (
     (("--cache",), dict(default="build/cache", metavar="DIR", help="image cache directory [%(default)s]")),
 )
 VERBOSE = (("-v", "--verbose"), dict(action="store_true", help="debug logging"))
-WITHOUT_SITE = ("client", "image")
+WITHOUT_SITE = ("client", "image", "history")
 
 
 def _add_common_options(parser: argparse.ArgumentParser, site: bool = True) -> None:

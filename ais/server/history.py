@@ -2,12 +2,14 @@
 
 What it does: `History(path)` creates the database (and its directory) if
 needed, `add(host, report)` stores one report with the time it was received,
-`for_host(host)` lists a host's reports, newest first. SQLite in WAL mode with
+`for_host(host)` lists a host's reports, newest first. `read_reports(path,
+host)` reads a host's reports, oldest first, opening the file read-only (for
+`ais history`: it never creates the file nor changes it). SQLite in WAL mode with
 one short connection per call, so the server's request threads never share a
 connection and a reader (`sqlite3 build/history.sqlite`) never blocks a writer.
 
 Reads: the report as a JSON object already checked by the HTTP layer (a dict).
-Fails with `WorldError` when the database cannot be opened or written.
+Fails with `WorldError` when the database cannot be opened, read or written.
 Returns the row id of a stored report, or lists of dicts.
 """
 
@@ -17,6 +19,7 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 from ais.errors import WorldError
@@ -86,6 +89,33 @@ class History:
                 "SELECT * FROM reports WHERE host = ? ORDER BY id DESC LIMIT ?", (host, limit)
             ).fetchall()
         return [{**dict(r), "report": json.loads(r["report"])} for r in rows]
+
+
+def read_reports(path: str | Path, host: str) -> list[dict]:
+    """A host's reports, oldest first, read without creating or changing anything.
+
+    Fails with `WorldError` naming the file when it is missing, a directory, not
+    a SQLite database, or has no reports table (not a history `ais serve` wrote).
+    """
+    path = Path(path)
+    if not path.is_file():
+        why = "is a directory" if path.is_dir() else "does not exist (`ais serve --history FILE` creates it)"
+        raise WorldError(f"the history database {path} {why}")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
+    except sqlite3.Error as err:
+        raise WorldError(f"cannot read the history database {path}: {err}") from err
+    return [{**dict(r), "report": _json_object(r["report"])} for r in rows]
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value, limit: int) -> str | None:
