@@ -9,7 +9,7 @@ What it does:
   - "kexec" (ais.reboot=kexec, the default): mount the target read-only, `kexec -l` its newest
     /boot/vmlinuz-R (with /boot/initrd.img-R when there is one) and the command line
     `root=TARGET rw init=/usr/lib/ais/firstboot` plus the boot environment's console= and
-    ais.final= words; report "rebooting" (phase kexec); `kexec -e`. When loading or executing
+    ais.final= words; report "rebooting" (phase kexec, with the span kexec-load); `kexec -e`. When loading or executing
     fails (no kernel on the disk, kexec disabled by the kernel), the firmware reboot follows
     and the report says why.
   - "firmware": report "rebooting" (phase firmware), sync, `reboot -f`.
@@ -98,12 +98,13 @@ def load_kexec(session: Session) -> None:
         root.rmdir()
 
 
-def tell(session: Session, api, phase: str, message: str) -> None:
+def tell(session: Session, api, phase: str, message: str, since: int) -> None:
     from ais.client.record import report_body
 
     try:
         api.retries = min(api.retries, 2)
-        api.report(session.need_plan()["host"], report_body(session, "rebooting", phase=phase, message=message))
+        api.report(session.need_plan()["host"],
+                   report_body(session, "rebooting", phase=phase, message=message, since=since))
     except AisError as err:
         say(f"could not tell the server that this machine reboots ({phase}): {err}")
 
@@ -113,19 +114,19 @@ def leave(session: Session, api, mode: str) -> None:
         raise ClientError(f"ais.reboot must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "no":
         return say("reinstalled; staying in the boot environment (ais.reboot=no)")
-    why = "ais.reboot=firmware"
+    why, since = "ais.reboot=firmware", len(session.spans)  # the success report had the spans before
     if mode == "kexec":
         try:
-            with session.phase("kexec_load"):
+            with session.phase("kexec-load"):
                 load_kexec(session)
-            tell(session, api, "kexec", "kexec into the installed system")
+            tell(session, api, "kexec", "kexec into the installed system", since)
             run(["sync"])
             run(["kexec", "-e"])
             why = "kexec -e returned"
         except (AisError, OSError) as err:
             why = f"kexec failed: {err}"
         say(f"{why}; rebooting through the firmware")
-    tell(session, api, "firmware", why)
+    tell(session, api, "firmware", why, since)
     run(["sync"])
     run(["reboot", "-f"])
     raise ToolError("reboot -f returned: the machine did not reboot")

@@ -74,7 +74,9 @@ def write_record(root: str, record: dict) -> None:
 
 
 def report_body(session, status: str, *, record: dict | None = None, phase: str | None = None,
-                message: str | None = None) -> dict:
+                message: str | None = None, since: int = 0) -> dict:
+    """The report; its phases are the session's spans from index `since` on (a later report of the
+    same reinstall carries only its own)."""
     from ais.contracts import InstallReport, conform
 
     plan = session.plan or {}
@@ -86,7 +88,7 @@ def report_body(session, status: str, *, record: dict | None = None, phase: str 
         "transport_fallback": delivery(session)["transport_fallback"],
         "generation": plan.get("generation"),
         "timings": dict(session.timings),
-        "phases": [{"name": n, "start": s, "end": e} for n, s, e in session.spans],
+        "phases": [{"name": n, "start": s, "end": e} for n, s, e in session.spans[since:]],
         "measured_seconds": measured_seconds(session.timings),
         "predicted_seconds": (plan.get("predicted_seconds") or {}).get("total"),
         "record": record,
