@@ -166,7 +166,7 @@ def window_wait(status: int, headers: dict) -> float | None:
     """Seconds to wait before asking again when the answer is the reboot window's 503 (Retry-After in
     whole seconds, kept within 1..MAX_WINDOW_WAIT: never a busy loop); None for any other answer."""
     after = headers.get("retry-after", "").strip()
-    if status != 503 or not after.isdigit():
+    if status != 503 or not (after.isascii() and after.isdigit()):
         return None
     return float(min(max(int(after[:6]), 1), MAX_WINDOW_WAIT))
 

@@ -116,7 +116,7 @@ def positive_int(text: str) -> int:
 
 
 def window_size(text: str) -> int:
-    if not text.isdigit() or len(text) > 7:
+    if not (text.isascii() and text.isdigit()) or len(text) > 7:
         raise argparse.ArgumentTypeError(f"expected a whole number of hosts from 0 (no limit) to 9999999, "
                                          f"got {text[:20]!r}")
     return int(text)

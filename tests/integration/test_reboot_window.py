@@ -172,6 +172,7 @@ BAD_OPTIONS = [
     ("serve", "--reboot-window", "-1", "expected a whole number of hosts from 0 (no limit)"),
     ("serve", "--reboot-window", "two", "expected a whole number of hosts"),
     ("serve", "--reboot-window", "1.5", "expected a whole number of hosts"),
+    ("serve", "--reboot-window", "\u00b2", "expected a whole number of hosts"),
     ("serve", "--window-retry", "0", "expected a whole number from 1"),
     ("serve", "--window-retry", "-3", "expected a whole number from 1"),
     ("serve", "--window-retry", "ten", "expected a whole number from 1"),
