@@ -6,12 +6,16 @@ What it does: `Api(server, token)` asks for a host's plan
 size BEFORE the file is used, and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
 cannot be reached or the connection drops; an answer from the server (a 4xx
-with its JSON message) is final and never retried.
+with its JSON message) is final and never retried, with one exception: a plan
+request the server's reboot window refuses (503 with Retry-After) is asked
+again after that many seconds (at most `MAX_WINDOW_WAIT`, at least 1), saying
+so on the console each time, until `patience` seconds have gone by.
 
 Reads: HTTP answers (the plan's schema is ais.contracts.HostPlan, checked here). Fails with `ClientError`:
 server unreachable after the retries ("cannot reach the AIS server at ...
 after N attempts"), an error answer (the server's own message, e.g.
-"unknown host nosuch01: no HCD names it"), a digest or size mismatch (the
+"unknown host nosuch01: no HCD names it"), a reboot window still full when
+the patience runs out, a digest or size mismatch (the
 file is deleted), a plan that is not a plan. Returns the plan dict, nothing
 for downloads, the server's answer for the report.
 """
@@ -30,6 +34,7 @@ from ais.errors import ClientError
 from ais.files import file_sha256
 
 log = logging.getLogger("ais.client.api")
+MAX_WINDOW_WAIT = 60  # seconds: the longest Retry-After the client honours as given
 
 
 class ServerAnswer(ClientError):
@@ -42,7 +47,7 @@ class ServerAnswer(ClientError):
 
 class Api:
     def __init__(self, server: str, token: str | None = None, *, retries: int = 5, retry_delay: float = 0.5,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, patience: float = 3600.0):
         url = urlsplit(server if "://" in server else f"http://{server}")
         if url.scheme != "http" or not url.hostname:
             raise ClientError(f"server must be http://HOST[:PORT], not {server!r}")
@@ -50,6 +55,7 @@ class Api:
         self.host, self.port = url.hostname, url.port or 80
         self.token = token
         self.retries, self.retry_delay, self.timeout = max(1, retries), retry_delay, timeout
+        self.patience = patience  # seconds a plan request waits for a place in the server's reboot window
 
     # ------------------------------------------------------------ plumbing
 
@@ -84,19 +90,32 @@ class Api:
         finally:
             conn.close()
 
+    def _waiting_turn(self, what: str, exchange) -> tuple[int, dict, bytes]:
+        """exchange() (with _retrying), asked again while the server's reboot window is full (503 with
+        Retry-After), sleeping what the server says between attempts, for up to `patience` seconds."""
+        deadline = time.monotonic() + self.patience
+        while True:
+            status, headers, body = self._retrying(what, exchange)
+            wait = window_wait(status, headers)
+            if wait is None:
+                return status, headers, body
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ClientError(f"the server's reboot window stayed full for {self.patience:g} s "
+                                  f"(--window-patience): {self._error(status, body, what)}")
+            wait = min(wait, max(left, 1.0))
+            log.warning("the server's reboot window is full: waiting %.0f s (%s)", wait, _message(body))
+            time.sleep(wait)
+
     @staticmethod
     def _error(status: int, body: bytes, what: str) -> ServerAnswer:
-        try:
-            message = json.loads(body)["error"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            message = body[:200].decode("utf-8", "replace")
-        return ServerAnswer(status, f"the server refused {what} (HTTP {status}): {message}")
+        return ServerAnswer(status, f"the server refused {what} (HTTP {status}): {_message(body)}")
 
     # ------------------------------------------------------------ calls
 
     def plan(self, host: str) -> dict:
         what = f"the plan of {host}"
-        status, _, body = self._retrying(what, lambda: self._exchange(
+        status, _, body = self._waiting_turn(what, lambda: self._exchange(
             "GET", f"/v1/hosts/{quote(host, safe=':')}/plan", auth=True))
         if status != 200:
             raise self._error(status, body, what)
@@ -143,3 +162,18 @@ class Api:
         return json.loads(answer)
 
 
+def window_wait(status: int, headers: dict) -> float | None:
+    """Seconds to wait before asking again when the answer is the reboot window's 503 (Retry-After in
+    whole seconds, kept within 1..MAX_WINDOW_WAIT: never a busy loop); None for any other answer."""
+    after = headers.get("retry-after", "").strip()
+    if status != 503 or not (after.isascii() and after.isdigit()):
+        return None
+    return float(min(max(int(after[:6]), 1), MAX_WINDOW_WAIT))
+
+
+def _message(body: bytes) -> str:
+    """The error message of a JSON error body, else the body's start."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return body[:200].decode("utf-8", "replace")

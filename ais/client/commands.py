@@ -21,6 +21,7 @@ Returns 0.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -95,8 +96,21 @@ def _server_options(p) -> None:
     p.add_argument("--retries", type=int, default=5, help="attempts per request to the server [%(default)s]")
     p.add_argument("--retry-delay", type=float, default=0.5, metavar="SECONDS",
                    help="first back-off between attempts, doubling [%(default)s]")
+    p.add_argument("--window-patience", type=patience, default=3600.0, metavar="SECONDS",
+                   help="while the server's reboot window is full (503 with Retry-After) ask for the plan "
+                        "again when it says, for up to this long; 0: do not wait [%(default)s]")
     p.add_argument("--dry-run", action="store_true", help="fetch the plan and check the target, then print "
                                                           "every step without writing anything")
+
+
+def patience(text: str) -> float:
+    try:
+        value = float(text)
+    except (ValueError, OverflowError):
+        value = -1.0
+    if not 0 <= value <= 1e7:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 10000000, got {text[:20]!r}")
+    return value
 
 
 def _token(args) -> str | None:
@@ -124,12 +138,13 @@ def cmd_reinstall(args) -> int:
     session = _session(args, state)
     if args.dry_run:
         return _dry_run(session, args)
-    reinstall(session, interface=args.interface, retries=args.retries, retry_delay=args.retry_delay)
+    reinstall(session, interface=args.interface, retries=args.retries, retry_delay=args.retry_delay,
+              patience=args.window_patience)
     return 0
 
 
 def _dry_run(session: Session, args) -> int:
-    api = steps.api_of(session, args.retries, args.retry_delay)
+    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience)
     steps.identify(session, args.interface)
     steps.plan(session, api)
     steps.check(session)
@@ -143,7 +158,7 @@ def _dry_run(session: Session, args) -> int:
 def cmd_plan(args) -> int:
     session = _session(args, args.state)
     session.save()
-    api = steps.api_of(session, args.retries, args.retry_delay)
+    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience)
     if args.since_boot:
         session.since_boot()
     _guarded(session, api, "identify", lambda: steps.identify(session, args.interface))

@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 
 
-def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5) -> "Api":
+def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0) -> "Api":
     from ais.client.api import Api
 
-    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay)
+    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience)
 
 
 def mac_of(interface: str) -> str:

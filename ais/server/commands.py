@@ -83,6 +83,17 @@ def register(subparsers) -> None:
                         "provisioning network (docs/client.md)")
     p.add_argument("--boot-append", default="", metavar="ARGS",
                    help="more kernel arguments for the iPXE scripts, e.g. 'console=ttyS0' [none]")
+    p.add_argument("--reboot-window", type=window_size, default=0, metavar="N",
+                   help="at most N hosts reinstall at once (from their plan to their ok or failed report); "
+                        "another host's plan request gets 503 with Retry-After and waits its turn, so a rack "
+                        "powering on at once does not flood the server. E.g. --reboot-window 50 "
+                        "[%(default)s: no limit]")
+    p.add_argument("--window-retry", type=positive_int, default=10, metavar="SECONDS",
+                   help="Retry-After told to a host the window refuses, plus a per-host share of up to half "
+                        "of it so a refused rack does not come back all at once [%(default)s]")
+    p.add_argument("--window-lease", type=positive, default=1800.0, metavar="SECONDS",
+                   help="a host that sent no ok or failed report this long after its plan (it died "
+                        "mid-install) loses its place in the window [%(default)s]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
@@ -101,6 +112,13 @@ def positive(text: str) -> float:
 def positive_int(text: str) -> int:
     if not text.isdigit() or len(text) > 7 or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 9999999, got {text[:20]!r}")
+    return int(text)
+
+
+def window_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 7:
+        raise argparse.ArgumentTypeError(f"expected a whole number of hosts from 0 (no limit) to 9999999, "
+                                         f"got {text[:20]!r}")
     return int(text)
 
 
@@ -130,6 +148,7 @@ def config_from_args(args) -> Config:
         advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
+        reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

@@ -10,16 +10,25 @@ naming no host, for an unknown MAC and a missing or wrong token. The routes
 block (stat, plans, image checks, SQLite), so `ais.server.http` runs them in
 its worker pool.
 
+The reboot window (`ais.server.window`, --reboot-window): an authorised plan
+request takes a place in it or gets 503 with Retry-After, naming who holds the
+places; an "ok" or "failed" report frees the host's place. The window is
+touched only under `Routes.window_lock`, one short critical section per
+request, and every admission, refusal, release and expired lease is logged.
+
 Reads: the app (`ais.server.service.Server`): state, checker, history,
-plan_for, config. Fails with `HttpError` (4xx/503). Returns answers.
+plan_for, window, config. Fails with `HttpError` (4xx/503). Returns answers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -29,6 +38,8 @@ from aiohttp import hdrs
 from ais.contracts import InstallReport, decode, to_builtins
 from ais.errors import BadInput
 from ais.server.boot import boot_file, current, ipxe_script
+
+log = logging.getLogger("ais.server.window")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0-9a-fA-F]{2}")
@@ -75,11 +86,15 @@ class Routes:
 
     def __init__(self, app):
         self.app = app
+        self.window_lock = threading.Lock()  # the window is read and changed under it, briefly
 
     def health(self, headers) -> Json:
         snap = self.app.state.current()
+        with self.window_lock:
+            _log_expired(self.app.window, self.app.window.expire(time.monotonic()))
+            window = {"size": self.app.window.size, "in_progress": list(self.app.window.holders())}
         return Json(200, {"status": "ok", "generation": snap.generation, "hosts": len(snap.hosts),
-                          "images": len(snap.manifest.get("images", {}))})
+                          "images": len(snap.manifest.get("images", {})), "window": window})
 
     def plan(self, headers, ident: str) -> Json:
         snap = self.app.state.current()
@@ -90,7 +105,35 @@ class Routes:
         else:
             host = _host_by_name(snap, ident)
             _authorise(host, headers)
-        return Json(200, self.app.plan_for(snap, host))
+        again = self._enter_window(host.name)
+        try:
+            return Json(200, self.app.plan_for(snap, host))
+        except BaseException:
+            if not again:  # no plan, no install: the place goes to the next host
+                self._leave_window(host.name, "its plan could not be made")
+            raise
+
+    def _enter_window(self, name: str) -> bool:
+        """Take or keep the host's place in the reboot window (True: it held one already), or 503."""
+        window, base = self.app.window, self.app.config.window_retry
+        with self.window_lock:
+            admission = window.admit(name, time.monotonic())
+            _log_expired(window, admission.expired)
+            if not admission.admitted:
+                wait = window.retry_after(name, base)
+                why = (f"reboot window full: {_taken(window, admission.holders)} "
+                       f"({_names(admission.holders)}); retry in {wait} s")
+                log.info("reboot window: %s refused: %s", name, why)
+                raise HttpError(503, why, {"Retry-After": str(wait)})
+            log.info("reboot window: %s %s (%s: %s)", name, "asked again and keeps its place" if admission.again
+                     else "admitted", _taken(window, admission.holders), _names(admission.holders))
+            return admission.again
+
+    def _leave_window(self, name: str, why: str) -> None:
+        with self.window_lock:
+            if self.app.window.release(name):
+                holders = self.app.window.holders()
+                log.info("reboot window: %s released by %s (%s)", name, why, _taken(self.app.window, holders))
 
     def file(self, headers, name: str, index: str) -> Blob:
         snap = self.app.state.current()
@@ -166,8 +209,26 @@ class Routes:
         return host
 
     def report(self, host, body: bytes) -> Json:
-        row = self.app.history.add(host.name, parse_report(body))
+        report = parse_report(body)
+        row = self.app.history.add(host.name, report)
+        if report["status"] in ("ok", "failed"):  # the install is over; "rebooting" and "up" come after it
+            self._leave_window(host.name, f"its {report['status']} report")
         return Json(201, {"stored": row, "host": host.name})
+
+
+def _taken(window, holders) -> str:
+    return f"{len(holders)} of {window.size or 'unlimited'} hosts reinstalling"
+
+
+def _names(holders, shown: int = 10) -> str:
+    more = f", and {len(holders) - shown} more" if len(holders) > shown else ""
+    return ", ".join(holders[:shown]) + more if holders else "none"
+
+
+def _log_expired(window, expired) -> None:
+    for name in expired:
+        log.warning("reboot window: %s's lease of %g s ran out before its ok or failed report: its place is free",
+                    name, window.lease)
 
 
 def parse_report(body: bytes) -> dict:

@@ -5,7 +5,8 @@ broken site refuses to start), opens the history database, starts the
 streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
-bounded worker pool). `start()` runs both in threads, `stop()` shuts both down.
+bounded worker pool) and keeps the reboot window (`ais.server.window`: how
+many hosts may reinstall at once). `start()` runs both in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
 server opens an image file when a transfer starts, so a transfer in flight
@@ -33,6 +34,7 @@ from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
+from ais.server.window import Window
 from ais.stream.server import StreamServer
 
 log = logging.getLogger("ais.server")
@@ -55,6 +57,9 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     boot_target: str | None = None  # the disk iPXE scripts name (ais.target=); None: no boot scripts
     boot_append: str = ""  # more kernel arguments for iPXE scripts (console=ttyS0 ...)
+    reboot_window: int = 0  # hosts reinstalling at once; 0: no limit (ais.server.window)
+    window_retry: int = 10  # seconds a refused host is told to wait (Retry-After), plus its per-host share
+    window_lease: float = 1800.0  # seconds a place is held without an ok/failed report
 
 
 class Server:
@@ -68,6 +73,7 @@ class Server:
         self.max_report_bytes = config.max_report_bytes
         self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
         self.checker = ImageChecker()
+        self.window = Window(config.reboot_window, config.window_lease)
         self.history = History(config.history)
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
@@ -101,10 +107,16 @@ class Server:
     def start(self) -> "Server":
         self.stream.start()
         self.http.start()
-        log.info("serving %s (stream tcp %s, multicast %s), manifest generation %d",
+        log.info("serving %s (stream tcp %s, multicast %s), manifest generation %d, reboot window %s",
                  self.addresses()["url"], self.endpoints().tcp, self.endpoints().multicast or "off",
-                 self.state.current().generation)
+                 self.state.current().generation, self._window_text())
         return self
+
+    def _window_text(self) -> str:
+        c = self.config
+        if not c.reboot_window:
+            return "off (no limit)"
+        return f"{c.reboot_window} hosts (retry {c.window_retry} s, lease {c.window_lease:g} s)"
 
     def stop(self) -> None:
         self.http.stop()
