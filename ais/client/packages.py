@@ -20,10 +20,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ais.faults import pause_point
 from ais.client.api import Api
 from ais.client.session import say
 from ais.errors import ClientError
+from ais.faults import pause_point
 from ais.rpmenv import installed_nevras, rpm_install
 
 STAGING = ".ais-staging"

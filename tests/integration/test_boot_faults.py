@@ -27,10 +27,13 @@ Why an interrupted reinstall never boots into a half-written system: the boot en
 is what the machine boots (the server hands it out at every network boot; the demo disk
 has no bootloader of its own), and the boot environment enters the installed system only
 by `ais client reboot` (kexec), which ais-boot runs only after every step passed: image,
-install, files, verify, the install record, unmount, e2fsck -fn and the "ok" report. A
+install, files, verify, the install record, unmount, e2fsck -fn and the "ok" report; and
+kexec itself refuses a disk whose /var/lib/ais/install.json is not the record this
+reinstall wrote (ais.client.reboot.check_record, tests/unit/client/test_reboot.py). A
 reset anywhere before that leaves the disk to the next network boot, which reinstalls it
 whole (the image is written from its first chunk again: the client keeps no progress
-journal on a block device). Every QEMU run is bounded by `timeout` and killed when its
+journal on a block device). The tests here run with ais.reboot=firmware, so a success
+ends QEMU. Every QEMU run is bounded by `timeout` and killed when its
 test ends; every wait is bounded.
 """
 
@@ -41,7 +44,6 @@ import os
 import signal
 import socket
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +52,7 @@ from ais.cost import CostModel, save_calibration
 from ais.descriptors import load_site
 from aislab.disks import target_facts
 from aislab.qemu import TEST_BOOTENV, Vm, fetch, kernel_args_of
-from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors, wait_for
+from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
 
 ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
