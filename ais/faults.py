@@ -7,7 +7,8 @@ Reads the environment: `AIS_TEST_PAUSE_AT` (a step name, e.g. `rpm`, `mkfs`,
 `pack`, `publish`) and `AIS_TEST_PAUSE_FILE` (a path to touch; default
 `/tmp/ais-paused-<step>`), `AIS_TEST_PAUSE_SECONDS` (default 3600). When the
 step matches, `pause_point` writes its pid to the file and waits until the file
-is removed (or that many seconds pass): a test kills the process meanwhile, or
+is removed (or that many seconds pass), after saying so on stderr (a test that
+cannot see the file, e.g. on a VM's console, waits for that line): a test kills the process meanwhile, or
 does what it must while the process stands still and then removes the file to let
 it go on. No test waits for a time window. Never fails; returns None.
 Outside tests the variables are unset and this costs one dict lookup.
@@ -24,6 +25,7 @@ images are removed).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ def pause_point(step: str) -> None:
         return
     marker = Path(os.environ.get(ENV_FILE) or f"/tmp/ais-paused-{step}")
     marker.write_text(f"{os.getpid()}\n")
+    print(f"pause point {step}: pid {os.getpid()} waits until {marker} is removed", file=sys.stderr, flush=True)
     deadline = time.monotonic() + float(os.environ.get(ENV_SECONDS) or 3600)
     while marker.exists() and time.monotonic() < deadline:
         time.sleep(0.01)

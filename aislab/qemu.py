@@ -16,6 +16,12 @@ segment has (`dhcp_server`: dnsmasq, as a site would run it). `wait()` waits for
 to end (the guest powered off or rebooted; or `timeout` killed it: exit 124);
 `wait_for_console(text)` waits for a line on the console; `close()` kills
 QEMU's process group if it still runs. Use it as a context manager.
+With `monitor=True` QEMU listens for QMP on the unix socket `qmp.sock` in the
+workdir, and `system_reset()` presses the reset button through it. Because of
+-no-reboot, QEMU turns that reset into a shutdown and ends (exit 0, without the
+guest syncing anything: what the guest wrote to the disk so far stays, what it
+still held in its own cache is lost, as at a power cut); the "next boot" is a new
+`Vm` on the same disk.
 `fetch(url, path)` saves what a server answers (the boot environment from
 `ais serve`), `kernel_args_of(ipxe)` the kernel command line of an iPXE script.
 
@@ -26,8 +32,10 @@ console's tail). Returns exit codes and console text.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -56,15 +64,19 @@ class Vm:
     def __init__(self, workdir: Path, *, disk: Path, mac: str = "52:54:00:12:34:56", kernel: Path | None = None,
                  initrd: Path | None = None, append: str = "", netboot: str | None = None,
                  memory_mib: int = 1024, timeout: float = 300.0, machine: str = "pc",
-                 tap: tuple[str, str] | None = None):
+                 tap: tuple[str, str] | None = None, monitor: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.console_path = self.workdir / "console.log"
         self.console_path.write_bytes(b"")
+        self.qmp_path = self.workdir / "qmp.sock" if monitor else None
+        if self.qmp_path and len(os.fsencode(self.qmp_path)) > 107:
+            raise WorldError(f"the QMP socket path {self.qmp_path} is too long for a unix socket")
         inside = ["ip", "netns", "exec", tap[0]] if tap else []
         self.argv = [*inside, "timeout", "-k", "5", str(int(timeout)), QEMU, "-accel", "tcg", "-M", machine,
                      "-m", str(memory_mib), "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none",
                      "-monitor", "none", "-serial", f"file:{self.console_path}",
+                     *(["-qmp", f"unix:{self.qmp_path},server=on,wait=off"] if self.qmp_path else []),
                      *self._boot(kernel, initrd, append, netboot, tap),
                      "-drive", f"file={disk},format=raw,if=virtio",
                      "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
@@ -106,6 +118,45 @@ class Vm:
                                  f"console:\n{self.console()[-3000:]}")
             time.sleep(0.2)
         return time.monotonic() - self.started
+
+    def system_reset(self, timeout: float = 30.0) -> None:
+        """The reset button, by QMP (needs monitor=True). With -no-reboot QEMU then ends (see above)."""
+        if self.qmp_path is None:
+            raise WorldError("system_reset needs a VM started with monitor=True")
+        try:
+            answer = self._qmp("system_reset", timeout)
+        except (WorldError, OSError):
+            if self.proc.poll() is None:
+                raise
+            return  # QEMU ended before its answer reached us: the reset happened
+        if "return" not in answer:
+            raise WorldError(f"QEMU refused system_reset: {answer}")
+
+    def _qmp(self, command: str, timeout: float) -> dict:
+        """One QMP command on a fresh connection: greeting, qmp_capabilities, the command; its answer."""
+        deadline = time.monotonic() + timeout
+        while not self.qmp_path.exists():  # QEMU makes the socket while it starts
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise WorldError(f"QEMU's QMP socket {self.qmp_path} did not appear (QEMU exit {self.proc.poll()})")
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.qmp_path))
+            replies = sock.makefile("rb")
+            self._qmp_answer(replies, greeting=True)
+            for name in ("qmp_capabilities", command):
+                sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
+                answer = self._qmp_answer(replies)
+            return answer
+
+    @staticmethod
+    def _qmp_answer(replies, greeting: bool = False) -> dict:
+        """The next QMP message that is not an event (the greeting, or a command's answer)."""
+        while line := replies.readline():
+            message = json.loads(line)
+            if "event" not in message and (greeting or "QMP" not in message):
+                return message
+        raise WorldError("QEMU closed its QMP socket")
 
     def close(self) -> None:
         if self.proc.poll() is None:

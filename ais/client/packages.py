@@ -20,9 +20,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ais.faults import pause_point
 from ais.client.api import Api
+from ais.client.session import say
 from ais.errors import ClientError
+from ais.faults import pause_point
 from ais.rpmenv import installed_nevras, rpm_install
 
 STAGING = ".ais-staging"
@@ -77,6 +78,7 @@ def install_remainder(api: Api, plan: dict, root: str) -> list[str]:
     staging = Path(root, STAGING)
     try:
         paths = fetch_packages(api, plan, staging)
+        say(f"rpm: installing {len(paths)} packages in one transaction")
         rpm_install(root, paths)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

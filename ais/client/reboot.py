@@ -6,7 +6,8 @@ What it does:
   /var/lib/ais/firstboot.conf (mode 0600: server, host, token, image, generation). The
   settings are shell assignments, every value quoted.
 - `leave(session, api, mode)` (the reboot step), after the success report:
-  - "kexec" (ais.reboot=kexec, the default): mount the target read-only, `kexec -l` its newest
+  - "kexec" (ais.reboot=kexec, the default): mount the target read-only, check that its install
+    record is the one this session wrote (never kexec into a half-written disk), `kexec -l` its newest
     /boot/vmlinuz-R (with /boot/initrd.img-R when there is one) and the command line
     `root=TARGET rw init=/usr/lib/ais/firstboot` plus the boot environment's console= and
     ais.final= words; report "rebooting" (phase kexec, with the span kexec-load); `kexec -e`. When loading or executing
@@ -24,6 +25,7 @@ the process does not survive `kexec -e` or `reboot -f`).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tempfile
@@ -77,6 +79,19 @@ def _version_key(release: str) -> list:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.-]", release)]
 
 
+def check_record(root: Path, session: Session) -> None:
+    """kexec only into the disk this reinstall finished: its install record (written last, after
+    verify) must be the one this session wrote."""
+    from ais.client.record import RECORD_PATH
+
+    try:
+        found = json.loads(Path(root, RECORD_PATH.lstrip("/")).read_text())
+    except (OSError, ValueError) as err:
+        found = f"unreadable ({err})"
+    if found != session.results.get("record"):
+        raise ClientError(f"the disk's {RECORD_PATH} is not the record this reinstall wrote: not starting it")
+
+
 def kexec_cmdline(target: str, current: str) -> str:
     """The installed system's command line: its root, firstboot as init, and the console and
     ais.final words of the boot environment's own command line."""
@@ -89,6 +104,7 @@ def load_kexec(session: Session) -> None:
     root = Path(tempfile.mkdtemp(prefix="kexec-", dir=session.state_dir))
     run(["mount", "-t", "ext4", "-o", "ro", session.target, str(root)])
     try:
+        check_record(root, session)
         kernel, initrd = installed_kernel(root)
         cmdline = kexec_cmdline(session.target, Path("/proc/cmdline").read_text())
         say(f"kexec: loading {kernel.name}{' + ' + initrd.name if initrd else ''} ({cmdline})")

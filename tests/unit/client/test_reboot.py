@@ -5,7 +5,15 @@ import subprocess
 
 import pytest
 
-from ais.client.reboot import FIRSTBOOT, FIRSTBOOT_CONF, installed_kernel, kexec_cmdline, leave, write_firstboot
+from ais.client.reboot import (
+    FIRSTBOOT,
+    FIRSTBOOT_CONF,
+    check_record,
+    installed_kernel,
+    kexec_cmdline,
+    leave,
+    write_firstboot,
+)
 from ais.client.session import Session
 from ais.errors import ClientError
 
@@ -71,3 +79,26 @@ def test_firstboot_settings_are_quoted_shell_and_private(tmp_path, plan, image, 
 def test_an_unknown_mode_is_refused_before_anything(tmp_path):
     with pytest.raises(ClientError, match="ais.reboot must be one of kexec, firmware, no"):
         leave(session(tmp_path), None, "halt")
+
+
+RECORDS = {  # what the disk holds at /var/lib/ais/install.json -> refused?
+    "the record this reinstall wrote": ('{"host": "db01", "written_at": 1.5}', False),
+    "no record (a reinstall cut short before the record step)": (None, True),
+    "another reinstall's record (the disk's previous system)": ('{"host": "db01", "written_at": 0.5}', True),
+    "a torn record": ('{"host": "db0', True),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDS))
+def test_kexec_starts_only_the_disk_whose_record_this_reinstall_wrote(tmp_path, case):
+    text, refused = RECORDS[case]
+    if text is not None:
+        (tmp_path / "var/lib/ais").mkdir(parents=True)
+        (tmp_path / "var/lib/ais/install.json").write_text(text)
+    s = session(tmp_path)
+    s.results["record"] = {"host": "db01", "written_at": 1.5}
+    if refused:
+        with pytest.raises(ClientError, match="is not the record this reinstall wrote: not starting it"):
+            check_record(tmp_path, s)
+    else:
+        check_record(tmp_path, s)
