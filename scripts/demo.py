@@ -3,7 +3,10 @@
 validate the descriptors -> calibrate the cost model (once) -> plan within the
 budget -> build the image cache -> `ais serve` on loopback -> reinstall two demo
 hosts of different configurations onto loop-device disks with the real client
--> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured.
+-> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured
+-> build the boot environment, and boot a QEMU virtual machine from the network:
+it reinstalls its own disk, kexecs into the installed system, which reports
+"up" -> `ais history` of that host, boot to boot.
 
 Every step is the real command an admin or a booting machine runs; this script
 only strings them together and prints what happened. Needs root (loop devices).
@@ -28,6 +31,7 @@ DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT /
 WORK = ROOT / "build" / "demo"
 HOSTS = ("node01", "mail01")  # an HPC node (weighted heavily) and a mail server: different configurations
 DISK_MIB = 512
+VM_HOST = "node01"  # boots as a virtual machine at the end
 
 
 def banner(text: str) -> None:
@@ -99,7 +103,53 @@ def main() -> int:
               f"{rec['predicted_seconds']:>8.2f}s {rec['measured_seconds']:>8.2f}s "
               f"{marks[0]:>8} {marks[1]:>6} {marks[2]:>5}")
     print("\nserver stopped; install history in", WORK / "history.sqlite")
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    banner(f"7. a machine that boots from the network: {VM_HOST} as a QEMU virtual machine (TCG, a few minutes)")
+    ais("bootenv", "build", "--cache", str(CACHE))
+    if not boot_vm(site):
+        return 1
+    ais("history", VM_HOST, "--history", str(WORK / "history.sqlite"), "--limit", "1")
+    return 0
+
+
+def boot_vm(site) -> bool:
+    """node01 network-boots (QEMU's user network hands its firmware the iPXE script's URL), reinstalls
+    its blank disk, kexecs into the installed system, which reports "up" and powers off. Prints the
+    console's milestones as they come."""
+    from aislab.qemu import Vm
+
+    disk = WORK / f"{VM_HOST}-vm.disk"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 30)
+    with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", "--advertise", "10.0.2.2",
+                      "--boot-target", "/dev/vda", "--boot-append", "console=ttyS0 ais.final=poweroff",
+                      log_path=WORK / "serve.log") as server:
+        port = server.url.rsplit(":", 1)[1]
+        mac = next(h.macs[0] for h in site.hosts if h.name == VM_HOST)
+        url = f"http://10.0.2.2:{port}/v1/boot/ipxe/{mac}"
+        print(f"$ qemu-system-x86_64 -boot n ... (its DHCP hands out {url}; console: {WORK / 'vm' / 'console.log'})")
+        with Vm(WORK / "vm", disk=disk, mac=mac, netboot=url, timeout=1200) as vm:
+            shown = 0
+            while vm.proc.poll() is None:
+                shown = show_milestones(vm.console(), shown)
+                time.sleep(1)
+            show_milestones(vm.console(), shown)
+            console = vm.console()
+    came_up = f'firstboot: report_up: the server stored "up" for {VM_HOST}' in console
+    print(f"\n{VM_HOST} {'came back up' if came_up else 'did NOT come back up: see the console log'}")
+    return came_up
+
+
+MILESTONES = ("ais-init:", "[ais] plan:", "[ais] reinstalled", "ais-boot:", "[ais] kexec", "firstboot:")
+
+
+def show_milestones(console: str, shown: int) -> int:
+    lines = console.splitlines()
+    for line in lines[shown:]:
+        if line.strip().startswith(MILESTONES):
+            print("  vm| " + line.strip()[:150], flush=True)
+    return len(lines)
 
 
 if __name__ == "__main__":
