@@ -21,10 +21,17 @@ from ais.errors import BadInput
 
 
 def fit_rpm(samples: list, base: CostModel) -> CostModel:
-    """transaction_s + per-package coefficients from whole-transaction timings."""
+    """transaction_s + per-package coefficients from whole-transaction timings.
+
+    When noise makes the larger sets no slower (a busy machine), the best fit puts every second
+    into the fixed cost and says packages cost nothing, which rpm contradicts (it writes every
+    file): the fit is then made without the fixed cost, so the time is shared out over what the
+    transactions installed."""
     design = np.array([[1, s.packages, s.installed_bytes, s.files, s.scriptlets] for s in samples], float)
     target = np.array([s.seconds for s in samples])
     coef = nonnegative_least_squares(design, target)
+    if not coef[1:].any():
+        coef = np.concatenate(([0.0], nonnegative_least_squares(design[:, 1:], target)))
     return replace(base, transaction_s=float(coef[0]), rpm_per_package_s=float(coef[1]),
                    rpm_per_byte_s=float(coef[2]), rpm_per_file_s=float(coef[3]),
                    rpm_per_scriptlet_s=float(coef[4]))
