@@ -42,10 +42,13 @@ FAST = ["--retries", "2", "--retry-delay", "0.1"]
 
 @contextmanager
 def mounted_elsewhere(device: str, where: Path):
-    """Mount device on where inside a new mount namespace that a background process keeps alive."""
+    """Mount device on where inside a new mount namespace that a background process keeps alive.
+    Read-only: a read-write mount of a fresh ext4 keeps writing after it is up (ext4lazyinit zeroes
+    inode tables, the journal commits the superblock), which changed the disk's bytes under the
+    tests that check nothing was written. A read-only mount holds the device just the same."""
     where.mkdir(parents=True, exist_ok=True)
     proc = start(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  'mount -t ext4 "$0" "$1" && echo ready && exec sleep 3600', device, str(where)])
+                  'mount -t ext4 -o ro "$0" "$1" && echo ready && exec sleep 3600', device, str(where)])
     try:
         line = proc.stdout.readline()
         assert line.strip() == "ready", proc.stderr.read()
