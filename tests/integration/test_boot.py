@@ -31,7 +31,7 @@ from ais.cost import CostModel, save_calibration
 from ais.descriptors import load_site
 from ais.run import run
 from aislab.disks import target_facts
-from aislab.net import ais_command
+from aislab.net import NetLab, ais_command
 from aislab.qemu import TEST_BOOTENV, Vm, build_bootenv, fetch, kernel_args_of
 from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
 
@@ -271,3 +271,36 @@ def test_a_wrong_server_stops_the_boot_with_a_message_and_writes_nothing(lab, tm
     with open(disk, "rb") as f:
         assert f.read(64 << 20).count(0) == 64 << 20  # still all zeros
     assert len(history(lab, "db01")) == before
+
+
+def test_a_host_the_server_does_not_know_stops_in_plan_with_the_servers_reason(lab, tmp_path):
+    """ais.host= names no HCD: the plan step fails with the server's own message on the console; nobody
+    to tell (an unknown host has no history), and the disk stays untouched."""
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    args = args.replace("ais.host=db01", "ais.host=nosuch01")
+    disk = blank_disk(tmp_path / "disk.img")
+    with Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd, append=args, timeout=600) as vm:
+        code = vm.wait(timeout=660)
+        console = vm.console()
+    assert code == 0, console[-3000:]
+    assert "REINSTALL FAILED in phase 'plan'" in console and "unknown host nosuch01" in console, console[-3000:]
+    assert history(lab, "nosuch01") == []
+    with open(disk, "rb") as f:
+        assert f.read(64 << 20).count(0) == 64 << 20
+
+
+def test_no_dhcp_answer_stops_the_boot_in_network_up(lab, tmp_path):
+    """A segment without a DHCP server (a lab bridge with nothing on it but the VM's tap): the init's
+    network_up gives up with a banner, nobody can be told, nothing is written."""
+    kernel, initrd, args = boot_files(lab, tmp_path)
+    disk = blank_disk(tmp_path / "disk.img")
+    with NetLab(0, tag="aind", mtu=1500) as segment, \
+            Vm(tmp_path / "vm", disk=disk, mac=MAC, kernel=kernel, initrd=initrd, append=args,
+               tap=segment.add_tap("tap0"), timeout=600) as vm:
+        code = vm.wait(timeout=660)
+        console = vm.console()
+    assert code == 0, console[-3000:]
+    assert "BOOT FAILED in step 'network_up': no address by DHCP on eth0" in console, console[-3000:]
+    assert "the server could not be told" in console
+    with open(disk, "rb") as f:
+        assert f.read(64 << 20).count(0) == 64 << 20
