@@ -56,12 +56,33 @@ def reinstall(server: ServeProcess, site, host: str) -> dict:
     }
 
 
+def rpm_accepts_every_configuration(site) -> bool:
+    """rpm's transaction check agrees with libsolv's closure of each SCD (prints one line each)."""
+    import tempfile
+
+    from ais.rpmenv import install_flags, rpm_cmd
+    from ais.run import run
+
+    agree = True
+    for conf in site.configurations:
+        with tempfile.TemporaryDirectory(prefix="ais-rpm-test-") as root:
+            files = [REPO / p.filename for p in conf.packages]
+            proc = run(rpm_cmd(Path(root), "-i", "--test", *install_flags(), *files), check=False, timeout=900)
+        agree = agree and proc.returncode == 0
+        verdict = "rpm accepts" if proc.returncode == 0 else "rpm REFUSES:\n" + (proc.stdout + proc.stderr)[-2000:]
+        print(f"  {conf.name:12} {len(conf.packages):4} packages  {verdict}", flush=True)
+    return agree
+
+
 def main() -> int:
     if not (REPO / "repodata" / "repomd.xml").is_file():
         raise SystemExit("no real site yet: run `make real-site` first")
     WORK.mkdir(parents=True, exist_ok=True)
     banner("1. validate the real site's descriptors")
     ais("validate", "--descriptors", str(DESCRIPTORS), "--repo", str(REPO))
+    banner("1b. libsolv's answer against rpm's own: `rpm -i --test` of every configuration into an empty root")
+    if not rpm_accepts_every_configuration(load_site(DESCRIPTORS, REPO)):
+        return 1
     banner("2. measure this machine on the real site (once; delete build/real-cache/cost.json to measure again)")
     if (CACHE / "cost.json").exists():
         print(f"using {CACHE / 'cost.json'}")

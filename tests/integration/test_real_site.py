@@ -19,6 +19,7 @@ import pytest
 from aislab.disks import LoopDisk, Mounted, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
+from ais.rpmenv import install_flags, rpm_cmd
 from ais.run import run
 from aislab.debsite.build import build_site
 from aislab.site import ServeProcess, publish_base_cache
@@ -52,6 +53,20 @@ def test_the_base_is_debian_required_and_important_with_a_kernel(real_base):
     assert any(n.startswith("linux-image-6.1.0-") for n in names)
     kinds = {f.kind for f in real_base["result"].findings}
     assert "dropped-script" in kinds and "name-clash" not in kinds
+
+
+def test_rpm_accepts_what_libsolv_resolved_for_the_real_base(real_base, tmp_path):
+    """libsolv's closure of the real base (Debian's required and important packages as RPMs, rich
+    dependencies, virtual provides, conflicts) is what rpm's own transaction check accepts into an
+    empty root; without one package others need, rpm refuses and names it."""
+    conf = real_base["site"].configuration("base-2")
+    repo = ROOT / "build" / "real-repo-base"
+    files = [repo / p.filename for p in conf.packages]
+    proc = run(rpm_cmd(tmp_path / "root", "-i", "--test", *install_flags(), *files), check=False, timeout=600)
+    assert proc.returncode == 0, f"rpm refuses what libsolv resolved:\n{(proc.stdout + proc.stderr)[-3000:]}"
+    without = [f for f in files if not f.name.startswith("libc6-")]
+    proc = run(rpm_cmd(tmp_path / "root2", "-i", "--test", *install_flags(), *without), check=False, timeout=600)
+    assert proc.returncode != 0 and "libc6" in proc.stdout + proc.stderr
 
 
 def test_reinstall_a_host_of_the_real_base(real_base, tmp_path):
