@@ -11,8 +11,10 @@ the server, the target disk, the host's name and its token (docs/client.md,
 After a reinstall that left the boot environment through the firmware (the host's
 newest report is "rebooting" with phase "firmware"), the host's next network boot must
 not reinstall it again (an endless loop): `local_boot_report(reports, answered)` finds
-that report when it has not been answered yet (one-shot: `answered` is the id of the
-report a local boot was last handed out for), and `local_boot_script(host, report)`
+that report when it has not been answered yet (one-shot: reports up to the id
+`answered` are answered; the server starts with the newest id of its history, so a report
+from before it started is never answered: after a restart it cannot know whether a
+reinstall began since), and `local_boot_script(host, report)`
 is the iPXE script that boots the first BIOS disk instead (its EXTLINUX, written by the
 client's bootloader step). A later report ("up" from the installed system, or any
 other) or a second request after the same report gets the reinstall script again: AIS
@@ -72,13 +74,13 @@ def ipxe_script(env: BootEnvironment, host, base_url: str, target: str, append: 
             f"boot\n")
 
 
-def local_boot_report(reports: list[dict], answered: int | None) -> dict | None:
-    """The host's newest report (reports newest first) when it is a firmware reboot not yet
-    answered with a local boot; else None (reinstall)."""
+def local_boot_report(reports: list[dict], answered: int) -> dict | None:
+    """The host's newest report (reports newest first) when it is a firmware reboot with an id
+    above `answered` (not answered with a local boot yet); else None (reinstall)."""
     if not reports:
         return None
     newest = reports[0]
-    if (newest.get("status"), newest.get("phase")) != ("rebooting", "firmware") or newest.get("id") == answered:
+    if (newest.get("status"), newest.get("phase")) != ("rebooting", "firmware") or newest["id"] <= answered:
         return None
     return newest
 

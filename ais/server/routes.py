@@ -89,7 +89,10 @@ class Routes:
         self.app = app
         self.window_lock = threading.Lock()  # the window is read and changed under it, briefly
         self.local_boot_lock = threading.Lock()
-        self.local_boots: dict[str, int] = {}  # host -> id of the firmware report a local boot answered
+        # host -> id of the firmware report a local boot answered; reports from before this
+        # server started count as answered (ais.server.boot.local_boot_report)
+        self.local_boots: dict[str, int] = {}
+        self.started_after = app.history.last_id()
 
     def health(self, headers) -> Json:
         snap = self.app.state.current()
@@ -211,7 +214,8 @@ class Routes:
         """The local-boot script when the host's newest report is a firmware reboot not answered yet
         (ais.server.boot.local_boot_report); it is answered once, then the host reinstalls again."""
         with self.local_boot_lock:
-            report = local_boot_report(self.app.history.for_host(host.name, limit=1), self.local_boots.get(host.name))
+            report = local_boot_report(self.app.history.for_host(host.name, limit=1),
+                                       self.local_boots.get(host.name, self.started_after))
             if report is None:
                 return None
             self.local_boots[host.name] = report["id"]

@@ -9,6 +9,8 @@ again: the server answers the local-boot script (sanboot drive 0x80) once, SeaBI
 disk's EXTLINUX, which starts the installed kernel with init=/usr/lib/ais/firstboot; firstboot
 reports "up" and powers off (ais.final=poweroff, carried into extlinux.conf). The history is
 ok, rebooting (firmware), up; the next network boot gets the reinstall script again.
+Without a VM: the route answers the local boot once per firmware report, and never for a
+firmware report from before the server started (it cannot know whether a reinstall began since).
 Every QEMU run is bounded by `timeout` and killed when the test ends.
 """
 
@@ -22,12 +24,15 @@ import pytest
 
 from ais.cost import CostModel, save_calibration
 from ais.descriptors import load_site
+from ais.server.history import History
 from aislab.disks import target_facts
 from aislab.qemu import TEST_BOOTENV, Vm
 from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
 
 ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
+TOKEN = "fb9577bf9257dd86cd19d77acdaf07b7"  # db01's
+LOCAL = b"\nsanboot --no-describe --drive 0x80\n"
 DISK_MIB = 1024
 pytestmark = pytest.mark.root
 
@@ -44,7 +49,47 @@ def lab(tmp_path_factory, repo_dir, bootenv):
     with ServeProcess(descriptors, repo_dir, cache, base / "history.sqlite", "--advertise", "10.0.2.2",
                       "--boot-target", "/dev/vda",
                       "--boot-append", "console=ttyS0 ais.final=poweroff ais.reboot=firmware") as server:
-        yield {"base": base, "site": load_site(descriptors, repo_dir), "server": server}
+        yield {"base": base, "site": load_site(descriptors, repo_dir), "server": server,
+               "descriptors": descriptors, "repo": repo_dir, "cache": cache}
+
+
+def script(server) -> bytes:
+    status, _, body = request(server, "GET", f"/v1/boot/ipxe/{MAC}")
+    assert status == 200, body
+    return body
+
+
+def post_report(server, body: dict) -> None:
+    status, _, answer = request(server, "POST", "/v1/hosts/db01/report",
+                                {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                                json.dumps(body).encode())
+    assert status == 201, answer
+
+
+def test_a_firmware_reboot_is_answered_with_the_local_disk_once(lab, tmp_path):
+    history_path = tmp_path / "history.sqlite"
+    with ServeProcess(lab["descriptors"], lab["repo"], lab["cache"], history_path, "--boot-target", "/dev/vda") as s:
+        assert b"\nkernel http://" in script(s)
+        post_report(s, {"status": "ok"})
+        post_report(s, {"status": "rebooting", "phase": "kexec", "message": "kexec into the installed system"})
+        assert b"\nkernel http://" in script(s)  # kexec: the installed system runs; its next boot reinstalls
+        post_report(s, {"status": "rebooting", "phase": "firmware", "message": "ais.reboot=firmware"})
+        first, second = script(s), script(s)
+        assert first.startswith(b"#!ipxe\n# AIS: db01 ") and first.endswith(LOCAL), first
+        assert b"\nkernel http://" in second and LOCAL not in second  # once
+        assert s.log().count("boot: db01 gets the local disk") == 1
+        post_report(s, {"status": "rebooting", "phase": "firmware", "message": "kexec failed: x"})
+        assert script(s).endswith(LOCAL)  # a new firmware report: once more
+        post_report(s, {"status": "rebooting", "phase": "firmware", "message": "ais.reboot=firmware"})
+        post_report(s, {"status": "up"})
+        assert b"\nkernel http://" in script(s)  # up came after it: reinstall
+
+
+def test_a_firmware_report_from_before_the_server_started_gets_the_reinstall_script(lab, tmp_path):
+    history_path = tmp_path / "history.sqlite"
+    History(history_path).add("db01", {"status": "rebooting", "phase": "firmware", "message": "ais.reboot=firmware"})
+    with ServeProcess(lab["descriptors"], lab["repo"], lab["cache"], history_path, "--boot-target", "/dev/vda") as s:
+        assert b"\nkernel http://" in script(s) and "gets the local disk" not in s.log()
 
 
 def history(lab, host):

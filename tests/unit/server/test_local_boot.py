@@ -11,19 +11,20 @@ def report(id_, status, phase=None):
     return {"id": id_, "status": status, "phase": phase}
 
 
-CHOICES = [  # (case, the host's reports oldest first, id already answered with a local boot, local boot for)
-    ("no reports", [], None, None),
-    ("ok", [report(1, "ok")], None, None),
-    ("failed", [report(1, "failed", "check")], None, None),
-    ("rebooting by kexec", [report(1, "ok"), report(2, "rebooting", "kexec")], None, None),
-    ("rebooting by the firmware", [report(1, "ok"), report(2, "rebooting", "firmware")], None, 2),
-    ("firmware, then up", [report(1, "ok"), report(2, "rebooting", "firmware"), report(3, "up")], None, None),
+CHOICES = [  # (case, the host's reports oldest first, reports up to this id are answered, local boot for)
+    ("no reports", [], 0, None),
+    ("ok", [report(1, "ok")], 0, None),
+    ("failed", [report(1, "failed", "check")], 0, None),
+    ("rebooting by kexec", [report(1, "ok"), report(2, "rebooting", "kexec")], 0, None),
+    ("rebooting by the firmware", [report(1, "ok"), report(2, "rebooting", "firmware")], 0, 2),
+    ("firmware, then up", [report(1, "ok"), report(2, "rebooting", "firmware"), report(3, "up")], 0, None),
     ("firmware, answered already", [report(1, "ok"), report(2, "rebooting", "firmware")], 2, None),
+    ("firmware, from before the server started", [report(1, "ok"), report(2, "rebooting", "firmware")], 9, None),
     ("a new firmware reboot after an answered one",
      [report(2, "rebooting", "firmware"), report(3, "up"), report(4, "ok"), report(5, "rebooting", "firmware")], 2, 5),
     ("firmware, then a new reinstall failed", [report(2, "rebooting", "firmware"), report(3, "failed", "image")],
-     None, None),
-    ("kexec answered id does not matter", [report(1, "rebooting", "kexec")], 7, None),
+     0, None),
+    ("a firmware reboot's failure report", [report(1, "failed", "firmware")], 0, None),
 ]
 
 
