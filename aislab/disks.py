@@ -157,7 +157,8 @@ def reinstall_argv(url: str, host: str, token: str | None, target: str, state, *
 
 def target_facts(device: str, paths: list[str]) -> dict:
     """What is on an installed target: rpm -qa, rpm -Va, the given files (bytes, mode, uid, gid),
-    the install record, and whether e2fsck -fn passes (checked after unmounting)."""
+    the install record, the bootloader (extlinux.conf's text or None, whether ldlinux.sys is there,
+    the first sector of the device), and whether e2fsck -fn passes (checked after unmounting)."""
     import json
     import stat
 
@@ -173,5 +174,10 @@ def target_facts(device: str, paths: list[str]) -> dict:
         facts = {"nevras": installed_nevras(root), "rpm_va": verify(root), "files": files,
                  "record": json.loads(record_path.read_text()) if record_path.exists() else None,
                  "staging_left": (root / ".ais-staging").exists()}
+        conf = root / "boot/extlinux/extlinux.conf"
+        facts["extlinux_conf"] = conf.read_text() if conf.exists() else None
+        facts["ldlinux"] = (root / "boot/extlinux/ldlinux.sys").exists()
+    with open(device, "rb") as f:
+        facts["boot_sector"] = f.read(512)
     facts["fsck_rc"] = run(["e2fsck", "-fn", device], check=False).returncode
     return facts

@@ -318,7 +318,7 @@ def check(tree: Path) -> tuple[None, str]:
     if os.geteuid() != 0:
         return None, "skipped: chroot needs root"
     probes = (["/usr/bin/ais", "client", "--help"], ["/usr/bin/rpm", "--version"], ["/sbin/mke2fs", "-V"],
-              ["/sbin/kexec", "--version"], ["/bin/busybox", "--list"])
+              ["/sbin/kexec", "--version"], ["/usr/bin/extlinux", "--version"], ["/bin/busybox", "--list"])
     outputs = [run(["chroot", str(tree), *argv], timeout=120).stdout for argv in probes]
     missing = sorted(set(APPLETS) - set(outputs[-1].split()))
     if missing:
@@ -327,7 +327,7 @@ def check(tree: Path) -> tuple[None, str]:
         for f in pyc.iterdir():
             if ".opt-" in f.name:
                 f.unlink()
-    return None, f"chroot: ais client, {outputs[1].strip()}, mke2fs, kexec, busybox applets"
+    return None, f"chroot: ais client, {outputs[1].strip()}, mke2fs, kexec, extlinux, busybox applets"
 
 
 def pack(tree: Path, out: Path, kernel_src: Path) -> tuple[dict, str]:

@@ -19,6 +19,9 @@ client uses it (docs/client.md, "The boot environment"):
 - kexec-tools (+ the Xen libraries its binary links against): kexec into the
   installed system (a later milestone; carried so that the boot environment
   does not change when it comes).
+- extlinux: the bootloader step installs EXTLINUX on the installed disk (`extlinux
+  --install`; ldlinux.sys and ldlinux.c32 are inside the binary, so syslinux-common,
+  which it depends on, is not carried).
 - linux-image-amd64: the kernel, and the modules below with what they depend
   on (read from each module's .modinfo; Debian's package ships no modules.dep).
 
@@ -40,6 +43,7 @@ PACKAGES = (
     "zlib1g", "libexpat1", "libbz2-1.0", "liblzma5", "libffi8",
     "kexec-tools", "libxenmisc4.17", "libxencall1", "libxendevicemodel1", "libxenevtchn1",
     "libxenforeignmemory1", "libxengnttab1", "libxentoolcore1", "libxentoollog1",
+    "extlinux",
 )
 
 # Files taken from the unpacked packages (shell-style patterns, relative to /).
@@ -49,6 +53,7 @@ FILES = (
     "sbin/mke2fs", "sbin/mkfs.ext4", "sbin/e2fsck", "sbin/fsck.ext4", "sbin/resize2fs", "sbin/tune2fs",
     "sbin/dumpe2fs", "etc/mke2fs.conf",
     "sbin/kexec",
+    "usr/bin/extlinux",
     "usr/bin/rpm", "usr/lib/rpm/rpmrc", "usr/lib/rpm/macros",
     "usr/lib/rpm/platform/x86_64-linux/**", "usr/lib/rpm/platform/noarch-linux/**",
     "usr/bin/python3.11", "usr/lib/python3.11/**",

@@ -3,8 +3,8 @@
 What it does: `register(subparsers)` adds `client` with
 - `plan --server URL (--host NAME | --interface IFACE) --target DEV --state DIR`:
   start a session (state directory) and fetch the plan;
-- `check | image | grow | mount | install | files | verify | record | unmount |
-  fsck | report --state DIR`: one step each, on the session (ais-boot runs them);
+- `check | image | grow | mount | install | files | verify | bootloader | record |
+  unmount | fsck | report --state DIR`: one step each, on the session (ais-boot runs them);
 - `reboot --state DIR --mode kexec|firmware|no`: after the report, leave the
   boot environment (ais.client.reboot);
 - `fail --state DIR --phase P --message M`: the report-and-stop path for
@@ -31,7 +31,8 @@ from ais.client.reinstall import reinstall
 from ais.client.session import Session, say
 from ais.errors import ClientError, UsageError
 
-STEP_NAMES = ("check", "image", "grow", "mount", "install", "files", "verify", "record", "unmount", "fsck", "report")
+STEP_NAMES = ("check", "image", "grow", "mount", "install", "files", "verify", "bootloader", "record", "unmount",
+              "fsck", "report")
 NEEDS_API = ("install", "files", "report")
 
 

@@ -1,8 +1,8 @@
 """`ais client reinstall`: every step in one Python process (what ais-boot does in sh).
 
 What it does: `reinstall(session, ...)` runs identify -> plan -> check -> image
--> grow -> mount -> install -> files -> verify -> record -> unmount -> fsck ->
-report (ais.client.steps), and on the first failure goes through
+-> grow -> mount -> install -> files -> verify -> bootloader -> record -> unmount
+-> fsck -> report (ais.client.steps), and on the first failure goes through
 `steps.fail` (unmount, report "failed", console message) and raises.
 
 Reads: the session and server. Fails with the `ClientError` (or the tool's or
@@ -29,6 +29,7 @@ def reinstall(session: Session, *, interface: str | None = None, retries: int = 
         ("install", lambda: steps.install(session, api)),
         ("files", lambda: steps.files(session, api)),
         ("verify", lambda: steps.verify(session)),
+        ("bootloader", lambda: steps.bootloader(session)),
         ("record", lambda: steps.record(session)),
         ("unmount", lambda: steps.unmount(session)),
         ("fsck", lambda: steps.fsck(session)),

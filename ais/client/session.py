@@ -32,7 +32,7 @@ from ais.files import write_atomic
 
 FILE = "session.json"
 PHASES = ("identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
-          "record", "unmount", "fsck", "report")
+          "bootloader", "record", "unmount", "fsck", "report")
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The reinstall steps, one small function each, shared by `ais client <step>` and `reinstall`.
 
 Order (ais-boot runs the same): identify -> plan -> check -> image (or mkfs)
--> grow -> mount -> install -> files -> verify -> record -> unmount -> fsck ->
-report. Each step takes the `Session`, times itself as one phase, and in a
+-> grow -> mount -> install -> files -> verify -> bootloader -> record -> unmount
+-> fsck -> report. Each step takes the `Session`, times itself as one phase, and in a
 dry run prints what it would do instead of touching the target. `fail()` is
 the one way out on an error: unmount if mounted, report "failed" with the
 phase and message (best effort: an unreachable server is said, not hidden),
@@ -166,6 +166,26 @@ def verify(session: Session) -> None:
 
     with session.phase("verify"):
         session.results["rpm_va_allowed"] = verify_target(session.need_plan(), session.root)
+
+
+def bootloader(session: Session, cmdline_file: str = "/proc/cmdline") -> None:
+    """EXTLINUX and its configuration on the target when it has a kernel (ais.client.bootloader)."""
+    from ais.client.bootloader import describe, install_bootloader
+
+    try:
+        cmdline = Path(cmdline_file).read_text()
+    except OSError as err:
+        raise ClientError(f"cannot read the kernel command line {cmdline_file}: {err.strerror}") from err
+    if session.dry_run:
+        return say(describe(session.root or str(Path(session.state_dir, "root")), session.target, cmdline))
+    with session.phase("bootloader", f"EXTLINUX on {session.target}"):
+        done = install_bootloader(session.root, session.target, cmdline)
+    session.results["bootloader"] = done
+    if done is None:
+        say("bootloader: the target has no /boot/vmlinuz-*: no bootloader installed (a system for chroot use)")
+    else:
+        say(f"bootloader: EXTLINUX boots {done['kernel']}{' + ' + done['initrd'] if done['initrd'] else ''} "
+            f"({done['append']})")
 
 
 def record(session: Session) -> None:

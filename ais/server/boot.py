@@ -8,6 +8,18 @@ the iPXE script that boots a host into it: the kernel command line carries
 the server, the target disk, the host's name and its token (docs/client.md,
 "The boot environment", says who can read it).
 
+After a reinstall that left the boot environment through the firmware (the host's
+newest report is "rebooting" with phase "firmware"), the host's next network boot must
+not reinstall it again (an endless loop): `local_boot_report(reports, answered)` finds
+that report when it has not been answered yet (one-shot: reports up to the id
+`answered` are answered; the server starts with the newest id of its history, so a report
+from before it started is never answered: after a restart it cannot know whether a
+reinstall began since), and `local_boot_script(host, report)`
+is the iPXE script that boots the first BIOS disk instead (its EXTLINUX, written by the
+client's bootloader step). A later report ("up" from the installed system, or any
+other) or a second request after the same report gets the reinstall script again: AIS
+reinstalls on every boot but the one right after a firmware reboot.
+
 Reads: CACHE/bootenv/current.json and the files it names. Fails with
 `LookupError` (no boot environment built, or a file of it missing: the
 route answers 404 saying so). Returns paths and text.
@@ -60,3 +72,23 @@ def ipxe_script(env: BootEnvironment, host, base_url: str, target: str, append: 
             f"kernel {base_url}/v1/boot/vmlinuz initrd=initrd.img {args}\n"
             f"initrd --name initrd.img {base_url}/v1/boot/initrd\n"
             f"boot\n")
+
+
+def local_boot_report(reports: list[dict], answered: int) -> dict | None:
+    """The host's newest report (reports newest first) when it is a firmware reboot with an id
+    above `answered` (not answered with a local boot yet); else None (reinstall)."""
+    if not reports:
+        return None
+    newest = reports[0]
+    if (newest.get("status"), newest.get("phase")) != ("rebooting", "firmware") or newest["id"] <= answered:
+        return None
+    return newest
+
+
+def local_boot_script(host, report: dict) -> str:
+    """Boot the first BIOS disk (drive 0x80) as it is; iPXE describes no SAN to the OS.
+    Only the report's id goes into the comment: its message could hold a newline."""
+    return (f"#!ipxe\n"
+            f"# AIS: {host.name} finished its reinstall and rebooted through the firmware "
+            f"(report #{int(report['id'])}: rebooting, firmware): boot the local disk, once\n"
+            f"sanboot --no-describe --drive 0x80\n")

@@ -2,7 +2,8 @@
 
 What it does: `History(path)` creates the database (and its directory) if
 needed, `add(host, report)` stores one report with the time it was received,
-`for_host(host)` lists a host's reports, newest first. `read_reports(path,
+`for_host(host)` lists a host's reports, newest first, `last_id()` is the newest
+report's row id (0 when there is none). `read_reports(path,
 host)` reads a host's reports, oldest first, opening the file read-only (for
 `ais history`: it never creates the file nor changes it). SQLite in WAL mode with
 one short connection per call, so the server's request threads never share a
@@ -89,6 +90,15 @@ class History:
                 "SELECT * FROM reports WHERE host = ? ORDER BY id DESC LIMIT ?", (host, limit)
             ).fetchall()
         return [{**dict(r), "report": json.loads(r["report"])} for r in rows]
+
+
+    def last_id(self) -> int:
+        """The row id of the newest report of any host; 0 for an empty history."""
+        try:
+            with closing(self._connect()) as db:
+                return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM reports").fetchone()[0])
+        except sqlite3.Error as err:
+            raise WorldError(f"cannot read the history database {self.path}: {err}") from err
 
 
 def read_reports(path: str | Path, host: str) -> list[dict]:

@@ -37,9 +37,10 @@ from aiohttp import hdrs
 
 from ais.contracts import InstallReport, decode, to_builtins
 from ais.errors import BadInput
-from ais.server.boot import boot_file, current, ipxe_script
+from ais.server.boot import boot_file, current, ipxe_script, local_boot_report, local_boot_script
 
 log = logging.getLogger("ais.server.window")
+boot_log = logging.getLogger("ais.server.boot")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0-9a-fA-F]{2}")
@@ -87,6 +88,11 @@ class Routes:
     def __init__(self, app):
         self.app = app
         self.window_lock = threading.Lock()  # the window is read and changed under it, briefly
+        self.local_boot_lock = threading.Lock()
+        # host -> id of the firmware report a local boot answered; reports from before this
+        # server started count as answered (ais.server.boot.local_boot_report)
+        self.local_boots: dict[str, int] = {}
+        self.started_after = app.history.last_id()
 
     def health(self, headers) -> Json:
         snap = self.app.state.current()
@@ -191,6 +197,9 @@ class Routes:
         host = self.app.state.current().macs.get(mac.lower().replace("-", ":"))
         if host is None:
             raise HttpError(404, f"no HCD has the MAC address {mac}")
+        local = self._local_boot(host)
+        if local is not None:
+            return Blob(local.encode(), "text/plain", hashlib.sha256(local.encode()).hexdigest())
         where = headers.get(hdrs.HOST, "")
         if not HOST_HEADER.fullmatch(where):
             raise HttpError(400, "a boot script needs the Host header the client used to reach this server")
@@ -200,6 +209,19 @@ class Routes:
             raise HttpError(404, str(err)) from err
         text = ipxe_script(env, host, f"http://{where}", target, self.app.config.boot_append)
         return Blob(text.encode(), "text/plain", hashlib.sha256(text.encode()).hexdigest())
+
+    def _local_boot(self, host) -> str | None:
+        """The local-boot script when the host's newest report is a firmware reboot not answered yet
+        (ais.server.boot.local_boot_report); it is answered once, then the host reinstalls again."""
+        with self.local_boot_lock:
+            report = local_boot_report(self.app.history.for_host(host.name, limit=1),
+                                       self.local_boots.get(host.name, self.started_after))
+            if report is None:
+                return None
+            self.local_boots[host.name] = report["id"]
+        boot_log.info("boot: %s gets the local disk (sanboot drive 0x80): its newest report #%d is rebooting "
+                      "through the firmware after a finished reinstall", host.name, report["id"])
+        return local_boot_script(host, report)
 
     def report_host(self, headers, name: str):
         """Checked before the body is read: a stranger's report is refused unread."""

@@ -37,7 +37,7 @@ STARTS = ("ok", "failed")
 # The client's steps in the order they run (ais.client.session.PHASES): older reports carry
 # only durations by name, stored with sorted keys, so their order is restored from this.
 STEP_ORDER = ("bootenv", "identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
-              "record", "unmount", "fsck", "report")
+              "bootloader", "record", "unmount", "fsck", "report")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ environment kexecs into the installed disk's kernel, whose firstboot reports "up
 (QEMU runs with -no-reboot, so a guest reboot ends it too); the host checks the disk image:
 exactly the SCD's packages (rpm -qa), `rpm -Va` empty, the host files, e2fsck -fn, and
 the install record equal to the one the server's history stored with status ok.
-A kernel that forbids kexec makes the machine reboot through its firmware, and the history says so.
+A kernel that forbids kexec makes the machine reboot through its firmware, and the history says so;
+the machine's next network boot is sent to its disk, once (tests/integration/test_local_boot.py boots it).
 A disk too small is refused inside the VM and the failure (phase check) reaches the
 server's history; a target disk that does not appear stops the boot in the init's step
 wait_for_target, and the server is told too; a wrong ais.server= stops the boot in its
@@ -219,6 +220,11 @@ def test_kexec_refused_by_the_kernel_falls_back_to_the_firmware_and_the_history_
     (ok, _), (rebooting, how) = history(lab, "db01")[-2:]
     assert (ok, rebooting, how["phase"]) == ("ok", "rebooting", "firmware")
     assert how["message"].startswith("kexec failed:") and "kexec -l" in how["message"]
+    # The machine's next network boot goes to its disk (once), not into another reinstall.
+    status, _, script = request(lab["server"], "GET", f"/v1/boot/ipxe/{MAC}")
+    assert status == 200 and script.decode().endswith("\nsanboot --no-describe --drive 0x80\n"), script
+    status, _, script = request(lab["server"], "GET", f"/v1/boot/ipxe/{MAC}")
+    assert status == 200 and b"\nkernel http://" in script
 
 
 def test_a_disk_too_small_is_refused_in_the_vm_and_the_server_is_told(lab, tmp_path):

@@ -24,8 +24,10 @@ clean, no staging left, the history's "ok" report carrying the record found on t
 then "rebooting" (firmware).
 
 Why an interrupted reinstall never boots into a half-written system: the boot environment
-is what the machine boots (the server hands it out at every network boot; the demo disk
-has no bootloader of its own), and the boot environment enters the installed system only
+is what the machine boots (the server hands it out at every network boot but the one right
+after a "rebooting" (firmware) report this server received, which follows the "ok" report;
+the disk's own EXTLINUX is written late, by the bootloader step after verify), and the boot
+environment enters the installed system only
 by `ais client reboot` (kexec), which ais-boot runs only after every step passed: image,
 install, files, verify, the install record, unmount, e2fsck -fn and the "ok" report; and
 kexec itself refuses a disk whose /var/lib/ais/install.json is not the record this

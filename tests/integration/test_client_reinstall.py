@@ -72,11 +72,21 @@ def assert_installed(lab, host, disk):
         assert content == f.content and mode == f.mode
         assert (uid, gid) == ((65534, 65534) if f.owner == "nobody" else (0, 0))
     assert facts["fsck_rc"] == 0 and not facts["staging_left"]
+    assert_bootloader(facts, disk.device)
     record = facts["record"]
     assert record["host"] == host and record["scd"] == hcd.scd
     status, report = history(lab, host)[-1]
     assert status == "ok" and report["record"] == record  # the target and the server's history agree
     return record
+
+
+def assert_bootloader(facts, device):
+    """EXTLINUX in the filesystem's (= the whole disk's) first sector, booting the installed kernel."""
+    sector = facts["boot_sector"]
+    assert sector[3:11] == b"SYSLINUX" and sector[510:] == b"\x55\xaa" and facts["ldlinux"]
+    conf = facts["extlinux_conf"] or ""
+    assert "  LINUX /boot/vmlinuz-" in conf and "  INITRD /boot/initrd.img-" in conf, conf
+    assert f"  APPEND root={device} rw init=/usr/lib/ais/firstboot" in conf, conf
 
 
 def test_reinstall_image_plus_remainder(lab, disk, tmp_path):
@@ -121,6 +131,7 @@ def test_dry_run_writes_nothing(lab, disk, tmp_path):
     proc = reinstall(lab, "db01", disk, tmp_path / "state", "--dry-run")
     assert "would stream image" in proc.stderr and "would install 3 RPMs" in proc.stderr
     assert "dry run: nothing was written" in proc.stderr
+    assert f"would install EXTLINUX into the boot sector of {disk.device}" in proc.stderr
     with open(disk.device, "rb") as f:
         assert f.read(64 << 20).count(0) == 64 << 20  # still all zeros
     assert len(history(lab, "db01")) == before

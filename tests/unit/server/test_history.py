@@ -22,6 +22,14 @@ def test_add_and_read_back(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM reports").fetchone() == (3,)
 
 
+def test_last_id_is_the_newest_report_of_any_host(tmp_path):
+    history = History(tmp_path / "h.sqlite")
+    assert history.last_id() == 0
+    history.add("mail01", {"status": "ok"})
+    newest = history.add("db01", {"status": "rebooting", "phase": "firmware"})
+    assert history.last_id() == newest == 2
+
+
 def test_concurrent_writers(tmp_path):
     history = History(tmp_path / "h.sqlite")
     errors = []
