@@ -128,7 +128,7 @@ bench-startup: setup
 
 # One VM (QEMU, TCG) boots from the network and reinstalls itself; milestones timed.
 bench-boot: setup
-	$(PY) bench/boot.py
+	$(PY) bench/boot.py $(if $(RUNS),--runs $(RUNS))
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache
