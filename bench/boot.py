@@ -33,6 +33,7 @@ Run: `make bench-boot` (or `.venv/bin/python bench/boot.py [--runs N] [--host H]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -183,24 +184,36 @@ def reinstall_leg_end(install_: dict) -> float:
     return steps[-1]["start"] + steps[-1]["seconds"]
 
 
-def delivery_run(way: str, cache: Path, host: str, mac: str, runs: int) -> list[dict]:
+def delivery_run(way: str, server, host: str, mac: str, i: int) -> dict:
+    """One boot of one delivery against its running server; figures from the bench's clock and the history."""
     history = WORK / f"history-{way}.sqlite"
-    results = []
-    with server_for(cache, history, APPEND) as server:
-        say(f"  {DELIVERIES[way]}: ais serve --cache {cache.relative_to(ROOT)} --advertise 10.0.2.2 "
-            f"--boot-target /dev/vda --boot-append '{APPEND}' (at {server.url})")
+    vmdir = WORK / f"vm-{way}-{i}"
+    say(f"  {DELIVERIES[way]}, run {i + 1}: booting (console {vmdir.relative_to(ROOT)}/console.log)")
+    got = netboot(server, mac, blank_disk(WORK / "disk.img"), vmdir, host, until_up=True)
+    inst = last_install(host, history, "up")
+    say(f"    up after {got['up']:.1f} s (history boot-to-boot {inst['boot_to_boot']:.1f} s)")
+    return {"bench_up": got["up"], "kernel": got["kernel"], "b2b": inst["boot_to_boot"],
+            "cols": shares(inst, got["up"]), "reboot_up": inst["boot_to_boot"] - reinstall_leg_end(inst),
+            "up": phases_of(inst)["up"],
+            "served_leg": received_at(history, host, "up") - received_at(history, host, "ok")}
+
+
+def interleaved_runs(caches: dict[str, Path], host: str, mac: str, runs: int) -> tuple[dict, list]:
+    """Run i of every delivery, then of the firmware path, before run i + 1: the machine's load,
+    which changes over minutes here, falls on every row alike. One server per delivery, all up."""
+    results = {way: [] for way in DELIVERIES}
+    firmware = []
+    with contextlib.ExitStack() as stack:
+        servers = {way: stack.enter_context(server_for(c, WORK / f"history-{way}.sqlite", APPEND))
+                   for way, c in caches.items()}
+        for way, server in servers.items():
+            say(f"  {DELIVERIES[way]}: ais serve --cache {caches[way].relative_to(ROOT)} --advertise 10.0.2.2 "
+                f"--boot-target /dev/vda --boot-append '{APPEND}' (at {server.url})")
         for i in range(runs):
-            vmdir = WORK / f"vm-{way}-{i}"
-            say(f"  {DELIVERIES[way]}, run {i + 1}: booting (console {vmdir.relative_to(ROOT)}/console.log)")
-            got = netboot(server, mac, blank_disk(WORK / "disk.img"), vmdir, host, until_up=True)
-            inst = last_install(host, history, "up")
-            results.append({"bench_up": got["up"], "kernel": got["kernel"], "b2b": inst["boot_to_boot"],
-                            "cols": shares(inst, got["up"]),
-                            "reboot_up": inst["boot_to_boot"] - reinstall_leg_end(inst),
-                            "up": phases_of(inst)["up"],
-                            "served_leg": received_at(history, host, "up") - received_at(history, host, "ok")})
-            say(f"    up after {got['up']:.1f} s (history boot-to-boot {inst['boot_to_boot']:.1f} s)")
-    return results
+            for way, server in servers.items():
+                results[way].append(delivery_run(way, server, host, mac, i))
+            firmware.append(firmware_run(caches["c"], host, mac, i))
+    return results, firmware
 
 
 def installed_boot_files(disk: Path, out: Path) -> tuple[Path, Path]:
@@ -313,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"host {args.host} ({hcd.scd}, MAC {mac}); VM: TCG, 1 vCPU, 1 GiB, blank {DISK_MIB} MiB virtio disk; "
         + "; ".join(f"{DELIVERIES[w]}: {serving(c, hcd.scd)}" for w, c in caches.items()))
     try:
-        results = {way: delivery_run(way, caches[way], args.host, mac, args.runs) for way in DELIVERIES}
-        firmware = [firmware_run(caches["c"], args.host, mac, i) for i in range(args.runs)]
+        results, firmware = interleaved_runs(caches, args.host, mac, args.runs)
     except AisError as err:
         print(f"bench-boot: {err}", file=sys.stderr)
         return 1
