@@ -126,9 +126,9 @@ bench-install: setup $(REAL_DEP)
 bench-startup: setup
 	$(PY) bench/startup.py
 
-# One VM (QEMU, TCG) boots from the network and reinstalls itself; milestones timed.
+# Boot to boot under QEMU (TCG): packages only, full image, AIS; kexec vs a firmware stand-in (RUNS=N).
 bench-boot: setup
-	$(PY) bench/boot.py
+	$(PY) bench/boot.py $(if $(RUNS),--runs $(RUNS))
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache
