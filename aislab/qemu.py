@@ -174,6 +174,24 @@ class Vm:
         self.close()
 
 
+def boot_site(base: Path, repo: Path, scds: list[str], hosts: list[str]) -> dict:
+    """A demo site for booting VMs under base/: these SCDs and hosts of descriptors/, a cache serving
+    each configuration from its base image plus remainder (a fixed cost model), and the boot
+    environment of TEST_BOOTENV linked in, as `ais serve --boot-target` serves it. Returns
+    {descriptors, cache, manifest, site}."""
+    from ais.cost import CostModel, save_calibration
+    from ais.descriptors import load_site
+    from aislab.site import ROOT, publish_base_cache, subset_descriptors
+
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", scds, hosts)
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    cache = base / "cache"
+    manifest = publish_base_cache(descriptors, repo, cache, cost=cost)
+    (cache / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")  # the server serves what the build published
+    return {"descriptors": descriptors, "cache": cache, "manifest": manifest, "site": load_site(descriptors, repo)}
+
+
 def dhcp_server(lab, i: int, boot_url: str, leases: Path, first: int = 100, last: int = 199):
     """dnsmasq in host i of a NetLab: DHCP only (no DNS), addresses .first-.last of the lab's subnet,
     and for iPXE clients (DHCP option 175) the boot file boot_url (iPXE expands ${mac} in it).

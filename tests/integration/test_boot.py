@@ -28,15 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from ais.cost import CostModel, save_calibration
-from ais.descriptors import load_site
 from ais.run import run
 from aislab.disks import target_facts
 from aislab.net import NetLab, ais_command
-from aislab.qemu import TEST_BOOTENV, Vm, build_bootenv, fetch, kernel_args_of
-from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
+from aislab.qemu import TEST_BOOTENV, Vm, boot_site, build_bootenv, fetch, kernel_args_of
+from aislab.site import ServeProcess, request
 
-ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
 DISK_MIB = 1024
 pytestmark = pytest.mark.root
@@ -45,16 +42,11 @@ pytestmark = pytest.mark.root
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, repo_dir, bootenv):
     base = tmp_path_factory.mktemp("boot")
-    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["db"], ["db01"])
-    cost = base / "cost.json"
-    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
-    cache = base / "cache"
-    manifest = publish_base_cache(descriptors, repo_dir, cache, cost=cost)
-    (cache / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")  # the server serves what the build published
-    site = load_site(descriptors, repo_dir)
-    with ServeProcess(descriptors, repo_dir, cache, base / "history.sqlite", "--advertise", "10.0.2.2",
-                      "--boot-target", "/dev/vda", "--boot-append", "console=ttyS0 ais.final=poweroff") as server:
-        yield {"base": base, "site": site, "server": server, "manifest": manifest}
+    booting = boot_site(base, repo_dir, ["db"], ["db01"])
+    with ServeProcess(booting["descriptors"], repo_dir, booting["cache"], base / "history.sqlite",
+                      "--advertise", "10.0.2.2", "--boot-target", "/dev/vda",
+                      "--boot-append", "console=ttyS0 ais.final=poweroff") as server:
+        yield {"base": base, "site": booting["site"], "server": server, "manifest": booting["manifest"]}
 
 
 def boot_files(lab, tmp_path) -> tuple[Path, Path, str]:

@@ -50,13 +50,10 @@ from pathlib import Path
 
 import pytest
 
-from ais.cost import CostModel, save_calibration
-from ais.descriptors import load_site
 from aislab.disks import target_facts
-from aislab.qemu import TEST_BOOTENV, Vm, fetch, kernel_args_of
-from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
+from aislab.qemu import Vm, boot_site, fetch, kernel_args_of
+from aislab.site import ServeProcess, request
 
-ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
 DISK_MIB = 1024
 BOOT_S = 900  # one VM run, at most
@@ -67,15 +64,9 @@ pytestmark = pytest.mark.root
 def lab(tmp_path_factory, repo_dir, bootenv):
     """db01's cache (base image + remainder, so the install step runs rpm), the boot environment's files."""
     base = tmp_path_factory.mktemp("faults")
-    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["db"], ["db01"])
-    cost = base / "cost.json"
-    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
-    cache = base / "cache"
-    publish_base_cache(descriptors, repo_dir, cache, cost=cost)
-    (cache / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")
-    site = load_site(descriptors, repo_dir)
-    lab = {"base": base, "descriptors": descriptors, "repo": repo_dir, "cache": cache, "site": site,
-           "kernel": base / "vmlinuz", "initrd": base / "initrd.img"}
+    booting = boot_site(base, repo_dir, ["db"], ["db01"])
+    lab = {"base": base, "descriptors": booting["descriptors"], "repo": repo_dir, "cache": booting["cache"],
+           "site": booting["site"], "kernel": base / "vmlinuz", "initrd": base / "initrd.img"}
     with serve(lab, base / "first") as server:
         fetch(f"{server.url}/v1/boot/vmlinuz", lab["kernel"])
         fetch(f"{server.url}/v1/boot/initrd", lab["initrd"])

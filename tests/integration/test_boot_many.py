@@ -23,14 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from ais.cost import CostModel, save_calibration
-from ais.descriptors import load_site
 from aislab.disks import serve_in, target_facts
 from aislab.net import NetLab
-from aislab.qemu import TEST_BOOTENV, Vm, dhcp_server
-from aislab.site import publish_base_cache, subset_descriptors
+from aislab.qemu import Vm, boot_site, dhcp_server
 
-ROOT = Path(__file__).resolve().parents[2]
 HOSTS = {"node01": "52:54:00:00:00:08", "node02": "52:54:00:00:00:09", "node03": "52:54:00:00:00:0a"}
 GROUP, PORT = "239.255.42.12", 7600
 DISK_MIB = 1024
@@ -46,12 +42,7 @@ def history(path: Path, host: str) -> list[tuple[str, dict]]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, repo_dir, bootenv):
     base = tmp_path_factory.mktemp("many")
-    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["hpc"], list(HOSTS))
-    cost = base / "cost.json"
-    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
-    publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
-    (base / "cache" / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")
-    return {"base": base, "descriptors": descriptors, "site": load_site(descriptors, repo_dir)}
+    return {"base": base, **boot_site(base, repo_dir, ["hpc"], list(HOSTS))}
 
 
 def test_three_vms_on_one_segment_reinstall_by_multicast_and_come_back_up(site, repo_dir, tmp_path):

@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from ais.cost import CostModel, save_calibration
-from ais.descriptors import load_site
 from ais.server.history import History
 from aislab.disks import target_facts
-from aislab.qemu import TEST_BOOTENV, Vm
-from aislab.site import ServeProcess, publish_base_cache, request, subset_descriptors
+from aislab.qemu import Vm, boot_site
+from aislab.site import ServeProcess, request
 
-ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
 TOKEN = "fb9577bf9257dd86cd19d77acdaf07b7"  # db01's
 LOCAL = b"\nsanboot --no-describe --drive 0x80\n"
@@ -40,16 +37,12 @@ pytestmark = pytest.mark.root
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, repo_dir, bootenv):
     base = tmp_path_factory.mktemp("local-boot")
-    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["db"], ["db01"])
-    cost = base / "cost.json"
-    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
-    cache = base / "cache"
-    publish_base_cache(descriptors, repo_dir, cache, cost=cost)
-    (cache / "bootenv").symlink_to(TEST_BOOTENV / "bootenv")
+    booting = boot_site(base, repo_dir, ["db"], ["db01"])
+    descriptors, cache = booting["descriptors"], booting["cache"]
     with ServeProcess(descriptors, repo_dir, cache, base / "history.sqlite", "--advertise", "10.0.2.2",
                       "--boot-target", "/dev/vda",
                       "--boot-append", "console=ttyS0 ais.final=poweroff ais.reboot=firmware") as server:
-        yield {"base": base, "site": load_site(descriptors, repo_dir), "server": server,
+        yield {"base": base, "site": booting["site"], "server": server,
                "descriptors": descriptors, "repo": repo_dir, "cache": cache}
 
 
