@@ -174,6 +174,14 @@ class Vm:
         self.close()
 
 
+def blank_disk(path: Path, mib: int = 1024) -> Path:
+    """A new sparse raw disk of mib MiB at path (all zeros; an old file there is replaced)."""
+    Path(path).unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(mib << 20)
+    return Path(path)
+
+
 def boot_site(base: Path, repo: Path, scds: list[str], hosts: list[str]) -> dict:
     """A demo site for booting VMs under base/: these SCDs and hosts of descriptors/, a cache serving
     each configuration from its base image plus remainder (a fixed cost model), and the boot

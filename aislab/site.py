@@ -202,3 +202,15 @@ def request(server, method: str, path: str, headers: dict | None = None, body: b
 def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]:
     status, _, body = request(server, "GET", path, headers)
     return status, json.loads(body)
+
+
+def stored_reports(history: Path, host: str) -> list[tuple[str, dict]]:
+    """(status, report) of each report `ais serve` stored for host in the history database, oldest
+    first; [] when the database does not exist yet."""
+    import sqlite3
+
+    if not Path(history).exists():
+        return []
+    with sqlite3.connect(history) as db:
+        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
+    return [(status, json.loads(report)) for status, report in rows]

@@ -53,7 +53,7 @@ from ais.descriptors import load_site  # noqa: E402
 from ais.errors import AisError  # noqa: E402
 from ais.run import run  # noqa: E402
 from aislab.net import ais_command  # noqa: E402
-from aislab.qemu import TEST_BOOTENV, Vm, build_bootenv  # noqa: E402
+from aislab.qemu import TEST_BOOTENV, Vm, blank_disk, build_bootenv  # noqa: E402
 from aislab.site import ServeProcess  # noqa: E402
 
 WORK = ROOT / "build" / "bench-boot"
@@ -106,13 +106,6 @@ def serving(cache: Path, conf: str) -> str:
     c = manifest["configurations"][conf]
     image = f"image {manifest['images'][c['image']]['stored_bytes'] / 1e6:.1f} MB" if c["image"] else "no image"
     return f"{image} + {len(c['remainder'])} RPMs"
-
-
-def blank_disk(path: Path) -> Path:
-    path.unlink(missing_ok=True)
-    with open(path, "wb") as f:
-        f.truncate(DISK_MIB << 20)
-    return path
 
 
 def server_for(cache: Path, history: Path, append: str) -> ServeProcess:
@@ -189,7 +182,7 @@ def delivery_run(way: str, server, host: str, mac: str, i: int) -> dict:
     history = WORK / f"history-{way}.sqlite"
     vmdir = WORK / f"vm-{way}-{i}"
     say(f"  {DELIVERIES[way]}, run {i + 1}: booting (console {vmdir.relative_to(ROOT)}/console.log)")
-    got = netboot(server, mac, blank_disk(WORK / "disk.img"), vmdir, host, until_up=True)
+    got = netboot(server, mac, blank_disk(WORK / "disk.img", DISK_MIB), vmdir, host, until_up=True)
     inst = last_install(host, history, "up")
     say(f"    up after {got['up']:.1f} s (history boot-to-boot {inst['boot_to_boot']:.1f} s)")
     return {"bench_up": got["up"], "kernel": got["kernel"], "b2b": inst["boot_to_boot"],
@@ -220,7 +213,7 @@ def firmware_run(cache: Path, host: str, mac: str, i: int) -> dict:
     """AIS with ais.reboot=firmware, then the machine's next power-on: the firmware boots the
     network, the server answers the local-boot script once, and the disk's EXTLINUX starts it."""
     history = WORK / "history-firmware.sqlite"
-    disk = blank_disk(WORK / "disk.img")
+    disk = blank_disk(WORK / "disk.img", DISK_MIB)
     with server_for(cache, history, f"{APPEND} ais.reboot=firmware") as server:
         say(f"  AIS, ais.reboot=firmware, run {i + 1}: reinstall (VM ends at the reboot)")
         first = netboot(server, mac, disk, WORK / f"vm-fw-{i}", host, until_up=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -31,11 +30,10 @@ import pytest
 from ais.run import run
 from aislab.disks import target_facts
 from aislab.net import NetLab, ais_command
-from aislab.qemu import TEST_BOOTENV, Vm, boot_site, build_bootenv, fetch, kernel_args_of
-from aislab.site import ServeProcess, request
+from aislab.qemu import TEST_BOOTENV, Vm, blank_disk, boot_site, build_bootenv, fetch, kernel_args_of
+from aislab.site import ServeProcess, request, stored_reports
 
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
-DISK_MIB = 1024
 pytestmark = pytest.mark.root
 
 
@@ -66,15 +64,7 @@ def boot_files(lab, tmp_path) -> tuple[Path, Path, str]:
 
 
 def history(lab, host):
-    with sqlite3.connect(lab["base"] / "history.sqlite") as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
-
-
-def blank_disk(path: Path) -> Path:
-    with open(path, "wb") as f:
-        f.truncate(DISK_MIB << 20)
-    return path
+    return stored_reports(lab["base"] / "history.sqlite", host)
 
 
 def test_two_builds_of_the_same_inputs_are_the_same_bytes(bootenv, tmp_path):

@@ -45,17 +45,15 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aislab.disks import target_facts
-from aislab.qemu import Vm, boot_site, fetch, kernel_args_of
-from aislab.site import ServeProcess, request
+from aislab.qemu import Vm, blank_disk, boot_site, fetch, kernel_args_of
+from aislab.site import ServeProcess, request, stored_reports
 
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
-DISK_MIB = 1024
 BOOT_S = 900  # one VM run, at most
 pytestmark = pytest.mark.root
 
@@ -101,17 +99,7 @@ def boot(lab, workdir: Path, disk: Path, args: str, *, monitor: bool = False) ->
 
 
 def history(path: Path, host: str = "db01") -> list[tuple[str, dict]]:
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
-
-
-def blank_disk(path: Path) -> Path:
-    with open(path, "wb") as f:
-        f.truncate(DISK_MIB << 20)
-    return path
+    return stored_reports(path, host)
 
 
 def free_port() -> int:

@@ -18,25 +18,18 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from aislab.disks import serve_in, target_facts
 from aislab.net import NetLab
-from aislab.qemu import Vm, boot_site, dhcp_server
+from aislab.qemu import Vm, blank_disk, boot_site, dhcp_server
+from aislab.site import stored_reports
 
 HOSTS = {"node01": "52:54:00:00:00:08", "node02": "52:54:00:00:00:09", "node03": "52:54:00:00:00:0a"}
 GROUP, PORT = "239.255.42.12", 7600
-DISK_MIB = 1024
 pytestmark = pytest.mark.root
 
-
-def history(path: Path, host: str) -> list[tuple[str, dict]]:
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +40,7 @@ def site(tmp_path_factory, repo_dir, bootenv):
 
 def test_three_vms_on_one_segment_reinstall_by_multicast_and_come_back_up(site, repo_dir, tmp_path):
     base, hist, log_path = site["base"], tmp_path / "history.sqlite", tmp_path / "serve.log"
-    disks = {host: tmp_path / f"{host}.img" for host in HOSTS}
-    for disk in disks.values():
-        with open(disk, "wb") as f:
-            f.truncate(DISK_MIB << 20)
+    disks = {host: blank_disk(tmp_path / f"{host}.img") for host in HOSTS}
     with NetLab(1, tag="aivm", mtu=1500) as lab, open(log_path, "w") as log:
         url = serve_in(lab, 0, site["descriptors"], repo_dir, base / "cache", hist, log,
                        "--boot-target", "/dev/vda",
@@ -88,7 +78,7 @@ def test_three_vms_on_one_segment_reinstall_by_multicast_and_come_back_up(site, 
         assert facts["fsck_rc"] == 0 and not facts["staging_left"]
         assert facts["record"]["image"]["transport"] == "multicast"
         assert facts["record"]["image"]["transport_fallback"] is None
-        statuses = [(status, report.get("phase")) for status, report in history(hist, host)]
+        statuses = [(status, report.get("phase")) for status, report in stored_reports(hist, host)]
         assert statuses == [("ok", None), ("rebooting", "kexec"), ("up", None)], statuses
     stats = json.loads(re.findall(r"stream statistics: (\{.*\})", log_path.read_text())[-1])
     assert stats["unicast_bytes_sent"] == 0 and stats["multicast_bytes_sent"] > 0, stats

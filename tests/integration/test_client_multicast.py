@@ -16,7 +16,6 @@ the session from its first datagram however slowly each ais-boot step starts.
 import json
 import os
 import re
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 from aislab.disks import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
-from aislab.site import publish_base_cache, subset_descriptors
+from aislab.site import publish_base_cache, stored_reports, subset_descriptors
 from ais.run import run
 from ais.stream.format import read_header
 from aislab.lines import next_line
@@ -98,11 +97,6 @@ def cmdline(tmp_path, url, disk):
     return path
 
 
-def history(path, host):
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
-
 
 def test_three_clients_share_one_multicast_session(site, repo_dir, tmp_path):
     hist, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
@@ -154,7 +148,7 @@ def test_three_clients_share_one_multicast_session(site, repo_dir, tmp_path):
             assert record["host"] == host and record["scd"] == hcd.scd
             assert record["image"] == {"id": image_id, "key": record["image"]["key"], "stored_bytes": stored,
                                        "transport": "multicast", "transport_fallback": None}
-            status, report = history(hist, host)[-1]
+            status, report = stored_reports(hist, host)[-1]
             assert status == "ok" and report["record"] == record  # the target and the server's history agree
 
         found = re.findall(r"stream statistics: (\{.*\})", log_path.read_text())
@@ -191,7 +185,7 @@ def test_multicast_that_makes_no_progress_falls_back_to_unicast(site, repo_dir, 
         record = facts["record"]
         assert facts["fsck_rc"] == 0 and record["image"]["transport"] == "unicast"
         assert "no chunk of image" in record["image"]["transport_fallback"]
-        status, report = history(hist, "db01")[-1]
+        status, report = stored_reports(hist, "db01")[-1]
         assert status == "ok" and report["record"] == record
         assert report["transport_fallback"] == record["image"]["transport_fallback"]
         stats = json.loads(re.findall(r"stream statistics: (\{.*\})", log_path.read_text())[-1])

@@ -10,7 +10,6 @@ packages-only path, ais-boot driven by a kernel command line, and a dry run writ
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from aislab.disks import LoopDisk, reinstall_argv, target_facts
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
 from ais.run import run
-from aislab.site import ServeProcess, publish_base_cache, subset_descriptors
+from aislab.site import ServeProcess, publish_base_cache, stored_reports, subset_descriptors
 from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,9 +55,7 @@ def reinstall(lab, host, disk, state, *extra, check=True):
 
 
 def history(lab, host):
-    with sqlite3.connect(lab["base"] / "history.sqlite") as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
+    return stored_reports(lab["base"] / "history.sqlite", host)
 
 
 def assert_installed(lab, host, disk):

@@ -17,20 +17,18 @@ Every QEMU run is bounded by `timeout` and killed when the test ends.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from ais.server.history import History
 from aislab.disks import target_facts
-from aislab.qemu import Vm, boot_site
-from aislab.site import ServeProcess, request
+from aislab.qemu import Vm, blank_disk, boot_site
+from aislab.site import ServeProcess, request, stored_reports
 
 MAC = "52:54:00:00:00:06"  # db01's in its HCD
 TOKEN = "fb9577bf9257dd86cd19d77acdaf07b7"  # db01's
 LOCAL = b"\nsanboot --no-describe --drive 0x80\n"
-DISK_MIB = 1024
 pytestmark = pytest.mark.root
 
 
@@ -86,9 +84,7 @@ def test_a_firmware_report_from_before_the_server_started_gets_the_reinstall_scr
 
 
 def history(lab, host):
-    with sqlite3.connect(lab["base"] / "history.sqlite") as db:
-        rows = db.execute("SELECT status, report FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    return [(status, json.loads(report)) for status, report in rows]
+    return stored_reports(lab["base"] / "history.sqlite", host)
 
 
 def network_boot(lab, tmp_path: Path, disk: Path, name: str) -> str:
@@ -103,9 +99,7 @@ def network_boot(lab, tmp_path: Path, disk: Path, name: str) -> str:
 
 
 def test_after_a_firmware_reboot_the_next_network_boot_starts_the_installed_disk(lab, tmp_path):
-    disk = tmp_path / "disk.img"
-    with open(disk, "wb") as f:
-        f.truncate(DISK_MIB << 20)
+    disk = blank_disk(tmp_path / "disk.img")
 
     first = network_boot(lab, tmp_path, disk, "boot1")
     for line in ("reinstalled db01", "bootloader: EXTLINUX boots vmlinuz-",
