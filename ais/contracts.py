@@ -316,6 +316,8 @@ class PlanFile(Strict, kw_only=True):
 class PlanStream(Strict, kw_only=True):
     tcp: Name  # host:port of the TCP stream server
     multicast: Name | None  # group:port, None when the server does not multicast
+    transport: Literal["unicast", "multicast", "bittorrent", "chain"] = "unicast"  # the host's HCD, else the server's
+    transport_note: Text | None = None  # why the plan's transport is not the one the HCD asks for
 
 
 class PlanImageRef(Strict, kw_only=True):

@@ -109,6 +109,11 @@ class StreamError(WorldError):
     """Streaming or writing an image failed."""
 
 
+class TransportStalled(StreamError):
+    """A transport other than unicast (multicast, a peer transport) made no progress for its stall
+    timeout; the client falls back to unicast and reports why."""
+
+
 class ImageFormatError(StreamError):
     """A .aisimg file, header or chunk is malformed, hostile or corrupt (exit 1)."""
 

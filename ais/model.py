@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+TRANSPORTS = ("unicast", "multicast", "bittorrent", "chain")  # how an image travels to a client
+
 
 @dataclass(frozen=True, order=True)
 class Package:
@@ -77,6 +79,7 @@ class Host:
     files: tuple[HostFile, ...]
     token: str | None  # shared secret for fetching its host files
     source: str
+    transport: str | None = None  # how its image travels (TRANSPORTS); None: the server's default
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ais.client import steps
 from ais.client.reinstall import reinstall
 from ais.client.session import Session, say
 from ais.errors import ClientError, UsageError
+from ais.model import TRANSPORTS
 
 STEP_NAMES = ("check", "image", "grow", "mount", "install", "files", "verify", "bootloader", "record", "unmount",
               "fsck", "report")
@@ -88,11 +89,15 @@ def _server_options(p) -> None:
     p.add_argument("--target", required=True, metavar="DEV", help="the disk to reinstall (never guessed)")
     p.add_argument("--token", default=None, help="the host's token [--token-file, else $AIS_TOKEN]")
     p.add_argument("--token-file", default=None, metavar="FILE", help="read the token from FILE")
-    p.add_argument("--transport", choices=("unicast", "multicast"), default="unicast",
-                   help="how image chunks arrive [%(default)s]")
-    p.add_argument("--mcast-interface", default=None, metavar="ADDRESS",
-                   help="local address to join the multicast group on [the local address that routes to "
-                        "the server's stream address]")
+    p.add_argument("--transport", choices=TRANSPORTS, default=None,
+                   help="how image chunks arrive: unicast (TCP from the server), multicast, bittorrent "
+                        "(peers and the server's web seed), chain (each client forwards to the next) "
+                        "[the plan's: the host's HCD, else the server's --transport]")
+    p.add_argument("--local-address", "--mcast-interface", dest="mcast_interface", default=None,
+                   metavar="ADDRESS",
+                   help="this machine's address on the provisioning network: multicast joins there, peer "
+                        "transports listen there [the local address that routes to the server's stream "
+                        "address]")
     p.add_argument("--root", default=None, metavar="DIR", help="where to mount the target [STATE/root]")
     p.add_argument("--retries", type=int, default=5, help="attempts per request to the server [%(default)s]")
     p.add_argument("--retry-delay", type=float, default=0.5, metavar="SECONDS",

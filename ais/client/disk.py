@@ -24,6 +24,7 @@ statistics for the image, nothing otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -48,35 +49,51 @@ def trusted_header(plan: dict) -> "ImageHeader":
     return header
 
 
-def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None) -> dict:
-    """Stream the plan's image onto target; returns statistics.
+def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None,
+                        api=None, host: str | None = None) -> dict:
+    """Stream the plan's image onto target by `transport`; returns statistics.
 
-    interface: local address to join the multicast group on; None = the one that routes to the server.
+    interface: this machine's address on the provisioning network (multicast joins there, peer
+    transports listen there); None = the one that routes to the server.
+    api, host: the control API and this host's name, through which peer transports find their peers.
     """
-    from ais.stream.multicast import MulticastSource, interface_towards
-    from ais.stream.unicast import UnicastSource
+    from ais.stream.multicast import interface_towards
     from ais.stream.writer import write_image
 
     header = trusted_header(plan)
     stream = plan["image"]["stream"]
-    host, port = stream["tcp"].rsplit(":", 1)
-    if transport == "multicast":
-        if not stream.get("multicast"):
-            raise ClientError("multicast asked for, but the server does not stream by multicast (no --multicast)")
-        group, mport = stream["multicast"].rsplit(":", 1)
-        interface = interface or interface_towards(host)
-        with MulticastSource(group, int(mport), header.image_id, header, interface=interface) as source:
-            result = write_image(source, target, header=header, journal_path=None,
-                                 create_file=False)
-        extra = {"multicast_interface": interface, **{f"multicast_{k}": v for k, v in source.stats.items()}}
-    elif transport == "unicast":
-        source = UnicastSource((host, int(port)), header.image_id, header)
+    server = stream["tcp"].rsplit(":", 1)
+    opened = _sources.get(transport)
+    if opened is None:
+        raise ClientError(f"transport must be one of {', '.join(_sources)}, not {transport!r}")
+    local = interface or interface_towards(server[0])
+    with opened(header, stream, (server[0], int(server[1])), local, api, host) as source:
         result = write_image(source, target, header=header, journal_path=None, create_file=False)
-        extra = {}
-    else:
-        raise ClientError(f"transport must be unicast or multicast, not {transport!r}")
+        stats = dict(getattr(source, "stats", {}))
+    extra = {f"{transport}_{k}": v for k, v in stats.items()}
+    if transport != "unicast":
+        extra[f"{transport}_interface"] = local
     return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,
             "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes, **extra}
+
+
+@contextlib.contextmanager
+def _unicast(header, stream, server, local, api, host):
+    from ais.stream.unicast import UnicastSource
+
+    yield UnicastSource(server, header.image_id, header)
+
+
+def _multicast(header, stream, server, local, api, host):
+    from ais.stream.multicast import MulticastSource
+
+    if not stream.get("multicast"):
+        raise ClientError("multicast asked for, but the server does not stream by multicast (no --multicast)")
+    group, port = stream["multicast"].rsplit(":", 1)
+    return MulticastSource(group, int(port), header.image_id, header, interface=local)
+
+
+_sources = {"unicast": _unicast, "multicast": _multicast}
 
 
 def make_fresh_fs(target: str, label: str) -> None:

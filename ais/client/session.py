@@ -43,7 +43,7 @@ class Session:
     token: str | None = None
     target: str | None = None
     root: str | None = None  # mount point of the target
-    transport: str = "unicast"
+    transport: str | None = None  # asked for (--transport, ais.transport=); None: the plan's
     interface: str | None = None  # local address to join multicast on; None: the one routing to the server
     plan: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)

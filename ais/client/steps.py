@@ -27,7 +27,8 @@ from ais.client import disk
 from ais.client.reboot import write_firstboot
 from ais.client.record import make_record, report_body, write_record
 from ais.client.session import Session, say
-from ais.errors import AisError, ClientError
+from ais.errors import AisError, ClientError, TransportStalled
+from ais.model import TRANSPORTS
 
 if TYPE_CHECKING:
     from ais.client.api import Api
@@ -65,11 +66,24 @@ def plan(session: Session, api: "Api") -> None:
     with session.phase("plan", f"asking {api.server}"):
         session.plan = api.plan(session.host)
     p = session.plan
+    if p["image"]:
+        session.transport = chosen_transport(session.transport, p["image"]["stream"])
     image = p["image"]["id"][:12] if p["image"] else "none (packages only)"
     say(f"plan: host {p['host']}, SCD {p['scd']}, image {image}, {len(p['packages'])} packages, "
         f"{len(p['files'])} host files, predicted {p['predicted_seconds']['total']:.2f}s")
     if p.get("fallback"):
         say(f"fallback: {p['fallback']['reason']} -> {p['fallback']['chosen']}")
+
+
+def chosen_transport(asked: str | None, stream: dict) -> str:
+    """The transport of this session: the one asked for on this machine (--transport, ais.transport=),
+    else the plan's (the host's HCD, else the server's default); said on the console."""
+    if asked:
+        say(f"transport {asked} (asked for here; the plan says {stream['transport']})")
+        return asked
+    note = f": {stream['transport_note']}" if stream.get("transport_note") else ""
+    say(f"transport {stream['transport']} (the plan's{note})")
+    return stream["transport"]
 
 
 def needed_bytes(p: dict) -> int:
@@ -103,16 +117,15 @@ def image(session: Session) -> None:
 
 
 def stream_image(session: Session, p: dict) -> dict:
-    """The plan's image onto the target by the session's transport; a multicast session that makes
-    no progress (nothing good arrives for the stall timeout: the path is blocked, or a neighbour
-    floods it with forged datagrams) falls back to unicast, and the result says so."""
-    from ais.stream.multicast import MulticastStalled
-
+    """The plan's image onto the target by the session's transport; a multicast or peer session that
+    makes no progress (nothing good arrives for the stall timeout: the path is blocked, the peers are
+    gone, or a neighbour floods it with forged data) falls back to unicast, and the result says so."""
     try:
-        result = disk.write_planned_image(p, session.target, transport=session.transport, interface=session.interface)
+        result = disk.write_planned_image(p, session.target, transport=session.transport,
+                                          interface=session.interface, api=api_of(session), host=p["host"])
         return {**result, "transport": session.transport, "transport_fallback": None}
-    except MulticastStalled as err:
-        reason = f"multicast made no progress ({err}); the image came by unicast"
+    except TransportStalled as err:
+        reason = f"{session.transport} made no progress ({err}); the image came by unicast"
         say(f"fallback: {reason}")
     result = disk.write_planned_image(p, session.target, transport="unicast")
     return {**result, "transport": "unicast", "transport_fallback": reason}
@@ -251,11 +264,11 @@ def fail(session: Session, api: "Api | None", phase: str, err: BaseException) ->
 
 
 def new_session(state_dir: str, server: str, host: str | None, token: str | None, target: str | None, *,
-                transport: str = "unicast", interface: str | None = None, root: str | None = None,
+                transport: str | None = None, interface: str | None = None, root: str | None = None,
                 dry_run: bool = False) -> Session:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
-    if transport not in ("unicast", "multicast"):
-        raise ClientError(f"transport must be unicast or multicast, not {transport!r}")
+    if transport is not None and transport not in TRANSPORTS:
+        raise ClientError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     return Session(state_dir=str(state_dir), server=server, host=host, token=token, target=target,
                    root=root, transport=transport, interface=interface, dry_run=dry_run)

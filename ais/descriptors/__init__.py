@@ -75,4 +75,5 @@ def _host(record: HcdRecord, directory: Path) -> Host:
         files=files,
         token=record.token,
         source=record.file,
+        transport=record.transport,
     )

@@ -63,6 +63,7 @@ class HcdRecord:
     files: tuple[FileRecord, ...]
     file: str
     line: int
+    transport: str | None = None  # the transport attribute, or None: the server's default
 
 
 @dataclass
@@ -139,6 +140,7 @@ def hcd_record(root, shown: str) -> HcdRecord:
         files=tuple(_file_record(el) for el in root.iter("file")),
         file=shown,
         line=root.sourceline,
+        transport=root.get("transport"),
     )
 
 

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from ais.errors import UsageError
+from ais.model import TRANSPORTS
 from ais.server.http import Limits
 from ais.server.service import Config, Server
 
@@ -54,6 +55,10 @@ def register(subparsers) -> None:
                    help="local address multicast is sent from [%(default)s]")
     p.add_argument("--multicast-rate", type=float, default=100.0, metavar="MB/S",
                    help="multicast send cap in MB/s [%(default)s]")
+    p.add_argument("--transport", choices=TRANSPORTS, default="unicast",
+                   help="how images travel to hosts whose HCD names no transport: unicast (TCP from this "
+                        "server), multicast (needs --multicast), bittorrent (clients share pieces; this "
+                        "server is the web seed), chain (each client forwards to the next) [%(default)s]")
     p.add_argument("--advertise", default=None, metavar="ADDRESS",
                    help="address clients dial for the stream, put in plans "
                         "[the --stream-listen address; required when that is 0.0.0.0]")
@@ -138,6 +143,12 @@ def boot_append(text: str) -> str:
     return text
 
 
+def default_transport(transport: str, multicast: str | None) -> str:
+    if transport == "multicast" and not multicast:
+        raise UsageError("--transport multicast needs --multicast GROUP:PORT")
+    return transport
+
+
 def config_from_args(args) -> Config:
     return Config(
         descriptors=Path(args.descriptors), repo=Path(args.repo), cache=Path(args.cache),
@@ -145,6 +156,7 @@ def config_from_args(args) -> Config:
         stream_listen=host_port(args.stream_listen, "--stream-listen"),
         multicast=host_port(args.multicast, "--multicast", allow_zero=False) if args.multicast else None,
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
+        transport=default_transport(args.transport, args.multicast),
         advertise=args.advertise, history=args.history,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),

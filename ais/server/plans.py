@@ -43,6 +43,7 @@ class Endpoints:
 
     tcp: str  # "host:port"
     multicast: str | None  # "group:port"
+    transport: str = "unicast"  # the server's default (ais serve --transport)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,16 @@ def _file_entries(host: Host) -> list[dict]:
     ]
 
 
+def host_transport(host: Host, endpoints: Endpoints) -> dict:
+    """The transport of the host's plan: its HCD's, else the server's default; multicast only where the
+    server multicasts (else unicast, and the note says why)."""
+    asked = host.transport or endpoints.transport
+    if asked == "multicast" and not endpoints.multicast:
+        return {"transport": "unicast",
+                "transport_note": f"{host.source} asks for multicast; this server has no --multicast"}
+    return {"transport": asked, "transport_note": None}
+
+
 def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostModel,
               endpoints: Endpoints) -> dict:
     """The JSON plan for one host (docs/server.md)."""
@@ -164,7 +175,8 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
             "stored_bytes": int(record.get("stored_bytes") or 0), "fs_bytes": header.fs_bytes,
             "chunks": len(header.chunks), "header_sha256": header.sha256(), "header": header.to_obj(),
             "header_url": f"/v1/images/{choice.image}/header",
-            "stream": {"tcp": endpoints.tcp, "multicast": endpoints.multicast},
+            "stream": {"tcp": endpoints.tcp, "multicast": endpoints.multicast,
+                       **host_transport(host, endpoints)},
         }
     ordered, cycles = install_order(_remainder(conf, image_nevras))
     stored = image["stored_bytes"] if image else None

@@ -50,6 +50,7 @@ class Config:
     multicast: tuple[str, int] | None = None
     multicast_interface: str = "127.0.0.1"
     multicast_rate: float = 100e6
+    transport: str = "unicast"  # how images travel unless a host's HCD says otherwise (ais.model.TRANSPORTS)
     advertise: str | None = None  # address clients dial for the stream; default: the bound one
     history: Path = Path("build/history.sqlite")
     max_report_bytes: int = 1 << 20
@@ -91,7 +92,8 @@ class Server:
         host, port = self.stream.address
         advertised = self.config.advertise or host
         mcast = self.config.multicast
-        return Endpoints(tcp=f"{advertised}:{port}", multicast=f"{mcast[0]}:{mcast[1]}" if mcast else None)
+        return Endpoints(tcp=f"{advertised}:{port}", multicast=f"{mcast[0]}:{mcast[1]}" if mcast else None,
+                         transport=self.config.transport)
 
     def plan_for(self, snapshot, host) -> dict:
         return host_plan(snapshot, host, self.checker, manifest_cost(snapshot.manifest), self.endpoints())

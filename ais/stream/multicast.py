@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Iterator, Sequence
 
-from ais.errors import StreamError
+from ais.errors import StreamError, TransportStalled
 from ais.stream.format import ImageHeader
 from ais.stream.catalog import image_tag
 
@@ -55,7 +55,7 @@ PARTS_BYTES_MAX = 64 << 20  # reassembly buffers a receiver keeps; beyond, the s
 SO_RCVBUFFORCE = 33  # Linux; not exported by the socket module
 
 
-class MulticastStalled(StreamError):
+class MulticastStalled(TransportStalled):
     """The multicast session made no progress (no good chunk) for the stall timeout."""
 
 

@@ -56,6 +56,12 @@ CASES = [
     (["plan", "--budget", "48M", "--out", "/proc/x.json"], 1, "cannot write the plan to /proc/x.json"),
     (["plan", "--budget", "48M", "--out", "{tmp}/missing-dir-is-made/plan.json"], 0, "plan written to"),
     (["plan", "--budget", "48M", "--out", "{tmp}/a-file/plan.json"], 1, "cannot write the plan to"),
+    (["serve", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--transport",
+      "multicast", "--seconds", "0"], 2, "--transport multicast needs --multicast GROUP:PORT"),
+    (["serve", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--transport",
+      "pigeon", "--seconds", "0"], 2, "argument --transport: invalid choice: 'pigeon'"),
+    (["client", "plan", "--server", "http://127.0.0.1:9", "--host", "web01", "--target", "{tmp}/disk",
+      "--state", "{tmp}/state", "--transport", "pigeon"], 2, "argument --transport: invalid choice: 'pigeon'"),
     (["client", "plan", "--server", "{hostile}", "--host", "web01", "--target", "{tmp}/disk", "--state",
       "{tmp}/state"], 1, "is not a valid document"),
 ]
@@ -94,12 +100,12 @@ def test_client_refuses_a_malformed_plan(body, words, tmp_path):
     assert not (tmp_path / "disk").exists()
 
 
-@pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4]) for c in CASES])
+@pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4] + c[0][-4:-2]) for c in CASES])
 def test_error_exit_codes_and_messages(argv, code, words, repo_dir, tmp_path):
     (tmp_path / "a-file").write_text("not a directory\n")
     hostile = HostileServer(NESTED)
     try:
-        filled = [a.format(tmp=tmp_path, hostile=hostile.url) for a in argv]
+        filled = [a.format(tmp=tmp_path, hostile=hostile.url, repo=repo_dir) for a in argv]
         if filled[0] in ("rebuild", "cache", "plan"):
             filled += ["--repo", str(repo_dir), "--cache", str(tmp_path / "cache")]
         proc = subprocess.run(ais_command(*filled), cwd=ROOT, capture_output=True, text=True, timeout=300)

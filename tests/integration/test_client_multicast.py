@@ -46,6 +46,8 @@ EVENT_TIMEOUT = 120  # a safety net against a hung test, never a moment the test
 def site(tmp_path_factory, repo_dir):
     base = tmp_path_factory.mktemp("mclient")
     descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["mail", "db"], list(HOSTS))
+    db01 = descriptors / "hcd" / "db01.xml"  # db01's HCD names its transport; its client names none
+    db01.write_text(db01.read_text().replace('<hcd name="db01"', '<hcd name="db01" transport="multicast"', 1))
     cost = base / "cost.json"
     save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
     manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
@@ -112,13 +114,12 @@ def test_three_clients_share_one_multicast_session(site, repo_dir, tmp_path):
                 event(proc, lambda o: "ready" in o)
             server, url = serve_in(lab, repo_dir, site, hist, log)
             multicast_to(lab, 0, False)  # the server hears no request until every client has asked
-            # mail01 names its multicast address; db01 leaves it to the client (the address that routes
-            # to the server, not loopback); db02 boots with ais-boot and ais.transport=multicast.
+            # mail01 names its multicast address; db01 names neither address (the one that routes to the
+            # server, not loopback) nor transport (its HCD's); db02 boots with ais-boot and ais.transport=multicast.
             clients = [
                 lab.spawn(1, reinstall_argv(url, "mail01", TOKENS["mail01"], disks[0].device, tmp_path / "st0",
                                             "--transport", "multicast", "--mcast-interface", lab.address(1))),
-                lab.spawn(2, reinstall_argv(url, "db01", TOKENS["db01"], disks[1].device, tmp_path / "st1",
-                                            "--transport", "multicast")),
+                lab.spawn(2, reinstall_argv(url, "db01", TOKENS["db01"], disks[1].device, tmp_path / "st1")),
                 lab.spawn(3, ["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline(tmp_path, url, disks[2])),
                               "--state", str(tmp_path / "st2"), "--no-reboot"],
                           env={"AIS": ais_command()[0]}),

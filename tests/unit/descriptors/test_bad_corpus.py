@@ -55,6 +55,8 @@ CASES = [
      "scd/odd.xml:", "does not match the SCD schema"),
     ("schema-missing-mac", write("hcd/nomac.xml", '<hcd name="nomac" scd="db">\n</hcd>\n'),
      "hcd/nomac.xml:1", "does not match the HCD schema"),
+    ("schema-unknown-transport", replace("hcd/db01.xml", 'scd="db"', 'scd="db" transport="carrier-pigeon"'),
+     "hcd/db01.xml:", "does not match the HCD schema"),
     ("unknown-scd", replace("hcd/db01.xml", 'scd="db"', 'scd="db-9"'),
      "hcd/db01.xml:2", "unknown SCD 'db-9'"),
     ("unknown-base", replace("scd/db.xml", 'base="base"', 'base="centos"'),
