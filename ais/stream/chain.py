@@ -4,7 +4,8 @@ What it does: `ChainSource` is a ChunkSource (for `ais.stream.writer.write_image
 and a node of the chain the server orders (`ais.server.chain.ChainBoard`,
 reached through `join`, a callable that POSTs to /v1/hosts/<name>/chain).
 The node listens on `listen_ip` (a free port) for ONE downstream at a time
-(a newer one replaces the older); a downstream's hello must carry the image
+(a newer one replaces the older, which is told so: it was reported lost, and
+it ends its live stream and fetches the rest from the server); a downstream's hello must carry the image
 id and the chain's key (compared in constant time), else it is refused,
 logged, and gets no chunk. In the first round the node asks the server where
 to get the image from: an upstream peer, or (upstream null: it is the head)

@@ -248,3 +248,17 @@ def test_the_chain_route_answers_a_join_and_takes_only_post(loopback_server, sit
     assert answer["upstream"] is None and re.fullmatch(r"[0-9a-f]{64}", answer["key"]), answer
     got, headers_back, _ = request(loopback_server, "GET", "/v1/hosts/chain02/chain", headers)
     assert got == 405 and headers_back["Allow"] == "POST"
+
+
+BAD_GATHER = ["-1", "601", "nan", "inf", "soon"]
+
+
+@pytest.mark.parametrize("value", BAD_GATHER)
+def test_a_bad_chain_gather_exits_2_before_anything_is_made(site, repo_dir, tmp_path, value):
+    argv = ["serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir), "--cache",
+            str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite"), "--listen", "127.0.0.1:0",
+            "--stream-listen", "127.0.0.1:0", "--seconds", "0", f"--chain-gather={value}"]
+    proc = run(ais_command(*argv), check=False, timeout=60)
+    assert proc.returncode == 2 and "argument --chain-gather: expected seconds from 0 to 600" in proc.stderr, \
+        proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
