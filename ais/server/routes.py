@@ -2,7 +2,8 @@
 
 What it does: `route_of(method, target)` maps a request to a route and its
 arguments (404/405 otherwise); `Routes(app)` answers each route: `Json`,
-`Blob` (bytes with a sha256 ETag) or `File` (a path to send), raising
+`Blob` (bytes with a sha256 ETag), `File` (a path to send) or `Deferred`
+(an answer made at a given time: the chain's gather window), raising
 `HttpError` with a status and message for every refusal. Tokens: a host's
 plan, files and report need `Authorization: Bearer <token>` of its HCD,
 compared in constant time; a plan asked for by MAC answers one identical 403,
@@ -16,8 +17,12 @@ places; an "ok" or "failed" report frees the host's place. The window is
 touched only under `Routes.window_lock`, one short critical section per
 request, and every admission, refusal, release and expired lease is logged.
 
+The chain route (POST /v1/hosts/<name>/chain, the host's token): the body is
+checked (`parse_chain_request`), then `ais.server.chain.ChainBoard` (the app's
+`chains`) records the join, loss or leave and makes the answer.
+
 Reads: the app (`ais.server.service.Server`): state, checker, history,
-plan_for, window, config. Fails with `HttpError` (4xx/503). Returns answers.
+plan_for, window, chains, config. Fails with `HttpError` (4xx/503). Returns answers.
 """
 
 from __future__ import annotations

@@ -262,3 +262,23 @@ def test_a_bad_chain_gather_exits_2_before_anything_is_made(site, repo_dir, tmp_
     assert proc.returncode == 2 and "argument --chain-gather: expected seconds from 0 to 600" in proc.stderr, \
         proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_join_waiting_for_the_gather_window_holds_no_worker(site, repo_dir, tmp_path):
+    """With one worker thread and a gather window of 600 s, the server still answers other requests
+    while a join waits: the event loop holds the join, not the worker."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    with ServeProcess(site["descriptors"], repo_dir, site["base"] / "cache", tmp_path / "h.sqlite",
+                      "--workers", "1", "--chain-gather", "600") as server:
+        url = urlsplit(server.url)
+        waiting = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        body = json.dumps({"image": site["image"], "listen": LISTEN, "lost": None})
+        waiting.request("POST", "/v1/hosts/chain03/chain", body=body,
+                        headers={"Authorization": f"Bearer {CLIENTS['chain03']}"})
+        for _ in range(3):
+            status, _, _ = request(server, "GET", "/v1/health")
+            assert status == 200
+        assert "chain03 (10.0.0.1:9) joins at position 0" in server.log()  # the join is in, unanswered
+        waiting.close()

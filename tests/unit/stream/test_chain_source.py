@@ -174,3 +174,16 @@ def test_a_malformed_answer_of_the_server_is_a_stream_error(small_image, server,
 def test_struct_sizes_are_what_the_docs_say():
     assert (HELLO.size, REPLY.size, FRAME.size) == (40, 8, 8)
     assert struct.calcsize("<4sBB32sH") == 40
+
+
+def test_a_chain_that_gives_nothing_stalls(small_image, server, tmp_path):
+    """Two upstreams in a row accept and then send nothing: ChainStalled (the caller falls back)."""
+    from ais.stream.chain import ChainStalled
+
+    header = read_header(small_image)
+    silent = [FakeUpstream(lambda c: c.recv(1 << 16) and c.recv(1)) for _ in range(2)]
+    board = Board(*(s.address for s in silent))
+    with ChainSource(header, board, server.address, listen_ip="127.0.0.1", stall_timeout=0.3) as source:
+        with pytest.raises(ChainStalled, match="no good chunk for 0.3 s"):
+            write_image(source, tmp_path / "t.img", header=header, journal_path=None)
+    assert [r["lost"] for r in board.requests[:2]] == [None, silent[0].address]
