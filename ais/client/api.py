@@ -1,7 +1,8 @@
 """Talking to `ais serve`: the plan, downloads checked against sha256, the report.
 
 What it does: `Api(server, token)` asks for a host's plan
-(GET /v1/hosts/<name-or-mac>/plan), downloads a URL of the plan into a file
+(GET /v1/hosts/<name-or-mac>/plan), joins an image's chain (POST
+/v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
 size BEFORE the file is used, and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
@@ -150,6 +151,24 @@ class Api:
                 raise http.client.IncompleteRead(b"", resp.length)
         finally:
             conn.close()
+
+    def chain(self, host: str, request: dict) -> dict:
+        """POST /v1/hosts/<host>/chain (ais.server.chain): join an image's chain, report a lost
+        upstream, or leave; the answer {"upstream", "key", "position", "downstream"}."""
+        body = json.dumps(request, sort_keys=True).encode()
+        what = f"the chain request of {host}"
+        status, _, answer = self._retrying(what, lambda: self._exchange(
+            "POST", f"/v1/hosts/{quote(host)}/chain", auth=True, body=body,
+            headers={"Content-Type": "application/json"}))
+        if status != 200:
+            raise self._error(status, answer, what)
+        try:
+            obj = json.loads(answer)
+        except ValueError as err:
+            raise ClientError(f"the server's answer to {what} is not JSON: {answer[:100]!r}") from err
+        if not isinstance(obj, dict):
+            raise ClientError(f"the server's answer to {what} is not a JSON object")
+        return obj
 
     def report(self, host: str, report: dict) -> dict:
         body = json.dumps(report, sort_keys=True).encode()

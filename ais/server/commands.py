@@ -99,6 +99,9 @@ def register(subparsers) -> None:
     p.add_argument("--window-lease", type=positive, default=1800.0, metavar="SECONDS",
                    help="a host that sent no ok or failed report this long after its plan (it died "
                         "mid-install) loses its place in the window [%(default)s]")
+    p.add_argument("--chain-gather", type=gather_seconds, default=2.0, metavar="SECONDS",
+                   help="a new chain (transport chain) waits this long after its first host joins before "
+                        "answering, so hosts booting together form one chain [%(default)s]")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
@@ -118,6 +121,16 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or len(text) > 7 or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 9999999, got {text[:20]!r}")
     return int(text)
+
+
+def gather_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except (ValueError, OverflowError):
+        value = -1.0
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 600, got {text[:20]!r}")
+    return value
 
 
 def window_size(text: str) -> int:
@@ -161,6 +174,7 @@ def config_from_args(args) -> Config:
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
         reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,
+        chain_gather=args.chain_gather,
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

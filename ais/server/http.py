@@ -8,6 +8,7 @@ listening socket, (docs/server.md has the details):
   GET  /v1/packages/<file>.rpm             an RPM of the site, Range (sendfile)
   GET  /v1/images/<id>/header              the image header (canonical JSON)
   POST /v1/hosts/<name>/report             store an install report   (token)
+  POST /v1/hosts/<name>/chain              join an image's chain     (token)
   GET  /v1/boot/vmlinuz, /v1/boot/initrd   the boot environment, Range (sendfile)
   GET  /v1/boot/ipxe/<mac>                 the iPXE script of the host with that MAC
 HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
@@ -39,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from ais.server.routes import Blob, File, HttpError, Json, Routes, route_of
+from ais.server.routes import BODY_ROUTES, Blob, Deferred, File, HttpError, Json, Routes, route_of
 
 log = logging.getLogger("ais.server.http")
 
@@ -149,12 +151,15 @@ class Api:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             route, args = route_of(request.method, request.raw_path)
-            if route == "report":
+            if route in BODY_ROUTES:
                 host = await self._blocking(self.routes.report_host, request.headers, *args)
                 body = await self._read_body(request)
-                answer = await self._blocking(self.routes.report, host, body)
+                answer = await self._blocking(getattr(self.routes, route), host, body)
             else:
                 answer = await self._blocking(getattr(self.routes, route), request.headers, *args)
+            if isinstance(answer, Deferred):
+                await asyncio.sleep(max(0.0, answer.at - time.monotonic()))
+                answer = await self._blocking(answer.then)
             return await self._respond(request, answer)
         except HttpError as err:
             return error_response(err.status, err.message, err.headers, close=err.status in (408, 411, 413))

@@ -2,7 +2,8 @@
 
 What it does: `route_of(method, target)` maps a request to a route and its
 arguments (404/405 otherwise); `Routes(app)` answers each route: `Json`,
-`Blob` (bytes with a sha256 ETag) or `File` (a path to send), raising
+`Blob` (bytes with a sha256 ETag), `File` (a path to send) or `Deferred`
+(an answer made at a given time: the chain's gather window), raising
 `HttpError` with a status and message for every refusal. Tokens: a host's
 plan, files and report need `Authorization: Bearer <token>` of its HCD,
 compared in constant time; a plan asked for by MAC answers one identical 403,
@@ -16,14 +17,20 @@ places; an "ok" or "failed" report frees the host's place. The window is
 touched only under `Routes.window_lock`, one short critical section per
 request, and every admission, refusal, release and expired lease is logged.
 
+The chain route (POST /v1/hosts/<name>/chain, the host's token): the body is
+checked (`parse_chain_request`), then `ais.server.chain.ChainBoard` (the app's
+`chains`) records the join, loss or leave and makes the answer.
+
 Reads: the app (`ais.server.service.Server`): state, checker, history,
-plan_for, window, config. Fails with `HttpError` (4xx/503). Returns answers.
+plan_for, window, chains, config. Fails with `HttpError` (4xx/503). Returns answers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -31,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote
 
 from aiohttp import hdrs
@@ -47,9 +55,14 @@ MAC = re.compile(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{2}-){5}[0
 RPM_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}\.rpm")
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 INDEX = re.compile(r"\d{1,6}")
+ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})")
+CHAIN_FIELDS = ("image", "listen", "lost", "leave")
 HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::\d{1,5})?")
 MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
                "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
+
+BODY_ROUTES = ("report", "chain")  # POST with a body, after the host's token is checked
+
 
 class HttpError(Exception):
     def __init__(self, status: int, message: str, headers: dict | None = None):
@@ -70,6 +83,14 @@ class Blob:
     data: bytes
     ctype: str
     etag: str
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """An answer given at monotonic time `at`: then() (run in the worker pool) makes it. The event
+    loop waits, no worker thread does (the chain's gather window)."""
+    at: float
+    then: Callable[[], "Json"]
 
 
 @dataclass(frozen=True)
@@ -237,6 +258,20 @@ class Routes:
             self._leave_window(host.name, f"its {report['status']} report")
         return Json(201, {"stored": row, "host": host.name})
 
+    def chain(self, host, body: bytes) -> Json | Deferred:
+        """Join the image's chain, report a lost upstream, or leave (ais.server.chain); the answer to
+        a join waits for the chain's gather window."""
+        request = parse_chain_request(body)
+        image = request["image"]
+        if image not in self.app.state.current().manifest.get("images", {}):
+            raise HttpError(404, f"image {image[:12]} is not in the published manifest")
+        board = self.app.chains
+        if request["leave"]:
+            board.leave(image, host.name)
+            return Json(200, board.answer(image, host.name))
+        at = board.join(image, host.name, request["listen"], request["lost"])
+        return Deferred(at, lambda: Json(200, board.answer(image, host.name)))
+
 
 def _taken(window, holders) -> str:
     return f"{len(holders)} of {window.size or 'unlimited'} hosts reinstalling"
@@ -260,6 +295,44 @@ def parse_report(body: bytes) -> dict:
         return to_builtins(decode(body, InstallReport, "report", BadInput))
     except BadInput as err:
         raise HttpError(400, str(err)[:500]) from err
+
+
+def parse_chain_request(body: bytes) -> dict:
+    """{"image": ID, "listen": "IP:PORT", "lost": "IP:PORT" | null, "leave": bool (optional)}, or a 400
+    saying what is wrong."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as err:
+        raise HttpError(400, f"the chain request is not JSON: {str(err)[:100]}") from err
+    if not isinstance(obj, dict):
+        raise HttpError(400, "the chain request must be a JSON object")
+    unknown = sorted(set(obj) - set(CHAIN_FIELDS))
+    if unknown:
+        raise HttpError(400, f"the chain request has an unknown field {unknown[0][:40]!r} "
+                             f"(fields: {', '.join(CHAIN_FIELDS)})")
+    image = obj.get("image")
+    if not isinstance(image, str) or not IMAGE_ID.fullmatch(image):
+        raise HttpError(400, "the chain request's image must be an image id (64 lower-case hex digits)")
+    if not _address(obj.get("listen")):
+        raise HttpError(400, "the chain request's listen must be \"IPv4:PORT\" (port 1-65535)")
+    lost = obj.get("lost")
+    if lost is not None and not _address(lost):
+        raise HttpError(400, "the chain request's lost must be null or \"IPv4:PORT\" (port 1-65535)")
+    leave = obj.get("leave", False)
+    if not isinstance(leave, bool):
+        raise HttpError(400, "the chain request's leave must be true or false")
+    return {"image": image, "listen": obj["listen"], "lost": lost, "leave": leave}
+
+
+def _address(value) -> bool:
+    m = ADDRESS.fullmatch(value) if isinstance(value, str) else None
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        return False
+    try:
+        ipaddress.IPv4Address(m.group(1))
+    except ValueError:
+        return False
+    return True
 
 
 def _host_by_name(snap, ident: str):
@@ -304,6 +377,8 @@ def match(parts: list[str]) -> tuple[str | None, tuple]:
         return "file", (parts[1], parts[3])
     if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "report":
         return "report", (parts[1],)
+    if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "chain":
+        return "chain", (parts[1],)
     if len(parts) == 2 and parts[0] == "packages":
         return "package", (parts[1],)
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
@@ -327,7 +402,7 @@ def route_of(method: str, target: str) -> tuple[str, tuple]:
     route, args = match(parts[1:])
     if route is None:
         raise HttpError(404, f"no such resource {raw[:100]}")
-    allowed = ("POST",) if route == "report" else ("GET", "HEAD")
+    allowed = ("POST",) if route in BODY_ROUTES else ("GET", "HEAD")
     if method not in allowed:
         raise HttpError(405, f"{method} is not allowed on {raw[:100]} (use {' or '.join(allowed)})",
                         {"Allow": ", ".join(allowed)})

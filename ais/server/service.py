@@ -6,7 +6,8 @@ streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
 bounded worker pool) and keeps the reboot window (`ais.server.window`: how
-many hosts may reinstall at once). `start()` runs both in threads, `stop()` shuts both down.
+many hosts may reinstall at once) and the chain board (`ais.server.chain`: who forwards an
+image to whom). `start()` runs both in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
 server opens an image file when a transfer starts, so a transfer in flight
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ais.errors import UsageError, WorldError
+from ais.server.chain import ChainBoard
 from ais.server.history import History
 from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
@@ -61,6 +63,7 @@ class Config:
     reboot_window: int = 0  # hosts reinstalling at once; 0: no limit (ais.server.window)
     window_retry: int = 10  # seconds a refused host is told to wait (Retry-After), plus its per-host share
     window_lease: float = 1800.0  # seconds a place is held without an ok/failed report
+    chain_gather: float = 2.0  # seconds a new chain gathers joins before answering them (ais.server.chain)
 
 
 class Server:
@@ -75,6 +78,7 @@ class Server:
         self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
         self.checker = ImageChecker()
         self.window = Window(config.reboot_window, config.window_lease)
+        self.chains = ChainBoard(gather=config.chain_gather)
         self.history = History(config.history)
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
