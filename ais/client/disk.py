@@ -1,15 +1,18 @@
 """The target's filesystem: image it, or make a fresh one; grow, mount, unmount, fsck.
 
 What it does:
-- `write_planned_image(plan, target, transport, interface)`: checks the plan's
-  inline header against `header_sha256`, then streams the chunks with the
-  streamer's `UnicastSource` (TCP) or `MulticastSource` and writes them with
-  `ais.stream.writer.write_image` (every chunk's sha256 checked before a byte
-  of it is written; the target passes the shared check of ais.stream.target
-  again and stays exclusively open during the write; it is never created).
-  Multicast joins the group on `interface`, by default the local address
-  that routes to the server's stream address (so a real client joins on the
-  provisioning network, not on loopback).
+- `write_planned_image(plan, target, transport, interface, api, host)`: checks
+  the plan's inline header against `header_sha256`, then takes the chunks
+  from the transport's source (one table: unicast `UnicastSource` over TCP,
+  `MulticastSource`, the chain's `ChainSource`, BitTorrent's `SwarmSource`;
+  the peer transports find their peers through the control API `api` as
+  `host`) and writes them with `ais.stream.writer.write_image` (every chunk's
+  sha256 checked before a byte of it is written; the target passes the
+  shared check of ais.stream.target again and stays exclusively open during
+  the write; it is never created). Multicast joins, and peers listen, on
+  `interface`, by default the local address that routes to the server's
+  stream address (so a real client works on the provisioning network, not
+  on loopback).
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -93,7 +96,13 @@ def _multicast(header, stream, server, local, api, host):
     return MulticastSource(group, int(port), header.image_id, header, interface=local)
 
 
-_sources = {"unicast": _unicast, "multicast": _multicast}
+def _chain(header, stream, server, local, api, host):
+    from ais.stream.chain import ChainSource
+
+    return ChainSource(header, lambda request: api.chain(host, request), server, listen_ip=local)
+
+
+_sources = {"unicast": _unicast, "multicast": _multicast, "chain": _chain}
 
 
 def make_fresh_fs(target: str, label: str) -> None:

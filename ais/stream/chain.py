@@ -29,7 +29,7 @@ its own gaps. docs/stream.md ("Chain") has the bytes.
 
 What it reads: the trusted header, the server's answers, frames from peers.
 
-What it fails on: `ChainStalled` (a `StreamError`) when no good chunk arrived
+What it fails on: `ChainStalled` (a `TransportStalled`) when no good chunk arrived
 for `stall_timeout` and a second upstream failed too (the caller may fall
 back to unicast); `StreamError` for a malformed answer of the server, a
 listening socket that cannot be opened, or the server's TCP stream failing;
@@ -51,7 +51,7 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from ais.errors import AisError, StreamError
+from ais.errors import AisError, StreamError, TransportStalled
 from ais.stream.format import ImageHeader
 from ais.stream.unicast import FRAME, UnicastSource, recv_exact
 
@@ -70,7 +70,7 @@ ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})")
 _END, _STOP = object(), object()
 
 
-class ChainStalled(StreamError):
+class ChainStalled(TransportStalled):
     """The chain made no progress (no good chunk) for the stall timeout, across reconnects."""
 
 

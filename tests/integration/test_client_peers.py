@@ -1,0 +1,98 @@
+"""Real reinstalls by the peer transports: a real `ais serve` in one network namespace (its uplink the
+narrow link), four real `ais client reinstall` runs in four others on the same bridge, onto loop
+devices, with the transport the plans name (`ais serve --transport`; the clients name none).
+
+Each target must hold exactly its SCD's packages, its host files, pass `e2fsck -fn` and carry an install
+record equal to the one in the server's history, saying which transport delivered the image and that
+nothing fell back. The image must have crossed the server's link fewer times than there are clients
+(the server's own count of the bytes it sent, logged when it stops): the clients passed it on.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from aislab.disks import LoopDisk, reinstall_argv, target_facts
+from aislab.lines import next_line
+from aislab.net import NetLab, ais_command
+from aislab.site import publish_base_cache, stored_reports, subset_descriptors
+from ais.cost import CostModel, save_calibration
+from ais.descriptors import load_site
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = ("mail01", "db01", "db02", "mon01")  # four SCDs' hosts, all served from the one base image
+EVENT_TIMEOUT = 300  # a safety net against a hung test, never a moment the test relies on
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, repo_dir):
+    base = tmp_path_factory.mktemp("peers")
+    descriptors = subset_descriptors(ROOT / "descriptors", base / "descriptors", ["mail", "db", "monitor"],
+                                     list(HOSTS))
+    cost = base / "cost.json"
+    save_calibration(CostModel(image_fixed_s=0.1, stream_bytes_per_s=300e6), cost)
+    manifest = publish_base_cache(descriptors, repo_dir, base / "cache", cost=cost)
+    images = {manifest["configurations"][c]["image"] for c in ("mail", "db", "monitor")}
+    assert len(images) == 1  # the premise: all four hosts stream the same image
+    loaded = load_site(descriptors, repo_dir)
+    return {"base": base, "descriptors": descriptors, "manifest": manifest, "image": images.pop(),
+            "site": loaded, "tokens": {h.name: h.token for h in loaded.hosts}}
+
+
+def serve_in(lab, repo_dir, site, transport, history, log):
+    address = lab.address(0)
+    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+            "--cache", str(site["base"] / "cache"), "--history", str(history), "--listen", f"{address}:0",
+            "--stream-listen", f"{address}:0", "--poll", "0.2", "--transport", transport,
+            "--chain-gather", "10"]
+    proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
+    line = next_line(proc.stdout, 30)
+    assert line.startswith('{"listening"'), f"ais serve did not start: {line!r}\n{log.name}"
+    return proc, json.loads(line)["listening"]["url"]
+
+
+@pytest.mark.parametrize("transport", ["chain"])
+def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
+    hist, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
+    disks = [LoopDisk(tmp_path / f"disk{i}.img", 512) for i in range(len(HOSTS))]
+    try:
+        with NetLab(len(HOSTS) + 1, tag=f"aip{transport[0]}{os.getpid() % 10000}", rate="1gbit") as lab, \
+                open(log_path, "w") as log:
+            lab.shape(0, "200mbit")  # the server's uplink is the narrow one
+            server, url = serve_in(lab, repo_dir, site, transport, hist, log)
+            clients = [lab.spawn(i, reinstall_argv(url, host, site["tokens"][host], disk.device, tmp_path / f"st{i}",
+                                                   "--local-address", lab.address(i)))
+                       for i, (host, disk) in enumerate(zip(HOSTS, disks), 1)]
+            outputs = [proc.communicate(timeout=EVENT_TIMEOUT) for proc in clients]
+            server.terminate()
+            server.communicate(timeout=30)
+            assert server.returncode == 0, log_path.read_text()[-2000:]
+        for proc, (out, err), host in zip(clients, outputs, HOSTS):
+            assert proc.returncode == 0, f"{host}:\n{err[-3000:]}"
+            assert f"by {transport}" in err and f"reinstalled {host}" in err
+            assert (f"transport {transport} (the plan's)" in err), err[-2000:]
+
+        image_id, stored = site["image"], site["manifest"]["images"][site["image"]]["stored_bytes"]
+        for host, disk in zip(HOSTS, disks):
+            hcd = next(h for h in site["site"].hosts if h.name == host)
+            facts = target_facts(disk.device, [f.path for f in hcd.files])
+            assert facts["nevras"] == set(site["site"].configuration(hcd.scd).nevras)
+            assert facts["rpm_va"] == "" and facts["fsck_rc"] == 0 and not facts["staging_left"]
+            for f in hcd.files:
+                assert facts["files"][f.path][0] == f.content
+            record = facts["record"]
+            assert record["image"] == {"id": image_id, "key": record["image"]["key"], "stored_bytes": stored,
+                                       "transport": transport, "transport_fallback": None}
+            status, report = stored_reports(hist, host)[-1]
+            assert status == "ok" and report["record"] == record
+
+        found = re.findall(r"stream statistics: (\{.*\})", log_path.read_text())
+        assert found, log_path.read_text()[-2000:]
+        sent = json.loads(found[-1])["unicast_bytes_sent"]
+        assert sent < len(HOSTS) * stored, (sent, stored)  # fewer copies than clients crossed the server's link
+    finally:
+        for disk in disks:
+            disk.close()
