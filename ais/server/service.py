@@ -5,7 +5,8 @@ broken site refuses to start), opens the history database, starts the
 streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
-bounded worker pool) and keeps the reboot window (`ais.server.window`: how
+bounded worker pool), keeps the board of BitTorrent swarms (`ais.server.swarm`: who
+shares which image, the web seed's keys; `stop()` logs `swarm statistics: {json}`) and the reboot window (`ais.server.window`: how
 many hosts may reinstall at once). `start()` runs both in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
@@ -23,6 +24,7 @@ loading the site raises. Returns nothing; `addresses()` tells where it listens.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
+from ais.server.swarm import SwarmBoard
 from ais.server.window import Window
 from ais.stream.server import StreamServer
 
@@ -74,6 +77,7 @@ class Server:
         self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
         self.checker = ImageChecker()
         self.window = Window(config.reboot_window, config.window_lease)
+        self.swarm = SwarmBoard()  # BitTorrent swarms: members, web-seed keys (ais.server.swarm)
         self.history = History(config.history)
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
@@ -121,6 +125,8 @@ class Server:
     def stop(self) -> None:
         self.http.stop()
         self.stream.stop()
+        if self.swarm.stats():
+            log.info("swarm statistics: %s", json.dumps(self.swarm.stats(), sort_keys=True))
 
     def __enter__(self) -> "Server":
         return self.start()
