@@ -126,7 +126,8 @@ class SwarmSource:
         self._handle = None
         self._stop = threading.Event()
         self._joiner: threading.Thread | None = None
-        self._session = lt.session(session_settings(listen_ip, encryption), flags=0)
+        self._session = lt.session(session_settings(listen_ip, encryption), flags=0)  # no default plugins:
+        self._session.add_extension("smart_ban")  # no ut_pex, no ut_metadata; smart_ban tells who sent a bad block
         self.listen = self._wait_listening(listen_ip)
 
     # ------------------------------------------------------------ lifecycle
@@ -262,8 +263,9 @@ class SwarmSource:
 
     # ------------------------------------------------------------ seeding on
 
-    def linger(self) -> None:
-        """Seed on until the server says every member is done, or seed_seconds have passed."""
+    def linger(self, *, until_all_done: bool = True) -> None:
+        """Seed on until the server says every member is done (unless not until_all_done), or
+        seed_seconds have passed."""
         if self._handle is None:
             return
         deadline = time.monotonic() + self.seed_seconds
@@ -271,7 +273,7 @@ class SwarmSource:
         while time.monotonic() < deadline:
             if time.monotonic() >= next_join:
                 try:
-                    if self._join()["all_done"]:
+                    if self._join()["all_done"] and until_all_done:
                         break
                 except Exception as err:
                     self.stats["join_failures"] += 1
