@@ -14,7 +14,9 @@ is added; the session then dials the named peers (`connect_peer`) and adds the n
 those joins fail (logged, counted) and the swarm goes on with the peers it knows.
 
 Each piece libtorrent finishes has passed its SHA-1 check (a piece that fails it is thrown
-away and fetched again; a peer that alone sent a bad piece is banned); it is read back
+away and fetched again; a peer that alone sent a bad piece is banned, and its address then
+blocked by an IP filter, which the server naming it again does not lift; the torrent is then
+added again, so that no block of its stays in an unfinished piece to discredit an honest peer); it is read back
 (`read_piece`) and yielded as (index, stored bytes), and the writer checks its sha256 against
 the trusted header before writing it. Peers connect in the clear or with the protocol
 encryption's obfuscated handshake (`encryption`, default "obfuscated": the info-hash never
@@ -120,14 +122,17 @@ class SwarmSource:
         self.stats = {"from_peers": 0, "from_web_seed": 0, "uploaded": 0, "peers_seen": 0, "hash_failures": 0,
                       "banned": 0, "pieces": 0, "join_failures": 0}
         self._peers_seen: set[str] = set()
+        self._banned: set[str] = set()  # IP addresses
+        self._restart = False
+        self._wanted: set[int] | None = None
+        self._last_answer: dict | None = None
         self._web_bytes: dict[str, tuple[int, int]] = {}  # web seed endpoint -> (banked, last seen)
         self._done = False
         self._seed_url: str | None = None
         self._handle = None
         self._stop = threading.Event()
         self._joiner: threading.Thread | None = None
-        self._session = lt.session(session_settings(listen_ip, encryption), flags=0)  # no default plugins:
-        self._session.add_extension("smart_ban")  # no ut_pex, no ut_metadata; smart_ban tells who sent a bad block
+        self._session = lt.session(session_settings(listen_ip, encryption), flags=0)  # no plugins: no ut_pex
         self.listen = self._wait_listening(listen_ip)
 
     # ------------------------------------------------------------ lifecycle
@@ -164,30 +169,65 @@ class SwarmSource:
         """First join (the caller's join errors go to the caller), then the torrent, peers and web seed."""
         answer = self._join()
         self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self._add_torrent()
+        self._follow(answer)
+        self._joiner = threading.Thread(target=self._rejoin_loop, daemon=True, name="ais-swarm-join")
+        self._joiner.start()
+
+    def _add_torrent(self) -> None:
         atp = lt.add_torrent_params()
         atp.ti = self.info
         atp.save_path = str(self.staging_dir)
         atp.flags = (lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex)
-        atp.file_priorities = []
         self._handle = self._session.add_torrent(atp)
-        self._follow(answer)
-        self._joiner = threading.Thread(target=self._rejoin_loop, daemon=True, name="ais-swarm-join")
-        self._joiner.start()
+        if self._wanted is not None:
+            self._set_priorities(self._wanted)
 
     def _join(self) -> dict:
         return self.join_server({"image": self.header.image_id, "listen": self.listen, "done": self._done})
 
     def _follow(self, answer: dict) -> None:
         """Dial the peers the server named (libtorrent skips those already connected) and use its web seed."""
+        self._last_answer = answer
         for peer in answer["peers"]:
             host, _, port = peer.rpartition(":")
-            if port.isdigit():
+            if port.isdigit() and host not in self._banned:
                 self._handle.connect_peer((host, int(port)))
         if self.web_seed and answer["seed"] != self._seed_url:
             if self._seed_url:
                 self._handle.remove_url_seed(self._seed_url)
             self._seed_url = answer["seed"]
             self._handle.add_url_seed(self._seed_url)
+
+    def _ban(self, ip: str) -> None:
+        """Never talk to ip again, either way: libtorrent's own ban lasts only until the next
+        connect_peer to it (the server keeps naming it), an IP filter does not."""
+        if ip in self._banned:
+            return
+        self._banned.add(ip)
+        self.stats["banned"] += 1
+        log.warning("BitTorrent: peer %s banned: it sent data that failed the hash check", ip)
+        rules = lt.ip_filter()
+        for address in self._banned:
+            rules.add_rule(address, address, 1)  # 1: blocked
+        self._session.set_ip_filter(rules)
+        self._restart = True  # see _restart_torrent
+
+    def _restart_torrent(self) -> None:
+        """Remove the torrent and add it again (the staged files stay; libtorrent checks them and
+        keeps the verified pieces). A banned peer's blocks may sit in unfinished pieces: the honest
+        peer that completed such a piece would fail the check with it and lose trust until it were
+        banned in turn; a fresh torrent forgets both the unfinished pieces and the blame."""
+        self._restart = False
+        self._session.remove_torrent(self._handle)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                isinstance(a, lt.torrent_removed_alert) for a in self._session.pop_alerts()):
+            self._session.wait_for_alert(int(POLL * 1000))
+        self._add_torrent()
+        if self._last_answer is not None:
+            self._seed_url = None
+            self._follow(self._last_answer)
 
     def _rejoin_loop(self) -> None:
         while not self._stop.wait(self.rejoin_seconds):
@@ -203,12 +243,16 @@ class SwarmSource:
         if self._handle is None:
             self._start()
         remaining = set(wanted)
+        self._wanted = set(remaining)
         self._set_priorities(remaining)
         reading: set[int] = set()
         last_payload, last_progress = -1, time.monotonic()
         while remaining:
             self._session.wait_for_alert(int(POLL * 1000))
             finished, ready = self._take_alerts()
+            if self._restart:
+                self._restart_torrent()
+                reading.clear()
             status = self._handle.status()
             if status.state not in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data):
                 finished |= {i for i in remaining if status.pieces and status.pieces[i]}
@@ -254,8 +298,7 @@ class SwarmSource:
                 self.stats["hash_failures"] += 1
                 log.warning("BitTorrent: piece %d failed its hash check: thrown away, fetched again", alert.piece_index)
             elif isinstance(alert, lt.peer_ban_alert):
-                self.stats["banned"] += 1
-                log.warning("BitTorrent: peer %s banned (it sent corrupt data)", _endpoint(alert.endpoint))
+                self._ban(alert.endpoint[0])
             elif isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
                 raise StreamError(f"BitTorrent: staging in {self.staging_dir} failed: {alert.message()}")
         self._count_peers()

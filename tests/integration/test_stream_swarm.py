@@ -85,9 +85,12 @@ def driver(lab, i, mode, site, tmp_path, url, host, **args):
 
 def event(proc, key) -> dict:
     """The next JSON line from proc that has key (failing the test on an error line or an exit)."""
+    skipped = []
     while True:
         line = next_line(proc.stdout, EVENT_TIMEOUT)
-        assert line, f"no {key!r} event: the driver ended ({proc.poll()=}):\n{proc.log_path.read_text()[-3000:]}"
+        assert line, (f"no {key!r} event: the driver ended ({proc.poll()=}) after {skipped[-5:]}:\n"
+                      f"{proc.log_path.read_text()[-3000:]}")
+        skipped.append(line.strip())
         obj = json.loads(line)
         assert "error" not in obj, obj["error"]
         if key in obj:
