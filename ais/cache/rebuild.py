@@ -7,7 +7,8 @@ plan (make_plan with the measured sizes of published images) -> verify (hashes
 of every stored image the plan keeps; corrupt ones are rebuilt) -> build (what
 is missing, one image at a time: rpm, mke2fs, e2fsck, pack, rename into
 images/) -> plan, verify and build again (up to 3 rounds) while a built
-image's real size differed from its estimate, so one run converges -> publish (manifest.json replaced atomically) -> gc (images no
+image's real size differed from its estimate, so one run converges -> torrents (an
+image stored before BitTorrent gets its .torrent) -> publish (manifest.json replaced atomically) -> gc (images no
 longer planned are removed, only after publishing).
 
 A crash (kill -9) at any point leaves the last published manifest and all its
@@ -153,6 +154,9 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
     result.changes = _whole_run(changes, result.built, corrupt)
     records = {w.iid: result.built[w.iid] for w in result.changes.build}
     records.update(_kept_records(result.changes, store, published))
+    with rep.step("torrents") as info:
+        added = [iid for iid in sorted(records) if store.ensure_torrent(iid)]
+        info["summary"] = f"{len(added)} images given the .torrent they lacked" if added else "every image has its .torrent"
     new = manifests.make(previous=published, plan_json=plan, images=records,
                          configurations=configurations(plan, wanted), cost=cost)
     with rep.step("publish") as info:

@@ -1,10 +1,13 @@
-"""The content-addressed image store: `images/<id>.aisimg` and `tmp/`.
+"""The content-addressed image store: `images/<id>.aisimg` (with `images/<id>.torrent`) and `tmp/`.
 
 An image's id is the sha256 of its sorted package identities (nevra@digest)
 plus the builder's format version, so the same package set is built once and
 any change of content gives a new id. Files enter `images/` only by rename from
 `tmp/` (same filesystem) after fsync, so an image in `images/` is always
 complete; everything in `tmp/` is garbage after a crash and `clean_tmp` removes it.
+Each image gets its BitTorrent metainfo beside it (`ais.stream.torrent.make_torrent`, a
+random salt per torrent), made when it is installed, or by `ensure_torrent` for an image
+stored before torrents existed; `remove` deletes both.
 
 Reads: the cache directory (see docs/interfaces.md). Fails with `BuildError`
 when the cache directory cannot be created or written. Returns paths, ids and
@@ -24,11 +27,13 @@ from pathlib import Path
 from ais.errors import BuildError
 from ais.files import fsync_dir
 from ais.model import Package
+from ais.stream.format import read_header
 
 # Bump when the builder changes what an image holds for the same packages
 # (filesystem type, mke2fs options, rpm flags, packer format).
 BUILDER_FORMAT = 1
 SUFFIX = ".aisimg"
+TORRENT_SUFFIX = ".torrent"  # next to each image: its BitTorrent metainfo (ais.stream.torrent)
 
 
 def image_id(packages: Iterable[Package]) -> str:
@@ -125,21 +130,61 @@ class Store:
             count += 1
         return count
 
-    def install(self, packed: Path, iid: str) -> Path:
-        """Move a complete packed file from tmp/ to images/<id>.aisimg, durably.
+    def torrent_path(self, iid: str) -> Path:
+        return self.images / f"{iid}{TORRENT_SUFFIX}"
 
-        Replaces an existing file of the same id (a corrupted copy being repaired).
+    def install(self, packed: Path, iid: str) -> Path:
+        """Move a complete packed file from tmp/ to images/<id>.aisimg, durably, with its .torrent.
+
+        Replaces an existing file of the same id (a corrupted copy being repaired). The torrent is
+        made from the packed file first; an old torrent goes before the new image comes, so a crash
+        leaves an image without a torrent (the next rebuild adds it), never one with another's.
         """
         target = self.image_path(iid)
+        torrent = self._make_torrent(packed, iid)
         fsync_file(packed)
+        self.torrent_path(iid).unlink(missing_ok=True)
         os.replace(packed, target)
+        if torrent is not None:
+            os.replace(torrent, self.torrent_path(iid))
         fsync_dir(self.images)
         return target
+
+    def ensure_torrent(self, iid: str) -> bool:
+        """Add images/<id>.torrent to a stored image that lacks one (a cache from before BitTorrent);
+        True when one was made."""
+        if self.torrent_path(iid).exists() or not self.image_path(iid).exists():
+            return False
+        torrent = self._make_torrent(self.image_path(iid), iid)
+        if torrent is None:
+            return False
+        os.replace(torrent, self.torrent_path(iid))
+        fsync_dir(self.images)
+        return True
+
+    def _make_torrent(self, image: Path, iid: str) -> Path | None:
+        """The image's .torrent (ais.stream.torrent), written durably into tmp/; None for an image
+        without chunks (nothing to share)."""
+        from ais.stream.torrent import make_torrent
+
+        if not read_header(image).chunks:
+            return None
+        tmp = self.tmp / f"{iid}{TORRENT_SUFFIX}.{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(make_torrent(image))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise BuildError(f"cannot write the torrent of image {iid[:12]} in {self.tmp}: {err}") from err
+        return tmp
 
     def remove(self, iids: Iterable[str]) -> int:
         """Delete images by id; returns bytes freed."""
         freed = 0
         for iid in iids:
+            self.torrent_path(iid).unlink(missing_ok=True)
             path = self.image_path(iid)
             try:
                 freed += path.stat().st_size

@@ -4,7 +4,8 @@ What it does: `Api(server, token)` asks for a host's plan
 (GET /v1/hosts/<name-or-mac>/plan), joins an image's chain (POST
 /v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
-size BEFORE the file is used, and posts the install report. Every request is
+size BEFORE the file is used, fetches an image's .torrent and joins its BitTorrent
+swarm (`torrent`, `swarm`: for ais.stream.swarm), and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
 cannot be reached or the connection drops; an answer from the server (a 4xx
 with its JSON message) is final and never retried, with one exception: a plan
@@ -170,6 +171,27 @@ class Api:
             raise ClientError(f"the server's answer to {what} is not a JSON object")
         return obj
 
+    def torrent(self, image_id: str) -> bytes:
+        """The image's .torrent (GET /v1/images/<id>/torrent; this host's token)."""
+        what = f"the torrent of image {image_id[:12]}"
+        status, _, body = self._retrying(what, lambda: self._exchange(
+            "GET", f"/v1/images/{quote(image_id)}/torrent", auth=True))
+        if status != 200:
+            raise self._error(status, body, what)
+        return body
+
+    def swarm(self, host: str, request: dict) -> dict:
+        """Join image's swarm: POST {"image", "listen", "done"} to /v1/hosts/<host>/swarm; returns
+        {"peers": ["IP:PORT", ...], "seed": URL, "all_done": bool}, checked."""
+        body = json.dumps(request, sort_keys=True).encode()
+        what = f"the swarm request of {host}"
+        status, _, answer = self._retrying(what, lambda: self._exchange(
+            "POST", f"/v1/hosts/{quote(host)}/swarm", auth=True, body=body,
+            headers={"Content-Type": "application/json"}))
+        if status != 200:
+            raise self._error(status, answer, what)
+        return swarm_answer(answer, what)
+
     def report(self, host: str, report: dict) -> dict:
         body = json.dumps(report, sort_keys=True).encode()
         what = f"the report of {host}"
@@ -188,6 +210,18 @@ def window_wait(status: int, headers: dict) -> float | None:
     if status != 503 or not (after.isascii() and after.isdigit()):
         return None
     return float(min(max(int(after[:6]), 1), MAX_WINDOW_WAIT))
+
+
+def swarm_answer(body: bytes, what: str) -> dict:
+    """The server's answer to a swarm request, checked: {"peers": [str], "seed": str, "all_done": bool}."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        obj = None
+    if not (isinstance(obj, dict) and isinstance(obj.get("peers"), list) and all(isinstance(p, str) for p in obj["peers"])
+            and isinstance(obj.get("seed"), str) and isinstance(obj.get("all_done"), bool)):
+        raise ClientError(f"{what}: the server's answer is not a swarm answer: {body[:200]!r}")
+    return {"peers": obj["peers"], "seed": obj["seed"], "all_done": obj["all_done"]}
 
 
 def _message(body: bytes) -> str:

@@ -98,6 +98,9 @@ def _server_options(p) -> None:
                    help="this machine's address on the provisioning network: multicast joins there, peer "
                         "transports listen there [the local address that routes to the server's stream "
                         "address]")
+    p.add_argument("--seed-seconds", type=patience, default=60.0, metavar="SECONDS",
+                   help="BitTorrent: after the image is written, seed on until every peer is done, at most "
+                        "this long (the next steps wait) [%(default)s]")
     p.add_argument("--root", default=None, metavar="DIR", help="where to mount the target [STATE/root]")
     p.add_argument("--retries", type=int, default=5, help="attempts per request to the server [%(default)s]")
     p.add_argument("--retry-delay", type=float, default=0.5, metavar="SECONDS",
@@ -136,7 +139,7 @@ def _session(args, state: str) -> Session:
     return steps.new_session(state, args.server, args.host, _token(args), os.path.abspath(args.target) if
                              not args.target.startswith("/dev/") else args.target,
                              transport=args.transport, interface=args.mcast_interface, root=args.root,
-                             dry_run=args.dry_run)
+                             dry_run=args.dry_run, seed_seconds=args.seed_seconds)
 
 
 def cmd_reinstall(args) -> int:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,12 +55,15 @@ def trusted_header(plan: dict) -> "ImageHeader":
 
 
 def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None,
-                        api=None, host: str | None = None) -> dict:
+                        api=None, host: str | None = None, staging: str | None = None,
+                        seed_seconds: float = 60.0) -> dict:
     """Stream the plan's image onto target by `transport`; returns statistics.
 
     interface: this machine's address on the provisioning network (multicast joins there, peer
     transports listen there); None = the one that routes to the server.
     api, host: the control API and this host's name, through which peer transports find their peers.
+    staging, seed_seconds: BitTorrent's staging directory (removed afterwards) and how long it seeds on
+    after the write at most (less when the server says every peer is done).
     """
     from ais.stream.multicast import interface_towards
     from ais.stream.writer import write_image
@@ -70,8 +75,11 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     if opened is None:
         raise ClientError(f"transport must be one of {', '.join(_sources)}, not {transport!r}")
     local = interface or interface_towards(server[0])
-    with opened(header, stream, (server[0], int(server[1])), local, api, host) as source:
+    peer = {"api": api, "host": host, "staging": staging, "seed_seconds": seed_seconds}
+    with opened(header, stream, (server[0], int(server[1])), local, peer) as source:
         result = write_image(source, target, header=header, journal_path=None, create_file=False)
+        if hasattr(source, "linger"):
+            source.linger()
         stats = dict(getattr(source, "stats", {}))
     extra = {f"{transport}_{k}": v for k, v in stats.items()}
     if transport != "unicast":
@@ -81,13 +89,13 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
 
 
 @contextlib.contextmanager
-def _unicast(header, stream, server, local, api, host):
+def _unicast(header, stream, server, local, peer):
     from ais.stream.unicast import UnicastSource
 
     yield UnicastSource(server, header.image_id, header)
 
 
-def _multicast(header, stream, server, local, api, host):
+def _multicast(header, stream, server, local, peer):
     from ais.stream.multicast import MulticastSource
 
     if not stream.get("multicast"):
@@ -96,13 +104,29 @@ def _multicast(header, stream, server, local, api, host):
     return MulticastSource(group, int(port), header.image_id, header, interface=local)
 
 
-def _chain(header, stream, server, local, api, host):
+def _chain(header, stream, server, local, peer):
     from ais.stream.chain import ChainSource
 
+    api, host = peer["api"], peer["host"]
     return ChainSource(header, lambda request: api.chain(host, request), server, listen_ip=local)
 
 
-_sources = {"unicast": _unicast, "multicast": _multicast, "chain": _chain}
+@contextlib.contextmanager
+def _bittorrent(header, stream, server, local, peer):
+    """The swarm's source; its staging directory (the compressed chunks) is removed afterwards."""
+    from ais.stream.swarm import SwarmSource
+
+    api, host = peer["api"], peer["host"]
+    staging = Path(peer["staging"] or tempfile.mkdtemp(prefix="ais-swarm-"))
+    try:
+        with SwarmSource(header, api.torrent(header.image_id), lambda request: api.swarm(host, request),
+                         listen_ip=local, staging_dir=staging, seed_seconds=peer["seed_seconds"]) as source:
+            yield source
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_sources = {"unicast": _unicast, "multicast": _multicast, "chain": _chain, "bittorrent": _bittorrent}
 
 
 def make_fresh_fs(target: str, label: str) -> None:

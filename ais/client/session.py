@@ -44,7 +44,8 @@ class Session:
     target: str | None = None
     root: str | None = None  # mount point of the target
     transport: str | None = None  # asked for (--transport, ais.transport=); None: the plan's
-    interface: str | None = None  # local address to join multicast on; None: the one routing to the server
+    interface: str | None = None  # local address on the provisioning network; None: the one routing to the server
+    seed_seconds: float = 60.0  # BitTorrent: the longest this client seeds on after its image is written
     plan: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
     spans: list[list] = field(default_factory=list)  # [name, start, end] by the wall clock, in order

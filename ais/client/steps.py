@@ -122,7 +122,9 @@ def stream_image(session: Session, p: dict) -> dict:
     gone, or a neighbour floods it with forged data) falls back to unicast, and the result says so."""
     try:
         result = disk.write_planned_image(p, session.target, transport=session.transport,
-                                          interface=session.interface, api=api_of(session), host=p["host"])
+                                          interface=session.interface, api=api_of(session), host=p["host"],
+                                          staging=os.path.join(session.state_dir, "swarm"),
+                                          seed_seconds=session.seed_seconds)
         return {**result, "transport": session.transport, "transport_fallback": None}
     except TransportStalled as err:
         reason = f"{session.transport} made no progress ({err}); the image came by unicast"
@@ -265,10 +267,11 @@ def fail(session: Session, api: "Api | None", phase: str, err: BaseException) ->
 
 def new_session(state_dir: str, server: str, host: str | None, token: str | None, target: str | None, *,
                 transport: str | None = None, interface: str | None = None, root: str | None = None,
-                dry_run: bool = False) -> Session:
+                dry_run: bool = False, seed_seconds: float = 60.0) -> Session:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
     if transport is not None and transport not in TRANSPORTS:
         raise ClientError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     return Session(state_dir=str(state_dir), server=server, host=host, token=token, target=target,
-                   root=root, transport=transport, interface=interface, dry_run=dry_run)
+                   root=root, transport=transport, interface=interface, dry_run=dry_run,
+                   seed_seconds=seed_seconds)

@@ -9,6 +9,9 @@ listening socket, (docs/server.md has the details):
   GET  /v1/images/<id>/header              the image header (canonical JSON)
   POST /v1/hosts/<name>/report             store an install report   (token)
   POST /v1/hosts/<name>/chain              join an image's chain     (token)
+  GET  /v1/images/<id>/torrent             the image's .torrent      (a token of any host)
+  POST /v1/hosts/<name>/swarm              join the image's BitTorrent swarm: peers, web seed (token)
+  GET  /v1/seed/<key>/<name>/<chunk>       the web seed: a chunk's stored bytes, Range (the swarm's key)
   GET  /v1/boot/vmlinuz, /v1/boot/initrd   the boot environment, Range (sendfile)
   GET  /v1/boot/ipxe/<mac>                 the iPXE script of the host with that MAC
 HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
@@ -151,10 +154,11 @@ class Api:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             route, args = route_of(request.method, request.raw_path)
-            if route in BODY_ROUTES:
-                host = await self._blocking(self.routes.report_host, request.headers, *args)
+            if route in BODY_ROUTES:  # the sender is checked before its body is read
+                check, handle = BODY_ROUTES[route]
+                who = await self._blocking(getattr(self.routes, check), request.headers, *args)
                 body = await self._read_body(request)
-                answer = await self._blocking(getattr(self.routes, route), host, body)
+                answer = await self._blocking(getattr(self.routes, handle), who, body)
             else:
                 answer = await self._blocking(getattr(self.routes, route), request.headers, *args)
             if isinstance(answer, Deferred):
@@ -175,10 +179,10 @@ class Api:
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         if request.headers.get(hdrs.TRANSFER_ENCODING):
-            raise HttpError(411, "send the report with a Content-Length (no chunked encoding)")
+            raise HttpError(411, "send the body with a Content-Length (no chunked encoding)")
         length = request.content_length
         if length is None:
-            raise HttpError(411, "a report needs a Content-Length")
+            raise HttpError(411, "a report or swarm request needs a Content-Length")
         if length > self.max_report_bytes:
             raise HttpError(413, f"report of {length} bytes is larger than the limit of {self.max_report_bytes}")
         if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
@@ -197,6 +201,8 @@ class Api:
             return json_response(answer.status, answer.obj)
         if isinstance(answer, Blob):
             start, length, partial = byte_range(request, len(answer.data), answer.etag)
+            if answer.sent is not None and request.method == "GET":
+                answer.sent(length)
             return web.Response(status=206 if partial else 200, body=answer.data[start:start + length],
                                 content_type=answer.ctype,
                                 headers=range_headers(start, length, len(answer.data), partial, answer.etag))

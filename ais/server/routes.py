@@ -46,6 +46,9 @@ from aiohttp import hdrs
 from ais.contracts import InstallReport, decode, to_builtins
 from ais.errors import BadInput
 from ais.server.boot import boot_file, current, ipxe_script, local_boot_report, local_boot_script
+from ais.server.swarm import SwarmRequestError, parse_request
+from ais.stream.format import read_chunk
+from ais.stream.torrent import torrent_name
 
 log = logging.getLogger("ais.server.window")
 boot_log = logging.getLogger("ais.server.boot")
@@ -57,11 +60,14 @@ IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 INDEX = re.compile(r"\d{1,6}")
 ADDRESS = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})")
 CHAIN_FIELDS = ("image", "listen", "lost", "leave")
+SEED_KEY = re.compile(r"[0-9a-f]{32}")
 HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::\d{1,5})?")
 MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lacks the token of the host "
                "that has it (send 'Authorization: Bearer <token>', the token of that host's HCD)")
 
-BODY_ROUTES = ("report", "chain")  # POST with a body, after the host's token is checked
+# POST routes with a body: route -> (the check of the sender, run before the body is read; the answer)
+BODY_ROUTES = {"report": ("report_host", "report"), "chain": ("report_host", "chain"),
+               "swarm": ("swarm_member", "swarm")}
 
 
 class HttpError(Exception):
@@ -83,6 +89,7 @@ class Blob:
     data: bytes
     ctype: str
     etag: str
+    sent: Callable[[int], None] | None = None  # told how many body bytes a GET answer carries
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,71 @@ class Routes:
         at = board.join(image, host.name, request["listen"], request["lost"])
         return Deferred(at, lambda: Json(200, board.answer(image, host.name)))
 
+    # ---------------------------------------------------------------- BitTorrent (ais.server.swarm)
+
+    def torrent(self, headers, iid: str) -> Blob:
+        """The image's .torrent (its salted info-hash is the swarm's secret): any host's token."""
+        snap = self.app.state.current()
+        _authorise_any(snap, headers)
+        path = self._servable(snap, iid)[0].with_suffix(".torrent")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise HttpError(404, f"image {iid[:12]} has no .torrent (a cache from before BitTorrent): "
+                                 "run `ais rebuild` to add it") from None
+        except OSError as err:
+            raise HttpError(503, f"image {iid[:12]}: cannot read {path.name}: {err.strerror}") from err
+        return Blob(data, "application/x-bittorrent", hashlib.sha256(data).hexdigest())
+
+    def swarm_member(self, headers, name: str):
+        """Checked before the body is read: (host, the address the request was sent to)."""
+        snap = self.app.state.current()
+        host = _host_by_name(snap, name)
+        _authorise(host, headers)
+        where = headers.get(hdrs.HOST, "")
+        if not HOST_HEADER.fullmatch(where):
+            raise HttpError(400, "a swarm request needs the Host header the client used to reach this server")
+        return host, where
+
+    def swarm(self, member, body: bytes) -> Json:
+        """Join (or stay in) an image's swarm: the other members' addresses, the web seed, all done?"""
+        host, where = member
+        try:
+            req = parse_request(body)
+        except SwarmRequestError as err:
+            raise HttpError(400, str(err)) from err
+        self._servable(self.app.state.current(), req.image)
+        board = self.app.swarm.join(req.image, host.name, req.listen, req.done)
+        return Json(200, {"peers": list(board.peers), "seed": f"http://{where}/v1/seed/{board.key}/",
+                          "all_done": board.all_done})
+
+    def seed(self, headers, key: str, name: str, index: str) -> Blob:
+        """The web seed (BEP 19): chunk index's stored bytes, for whoever holds the swarm's key."""
+        iid = self.app.swarm.key_image(key) if SEED_KEY.fullmatch(key) else None
+        if iid is None:
+            raise HttpError(403, "unknown web-seed key: the key comes from POST /v1/hosts/<name>/swarm")
+        path, header = self._servable(self.app.state.current(), iid)
+        if not name.startswith(torrent_name(header, "")) or not INDEX.fullmatch(index) \
+                or int(index) >= len(header.chunks):
+            raise HttpError(404, f"image {iid[:12]}'s torrent has no file {name[:80]}/{index[:10]}")
+        try:
+            data = read_chunk(path, header, int(index))
+        except Exception as err:  # a file replaced or cut between the check and this read
+            raise HttpError(503, f"image {iid[:12]}: cannot read chunk {index}: {err}") from err
+        return Blob(data, "application/octet-stream", header.chunks[int(index)].sha256,
+                    lambda n: self.app.swarm.add_sent(iid, n))
+
+    def _servable(self, snap, iid: str):
+        """(path, header) of a published image that passes its check, or 400/404/503."""
+        if not IMAGE_ID.fullmatch(iid):
+            raise HttpError(400, "an image id is 64 lower-case hex digits")
+        if iid not in snap.manifest.get("images", {}):
+            raise HttpError(404, f"image {iid[:12]} is not in the published manifest (generation {snap.generation})")
+        header, why = self.app.checker.check(snap, iid)
+        if header is None:
+            raise HttpError(503, why)
+        return snap.image_path(iid), header
+
 
 def _taken(window, holders) -> str:
     return f"{len(holders)} of {window.size or 'unlimited'} hosts reinstalling"
@@ -367,6 +439,16 @@ def _authorise(host, headers) -> None:
         raise HttpError(403, f"host {host.name}: wrong token")
 
 
+def _authorise_any(snap, headers) -> None:
+    """The bearer token must be some host's (every host's token is compared: constant time)."""
+    given = _given_token(headers)
+    if given is None:
+        raise HttpError(403, "send 'Authorization: Bearer <token>' (the token of a host of this site)")
+    matches = [hmac.compare_digest(given.encode(), h.token.encode()) for h in snap.hosts.values() if h.token]
+    if not any(matches):
+        raise HttpError(403, "wrong token: it is no host's")
+
+
 def match(parts: list[str]) -> tuple[str | None, tuple]:
     """(route name, arguments) for the path segments after /v1."""
     if parts == ["health"]:
@@ -383,6 +465,12 @@ def match(parts: list[str]) -> tuple[str | None, tuple]:
         return "package", (parts[1],)
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
         return "header", (parts[1],)
+    if len(parts) == 3 and parts[0] == "images" and parts[2] == "torrent":
+        return "torrent", (parts[1],)
+    if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "swarm":
+        return "swarm", (parts[1],)
+    if len(parts) == 4 and parts[0] == "seed":
+        return "seed", tuple(parts[1:])
     if len(parts) == 2 and parts[0] == "boot":
         return "boot", (parts[1],)
     if len(parts) == 3 and parts[0] == "boot" and parts[1] == "ipxe":

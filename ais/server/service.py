@@ -6,8 +6,10 @@ streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
 bounded worker pool) and keeps the reboot window (`ais.server.window`: how
-many hosts may reinstall at once) and the chain board (`ais.server.chain`: who forwards an
-image to whom). `start()` runs both in threads, `stop()` shuts both down.
+many hosts may reinstall at once), the chain board (`ais.server.chain`: who forwards an
+image to whom) and the board of BitTorrent swarms (`ais.server.swarm`: who shares which
+image, the web seed's keys; `stop()` logs `swarm statistics: {json}`). `start()` runs both
+servers in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
 server opens an image file when a transfer starts, so a transfer in flight
@@ -24,6 +26,7 @@ loading the site raises. Returns nothing; `addresses()` tells where it listens.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
+from ais.server.swarm import SwarmBoard
 from ais.server.window import Window
 from ais.stream.server import StreamServer
 
@@ -79,6 +83,7 @@ class Server:
         self.checker = ImageChecker()
         self.window = Window(config.reboot_window, config.window_lease)
         self.chains = ChainBoard(gather=config.chain_gather)
+        self.swarm = SwarmBoard()  # BitTorrent swarms: members, web-seed keys (ais.server.swarm)
         self.history = History(config.history)
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
@@ -127,6 +132,8 @@ class Server:
     def stop(self) -> None:
         self.http.stop()
         self.stream.stop()
+        if self.swarm.stats():
+            log.info("swarm statistics: %s", json.dumps(self.swarm.stats(), sort_keys=True))
 
     def __enter__(self) -> "Server":
         return self.start()

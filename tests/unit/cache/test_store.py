@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -37,18 +38,41 @@ def test_image_id_includes_builder_format(monkeypatch):
     assert image_id([pkg("a")]) != before
 
 
-def test_install_moves_from_tmp_and_replaces(tmp_path):
+def test_install_moves_from_tmp_and_replaces(tmp_path, small_image):
     store = Store(tmp_path / "cache")
     store.ensure()
     work = store.work_dir("x")
-    (work / "f").write_bytes(b"one")
+    shutil.copy(small_image, work / "f")
     store.install(work / "f", "abc")
     assert store.stored_ids() == {"abc"}
-    (work / "g").write_bytes(b"two")
+    first_torrent = store.torrent_path("abc").read_bytes()
+    with open(work / "g", "wb") as f:  # another file of the same id: a repaired image
+        f.write(small_image.read_bytes())
+        f.write(b"tail")
     store.install(work / "g", "abc")
-    assert store.image_path("abc").read_bytes() == b"two"
-    assert store.remove(["abc", "missing"]) == 3
-    assert store.stored_ids() == set()
+    assert store.image_path("abc").read_bytes() == small_image.read_bytes() + b"tail"
+    assert store.torrent_path("abc").read_bytes() != first_torrent  # made again, with a new salt
+    assert not list(store.tmp.glob("*.torrent*"))
+    assert store.remove(["abc", "missing"]) == small_image.stat().st_size + 4
+    assert store.stored_ids() == set() and not store.torrent_path("abc").exists()
+
+
+def test_install_gives_the_image_its_torrent_and_ensure_adds_a_missing_one(tmp_path, small_image):
+    from ais.stream.format import read_header
+    from ais.stream.torrent import torrent_info
+
+    store = Store(tmp_path / "cache")
+    store.ensure()
+    work = store.work_dir("x")
+    shutil.copy(small_image, work / "f")
+    store.install(work / "f", "abc")
+    header = read_header(store.image_path("abc"))
+    assert torrent_info(store.torrent_path("abc").read_bytes(), header).num_pieces() == len(header.chunks)
+    assert store.ensure_torrent("abc") is False  # has one: left alone
+    store.torrent_path("abc").unlink()  # a cache from before torrents
+    assert store.ensure_torrent("abc") is True
+    assert torrent_info(store.torrent_path("abc").read_bytes(), header).num_pieces() == len(header.chunks)
+    assert store.ensure_torrent("missing") is False
 
 
 def test_clean_tmp_removes_everything(tmp_path):

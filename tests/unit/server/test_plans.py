@@ -44,7 +44,8 @@ def test_planned_image_serves(small_site, cache, repo_dir):
     base = {p.nevra for p in small_site.configuration("base").packages}
     assert plan["host"] == "mail01" and plan["scd"] == "mail" and plan["fallback"] is None
     assert plan["image"]["id"] == base_id(snap) and set(plan["image"]["packages"]) == base
-    assert plan["image"]["stream"] == {"tcp": "127.0.0.1:9999", "multicast": "239.255.1.1:5000"}
+    assert plan["image"]["stream"] == {"tcp": "127.0.0.1:9999", "multicast": "239.255.1.1:5000",
+                                       "transport": "unicast", "transport_note": None}
     assert plan["image"]["header_sha256"] == snap.manifest["images"][base_id(snap)]["header_sha256"]
     names = [p["nevra"].split("-0:")[0] for p in plan["packages"]]
     assert names == ["postfix", "dovecot"]  # dovecot requires MTA, which postfix provides
