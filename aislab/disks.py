@@ -35,6 +35,10 @@ from aislab.lines import next_line
 class LoopDisk:
     def __init__(self, path: str | os.PathLike, size_mib: int):
         self.file = Path(path)
+        # A new file, not the old one emptied: a mount of an earlier disk at this path that another
+        # mount namespace still holds (any `ip netns exec` started meanwhile copies it, and / is
+        # private here) keeps the old file's loop device busy, and the new device must not share it.
+        self.file.unlink(missing_ok=True)
         with open(self.file, "wb") as f:
             f.truncate(size_mib << 20)
         self.device = run(["losetup", "--find", "--show", str(self.file)]).stdout.strip()
