@@ -60,6 +60,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -223,23 +224,33 @@ def write_site(src: Path, scd: str, n: int, dst: Path) -> list[tuple[str, str]]:
 
 
 class Procs:
-    """Every process the bench started, killed by pid on close() if still running."""
+    """Every process the bench started, each in a process group of its own (a receiver runs under
+    `sh`), killed by that group's id on close() if still running."""
 
     def __init__(self):
         self.all: list[subprocess.Popen] = []
 
     def start(self, argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
         with open(log, "ab") as out:
-            proc = start(argv, stdout=out, stderr=out, text=False, env=env)
+            proc = start(argv, stdout=out, stderr=out, text=False, env=env, start_new_session=True)
         self.all.append(proc)
         return proc
 
     def close(self) -> None:
         for proc in self.all:
             if proc.returncode is None and proc.poll() is None:
-                proc.kill()
+                kill_group(proc)
                 proc.wait()
         self.all.clear()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group a bench process leads (its pid), if it is still running."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def reap(proc: subprocess.Popen) -> tuple[int, float]:
@@ -268,7 +279,7 @@ def measure(lab: NetLab, procs: Procs, argvs: list[list[str]], logs: list[Path],
     threads = [threading.Thread(target=wait, args=(k,)) for k in range(n)]
     for t in threads:
         t.start()
-    watchdog = threading.Timer(timeout, lambda: [p.kill() for p in started if p.returncode is None])
+    watchdog = threading.Timer(timeout, lambda: [kill_group(p) for p in started])
     watchdog.start()
     for t in threads:
         t.join()
@@ -285,7 +296,7 @@ class Server:
                        str(image.cache), "--history", str(rowdir / "history.sqlite"), "--listen", f"{address}:0",
                        "--stream-listen", f"{address}:0", "--poll", "0.2", *extra)
         with open(rowdir / "serve.log", "ab") as log:
-            self.proc = start(argv, stderr=log, env={"PYTHONUNBUFFERED": "1"})
+            self.proc = start(argv, stderr=log, env={"PYTHONUNBUFFERED": "1"}, start_new_session=True)
         procs.all.append(self.proc)
         line = next_line(self.proc.stdout, 60)
         if not line.startswith('{"listening"'):
@@ -313,6 +324,8 @@ def choose_sink(t: Transport, n: int, args, image: Image) -> tuple[str, str]:
     if args.sink == "verify" and t.verify_variant:
         return "verify", "--sink verify"
     if args.sink == "write" or not t.verify_variant:
+        if n * image.written_bytes > room:
+            return "none", f"{n} targets need {n * image.written_bytes / 1e9:.1f} GB, {room / 1e9:.1f} GB free"
         why = "" if args.sink == "write" or together <= args.write_budget * MB else \
             "writes: this transport has no verify-only receiver"
         return "write", why
@@ -361,8 +374,8 @@ def ais_row(lab: NetLab, procs: Procs, t: Transport, hosts, site: Path, image: I
         refused = [p for p in planned if p.returncode != 0]
         if refused:
             row.status = "not available" if t.name in PEERS else "failed"
-            row.message = f"ais client plan --transport {t.client}: exit {refused[0].returncode}: " \
-                          f"{last_line(refused[0].stderr)}"
+            row.message = f"`ais client plan --transport {t.client}` exit {refused[0].returncode}: " + \
+                last_line(refused[0].stderr).replace("ais client plan: error: ", "")
             return
         plans = [json.loads((rowdir / f"state-{name}" / "session.json").read_text())["plan"] for name, _ in hosts]
         if row.sink == "write":
@@ -521,7 +534,8 @@ def verdicts(summary: dict, clients: list[int], transports: list[str]) -> list[d
         if speedup is not None:
             checks.append(("vs unicast", speedup, speedup >= 8))
         text = "; ".join(f"{name} {value:.2f}x {'met' if ok else 'MISSED'}" for name, value, ok in checks)
-        print(f"  {t:11} {text}   (wall {many['wall']:.1f}s vs {one['wall']:.1f}s; sinks {one['sink']}/{many['sink']})")
+        sinks = f"sinks {one['sink']}/{many['sink']}" + ("" if one["sink"] == many["sink"] else ": not like for like")
+        print(f"  {t:11} {text}   (wall {many['wall']:.1f}s vs {one['wall']:.1f}s; {sinks})")
         found.append({"transport": t, "status": "ok", "wall_ratio": wall_ratio, "x_image": many["x_image"],
                       "vs_unicast": speedup, "met": all(ok for _, _, ok in checks)})
     print("  (goals: wall within 1.5x of one client's, server bytes within 1.5x one image, >= 8x ahead of unicast)")
@@ -614,7 +628,9 @@ def one_row(lab, procs, t: Transport, n: int, k: int, hosts, site: Path, image: 
     rowdir = WORK / f"n{n}-{t.name}-{k}"
     rowdir.mkdir()
     print(f"N={n:<3} {t.name:11} run {k + 1}: ", end="", flush=True)
-    if t.client is None:
+    if sink == "none":
+        row.status, row.message = "failed", f"no room for the targets: {why}"
+    elif t.client is None:
         udpcast_row(lab, procs, image, args, row, rowdir, n)
     else:
         ais_row(lab, procs, t, hosts, site, image, args, row, rowdir)
