@@ -13,7 +13,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot clean \
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot bench-fanout clean \
         real-site demo-real apt-lists
 
 all: test
@@ -122,6 +122,14 @@ bench-stream: setup
 
 bench-install: setup $(REAL_DEP)
 	$(PY) bench/install.py $(if $(REAL_DEP),--site real,--scale 8)
+
+# Many clients at once (issue 13): N = 1, 4, 8, 16 clients in namespaces, the server's link at
+# 100 Mbit/s; unicast, multicast, BitTorrent, chain, udpcast; on the real site's base image
+# (make real-site). FANOUT_IMAGE=tree sends an ext4 of /usr/share instead (no real site needed);
+# ARGS="--clients 1,4" and the like go to bench/fanout.py.
+FANOUT_IMAGE ?= real
+bench-fanout: setup $(if $(filter real,$(FANOUT_IMAGE)),real-site)
+	$(PY) bench/fanout.py --image $(FANOUT_IMAGE) $(ARGS)
 
 bench-startup: setup
 	$(PY) bench/startup.py
