@@ -101,7 +101,7 @@ TRANSPORTS = {t.name: t for t in (
     Transport("unicast", "unicast", shared=False, verify_variant=True),
     Transport("multicast", "multicast", shared=True, verify_variant=True),
     Transport("bittorrent", "bittorrent", shared=True, verify_variant=False),
-    Transport("chain", "chain", shared=True, verify_variant=False),
+    Transport("chain", "chain", shared=True, verify_variant=False, serve=("--chain-gather", "10")),
     Transport("udpcast", None, shared=True, verify_variant=False),
 )}
 PEERS = ("bittorrent", "chain")  # the transports issue 13's targets are for
