@@ -100,8 +100,11 @@ class Transport:
 TRANSPORTS = {t.name: t for t in (
     Transport("unicast", "unicast", shared=False, verify_variant=True),
     Transport("multicast", "multicast", shared=True, verify_variant=True),
-    Transport("bittorrent", "bittorrent", shared=True, verify_variant=False),
-    Transport("chain", "chain", shared=True, verify_variant=False, serve=("--chain-gather", "10")),
+    # The peer transports are the plans' (`ais serve --transport`), so the server expects each client's
+    # join: the chain starts once all N have joined (or after the 10 s gather window).
+    Transport("bittorrent", "bittorrent", shared=True, verify_variant=False, serve=("--transport", "bittorrent")),
+    Transport("chain", "chain", shared=True, verify_variant=False,
+              serve=("--transport", "chain", "--chain-gather", "10")),
     Transport("udpcast", None, shared=True, verify_variant=False),
 )}
 PEERS = ("bittorrent", "chain")  # the transports issue 13's targets are for

@@ -10,8 +10,13 @@ member reported lost stays out: if it is alive after all, it is answered the
 server, never a live member (it would take its follower's place). A
 host that says it is done ("leave") is no longer alive. Answers to the joins
 of a new chain are held until `gather` seconds after its first join, so the
-hosts of a rack that boots together form one chain before the head starts
-(`ready_at` says when; the HTTP side waits, the board never sleeps). A member
+hosts of a rack that boots together form one chain before the head starts,
+or until every host expected has joined, whichever comes first: a host is
+expected once the server has given it a plan that sends this image by chain
+(`expect`), for `gather` + `expect_for` seconds (a host that got its plan and
+died does not hold the others longer than the gather window). `ready_at`
+says when the answers may go; it is asked again while they wait (the HTTP
+side waits, the board never sleeps). A member
 not heard of for `lease` seconds is dropped; a chain with no live member left
 is forgotten, and the next join starts a new chain with a new key. Every
 join, loss, gap closing, leave and expiry is logged, one line each.
@@ -19,7 +24,7 @@ join, loss, gap closing, leave and expiry is logged, one line each.
 Reads: nothing but its arguments; the clock is `time.monotonic` unless a test
 gives `now`. Fails on nothing: the route checks requests before they get here
 (a `lost` that is not the asker's current upstream is logged and ignored).
-Returns: `join` the monotonic time the answer may be given; `answer` the dict
+Returns: `join` and `ready_at` the monotonic time the answer may be given; `answer` the dict
 `{"upstream": "IP:PORT" | None, "key": HEX, "position": N, "downstream": bool}`
 (downstream: a live member after this one will connect to it).
 Thread-safe: one lock around every call.
@@ -70,10 +75,37 @@ class Chain:
 class ChainBoard:
     """The chains of every image being sent by chain; see the module docstring."""
 
-    def __init__(self, gather: float = 2.0, lease: float = 1800.0):
-        self.gather, self.lease = gather, lease
+    def __init__(self, gather: float = 2.0, lease: float = 1800.0, expect_for: float = 600.0):
+        self.gather, self.lease, self.expect_for = gather, lease, expect_for
         self._chains: dict[str, Chain] = {}
+        self._expected: dict[str, dict[str, float]] = {}  # image -> host -> when its plan named the chain
         self._lock = threading.Lock()
+
+    def expect(self, image: str, host: str, *, now: float | None = None) -> None:
+        """host was given a plan that sends image by chain: its join is waited for."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._expected.setdefault(image, {})[host] = now
+
+    def ready_at(self, image: str, *, now: float | None = None) -> float:
+        """When the answers to the joins of image's chain may go: at the end of the gather window, or
+        now if every host expected has joined."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            chain = self._chains.get(image)
+            if chain is None:
+                return now
+            if self._all_expected_joined(image, chain, now):
+                return min(now, chain.started + self.gather)
+            return chain.started + self.gather
+
+    def _all_expected_joined(self, image: str, chain: Chain, now: float) -> bool:
+        expected = self._expected.get(image, {})
+        for host, since in list(expected.items()):
+            if now - since > self.gather + self.expect_for:
+                del expected[host]
+        joined = {m.host for m in chain.members}
+        return bool(expected) and set(expected) <= joined
 
     def join(self, image: str, host: str, listen: str, lost: str | None = None, *, now: float | None = None) -> float:
         """Record a join (lost None) or a lost upstream; returns when the answer may be given."""
@@ -89,11 +121,17 @@ class ChainBoard:
                 self._append(image, chain, host, listen, now)
             else:
                 self._lose(image, chain, i, listen, lost, now)
+            if now < chain.started + self.gather and self._all_expected_joined(image, chain, now):
+                log.info("chain %s: every host expected has joined (%d): the chain starts", image[:12],
+                         len(self._expected[image]))
+                return now
             return max(now, chain.started + self.gather)
 
     def answer(self, image: str, host: str) -> dict:
-        """Where host gets the image from now: its live upstream (None: the server), the key, its place."""
+        """Where host gets the image from now: its live upstream (None: the server), the key, its place.
+        The host's join is answered: it is no longer expected."""
         with self._lock:
+            self._expected.get(image, {}).pop(host, None)
             chain = self._chains.get(image)
             i = chain.index_of(host) if chain else None
             if chain is None or i is None:  # forgotten meanwhile (every lease ran out): from the server

@@ -57,6 +57,7 @@ from ais.server.routes import BODY_ROUTES, Blob, Deferred, File, HttpError, Json
 
 log = logging.getLogger("ais.server.http")
 
+DEFERRED_POLL = 0.05  # seconds between looks at a deferred answer's time, which may come sooner
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
 # Conditional headers aiohttp's FileResponse would judge by mtime; this API judges by sha256 ETag itself,
 # and Accept-Encoding would make FileResponse look for a .gz/.br sibling of the file.
@@ -162,7 +163,8 @@ class Api:
             else:
                 answer = await self._blocking(getattr(self.routes, route), request.headers, *args)
             if isinstance(answer, Deferred):
-                await asyncio.sleep(max(0.0, answer.at - time.monotonic()))
+                while (wait := answer.at() - time.monotonic()) > 0:
+                    await asyncio.sleep(min(wait, DEFERRED_POLL))
                 answer = await self._blocking(answer.then)
             return await self._respond(request, answer)
         except HttpError as err:

@@ -94,9 +94,10 @@ class Blob:
 
 @dataclass(frozen=True)
 class Deferred:
-    """An answer given at monotonic time `at`: then() (run in the worker pool) makes it. The event
-    loop waits, no worker thread does (the chain's gather window)."""
-    at: float
+    """An answer given once the monotonic time reaches `at()` (asked again while it waits: the time
+    may come sooner); then() (run in the worker pool) makes it. The event loop waits, no worker
+    thread does (the chain's gather window)."""
+    at: Callable[[], float]
     then: Callable[[], "Json"]
 
 
@@ -141,11 +142,14 @@ class Routes:
             _authorise(host, headers)
         again = self._enter_window(host.name)
         try:
-            return Json(200, self.app.plan_for(snap, host))
+            plan = self.app.plan_for(snap, host)
         except BaseException:
             if not again:  # no plan, no install: the place goes to the next host
                 self._leave_window(host.name, "its plan could not be made")
             raise
+        if plan["image"] and plan["image"]["stream"]["transport"] == "chain":
+            self.app.chains.expect(plan["image"]["id"], host.name)  # its chain waits for its join
+        return Json(200, plan)
 
     def _enter_window(self, name: str) -> bool:
         """Take or keep the host's place in the reboot window (True: it held one already), or 503."""
@@ -277,7 +281,8 @@ class Routes:
             board.leave(image, host.name)
             return Json(200, board.answer(image, host.name))
         at = board.join(image, host.name, request["listen"], request["lost"])
-        return Deferred(at, lambda: Json(200, board.answer(image, host.name)))
+        ready = (lambda: board.ready_at(image)) if request["lost"] is None else (lambda: at)
+        return Deferred(ready, lambda: Json(200, board.answer(image, host.name)))
 
     # ---------------------------------------------------------------- BitTorrent (ais.server.swarm)
 

@@ -48,7 +48,7 @@ def serve_in(lab, repo_dir, site, transport, history, log):
     argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
             "--cache", str(site["base"] / "cache"), "--history", str(history), "--listen", f"{address}:0",
             "--stream-listen", f"{address}:0", "--poll", "0.2", "--transport", transport,
-            "--chain-gather", "10"]
+            "--chain-gather", "60"]  # all four are expected (their plans say chain): no 60 s wait
     proc = lab.spawn(0, argv, stderr=log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
     line = next_line(proc.stdout, 30)
     assert line.startswith('{"listening"'), f"ais serve did not start: {line!r}\n{log.name}"
@@ -101,6 +101,8 @@ def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
             assert status == "ok" and report["record"] == record
 
         once = sum(c.stored_length for c in read_header(site["base"] / "cache" / "images" / f"{image_id}.aisimg").chunks)
+        if transport == "chain":  # the chain started when the fourth host joined, not after the gather window
+            assert "every host expected has joined (4): the chain starts" in log_path.read_text()
         sent = server_bytes_sent(log_path.read_text(), image_id)
         assert once <= sent < len(HOSTS) * once, (sent, once)  # fewer copies than clients crossed its link
     finally:

@@ -155,3 +155,51 @@ def test_malformed_chain_requests_get_a_clear_400(body, message):
 def test_a_good_chain_request_is_read_with_its_defaults():
     assert parse_chain_request(json.dumps(GOOD).encode()) == {**GOOD, "leave": False}
     assert parse_chain_request(json.dumps({**GOOD, "lost": "10.0.0.2:1", "leave": True}).encode())["leave"] is True
+
+
+# ------------------------------------------------------------ expected hosts end the gather early
+
+IMG = "e" * 64
+
+
+def test_the_chain_starts_when_every_expected_host_has_joined():
+    board = ChainBoard(gather=30.0)
+    board.expect(IMG, "a", now=0.0)
+    board.expect(IMG, "b", now=0.5)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0  # b is still to come
+    assert board.ready_at(IMG, now=2.0) == 31.0
+    assert board.join(IMG, "b", "10.0.0.2:9000", now=3.0) == 3.0  # the last one expected
+    assert board.ready_at(IMG, now=3.5) == 3.5  # a's answer goes too
+    assert [board.answer(IMG, h)["upstream"] for h in ("a", "b")] == [None, "10.0.0.1:9000"]
+
+
+def test_an_expected_host_that_never_joins_holds_the_chain_only_for_the_gather_window():
+    board = ChainBoard(gather=30.0)
+    board.expect(IMG, "a", now=0.0)
+    board.expect(IMG, "dead", now=0.0)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0
+    assert board.ready_at(IMG, now=20.0) == 31.0
+
+
+def test_an_old_expectation_is_forgotten():
+    board = ChainBoard(gather=30.0, expect_for=60.0)
+    board.expect(IMG, "a", now=0.0)
+    board.expect(IMG, "gone", now=0.0)  # its plan is 100 s old when the chain starts
+    board.expect(IMG, "a", now=99.0)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=100.0) == 100.0
+
+
+def test_without_expected_hosts_the_gather_window_decides():
+    board = ChainBoard(gather=30.0)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0
+    assert board.ready_at(IMG, now=5.0) == 31.0
+
+
+def test_an_answered_join_is_no_longer_expected_by_the_next_chain():
+    board = ChainBoard(gather=30.0, lease=10.0)
+    board.expect(IMG, "a", now=0.0)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 1.0
+    board.answer(IMG, "a")
+    board.leave(IMG, "a", now=40.0)  # the chain is forgotten
+    board.expect(IMG, "b", now=41.0)
+    assert board.join(IMG, "b", "10.0.0.2:9000", now=42.0) == 42.0  # a is not waited for
