@@ -17,7 +17,9 @@ Each piece libtorrent finishes has passed its SHA-1 check (a piece that fails it
 away and fetched again; a peer that alone sent a bad piece is banned, and its address then
 blocked by an IP filter, which the server naming it again does not lift; the torrent is then
 added again, so that no block of its stays in an unfinished piece to discredit an honest peer); it is read back
-(`read_piece`) and yielded as (index, stored bytes), and the writer checks its sha256 against
+from its staged file (libtorrent writes it out shortly after the piece passed: looked at every
+FLUSH_LOOK s; after FLUSH_WAIT s, `read_piece`, whose answer is the whole padded piece copied three
+times, is asked instead) and yielded as (index, stored bytes), and the writer checks its sha256 against
 the trusted header before writing it. Peers connect in the clear or with the protocol
 encryption's obfuscated handshake (`encryption`, default "obfuscated": the info-hash never
 crosses the wire in the clear, the payload does, as the web seed's HTTP does).
@@ -31,7 +33,8 @@ when the torrent is added, and count as fetched.
 
 After the write, `linger()` keeps seeding (joining with done=True) until the server says every
 member is done or `seed_seconds` have passed. `stats` counts bytes from peers, from the web
-seed, uploaded to peers, the peers seen, hash failures and banned peers.
+seed, uploaded to peers, the peers seen, hash failures and banned peers, the pieces read back by
+read_piece and the longest wait for a staged file.
 
 What it reads: the trusted header, the torrent (checked against the header: piece i must be
 chunk i), the join answers, the network. What it fails on: `SwarmStalled` (a `TransportStalled`)
@@ -52,7 +55,7 @@ from typing import Callable, Iterator, Sequence
 import libtorrent as lt
 
 from ais.errors import StreamError, TransportStalled
-from ais.stream.format import ImageHeader
+from ais.stream.format import ImageHeader, chunk_hash_ok
 from ais.stream.torrent import torrent_info
 
 log = logging.getLogger("ais.stream.swarm")
@@ -66,6 +69,8 @@ ENCRYPTION = {  # name: (policy for both directions, allowed level)
     "rc4": (lt.enc_policy.pe_forced, lt.enc_level.pe_rc4),
 }
 POLL = 0.5  # seconds between looks at the session when no alert comes
+FLUSH_LOOK = 0.02  # seconds between looks at the staged file of a piece that passed, until it is whole
+FLUSH_WAIT = 2.0  # seconds a passed piece's staged file may take to become whole; then read_piece
 
 
 class SwarmStalled(TransportStalled):
@@ -117,10 +122,14 @@ class SwarmSource:
         self.header, self.join_server = header, join
         self.info = torrent_info(torrent_bytes, header)
         self.staging_dir = Path(staging_dir)
+        layout = self.info.layout()
+        self._staged = [self.staging_dir / layout.file_path(f) for f in range(layout.num_files())  # chunk i's file
+                        if not layout.file_flags(f) & lt.file_storage.flag_pad_file]
         self.stall_timeout, self.seed_seconds, self.rejoin_seconds = stall_timeout, seed_seconds, rejoin_seconds
         self.web_seed = web_seed  # the lab turns it off to make peers the only source
         self.stats = {"from_peers": 0, "from_web_seed": 0, "uploaded": 0, "peers_seen": 0, "hash_failures": 0,
-                      "banned": 0, "pieces": 0, "join_failures": 0}
+                      "banned": 0, "pieces": 0, "join_failures": 0,
+                      "read_back": 0, "flush_wait_max": 0.0}  # see fetch: staged files, read_piece
         self._peers_seen: set[str] = set()
         self._banned: set[str] = set()  # IP addresses
         self._restart = False
@@ -245,20 +254,34 @@ class SwarmSource:
         remaining = set(wanted)
         self._wanted = set(remaining)
         self._set_priorities(remaining)
-        reading: set[int] = set()
+        reading: set[int] = set()  # asked of read_piece
+        unflushed: dict[int, float] = {}  # passed, its staged file not yet whole: since when
         last_payload, last_progress = -1, time.monotonic()
         while remaining:
-            self._session.wait_for_alert(int(POLL * 1000))
+            self._session.wait_for_alert(int((FLUSH_LOOK if unflushed else POLL) * 1000))
             finished, ready = self._take_alerts()
             if self._restart:
                 self._restart_torrent()
                 reading.clear()
+                unflushed.clear()
             status = self._handle.status()
             if status.state not in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data):
-                finished |= {i for i in remaining if status.pieces and status.pieces[i]}
-            for i in (finished & remaining) - reading:
-                self._handle.read_piece(i)
-                reading.add(i)
+                have = status.pieces  # a new list of every piece at each look: taken once
+                finished |= {i for i in remaining if have and have[i]}
+            now = time.monotonic()
+            for i in (finished & remaining) - reading - unflushed.keys():
+                unflushed[i] = now
+            for i, since in list(unflushed.items()):
+                staged = self._read_staged(i)
+                if staged is not None:
+                    ready.append((i, staged))
+                    del unflushed[i]
+                    self.stats["flush_wait_max"] = max(self.stats["flush_wait_max"], round(now - since, 3))
+                elif now - since > FLUSH_WAIT:
+                    self._handle.read_piece(i)
+                    self.stats["read_back"] += 1
+                    reading.add(i)
+                    del unflushed[i]
             for index, data in ready:
                 reading.discard(index)
                 if index in remaining:
@@ -277,6 +300,17 @@ class SwarmSource:
                     f"{status.num_seeds} of them seeds")
         self._done = True  # every wanted chunk handed over
         self._count()
+
+    def _read_staged(self, index: int) -> bytes | None:
+        """Chunk index's stored bytes read from its staged file, or None while that file does not hold
+        them yet (libtorrent may flush its write cache after the piece passed; read_piece then).
+        Cheaper than read_piece, whose answer is the whole padded piece copied three times."""
+        try:
+            with open(self._staged[index], "rb") as f:
+                data = f.read(self.header.chunks[index].stored_length)
+        except OSError:
+            return None
+        return data if chunk_hash_ok(self.header, index, data) else None
 
     def _set_priorities(self, wanted: set[int]) -> None:
         """Download only the wanted pieces (a resumed write needs the rest no more)."""
