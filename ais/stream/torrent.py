@@ -157,7 +157,7 @@ def file_torrent_info(data: bytes, name: str, size: int) -> lt.torrent_info:
         raise ImageFormatError(f"{where} is not a valid .torrent: {err}") from err
     if not info.priv():
         raise ImageFormatError(f"{where} is not private")
-    files = info.files()
+    files = info.layout()
     if files.num_files() != 1 or files.file_path(0) != name or files.file_size(0) != size:
         raise ImageFormatError(f"{where} does not describe the one file {name} of {size} bytes")
     return info
