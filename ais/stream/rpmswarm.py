@@ -67,6 +67,7 @@ class _Fetching:
     file: SharedFile
     handle: object
     seeded: bool = False  # its web seed added
+    flushing: bool = False  # whole: waiting for libtorrent to have written it all to the file
     last_payload: int = 0
     last_progress: float = 0.0
 
@@ -130,16 +131,21 @@ class FileSwarm:
             last_any = time.monotonic()
             while pending:
                 self.session.wait_for_alert(int(POLL * 1000))
-                self._take_alerts()
+                flushed = self._take_alerts()
                 self.count()
                 now = time.monotonic()
                 for item in list(pending):
+                    if item.flushing:  # libtorrent has it whole; its last blocks may still be on the way to the file
+                        if _key(item.handle) in flushed:
+                            pending.remove(item)
+                            self._finish(item, fetched)
+                        continue
                     status = item.handle.status()
                     if status.total_payload_download != item.last_payload:
                         item.last_payload, item.last_progress, last_any = status.total_payload_download, now, now
                     if status.is_seeding:
-                        pending.remove(item)
-                        self._finish(item, fetched)
+                        item.flushing = True
+                        item.handle.flush_cache()  # answered by a cache_flushed_alert
                     elif not item.seeded and now - item.last_progress >= item.file.rank * self.web_seed_delay:
                         item.handle.add_url_seed(item.file.web_seed)
                         item.seeded = True
@@ -177,7 +183,6 @@ class FileSwarm:
     def _finish(self, item: _Fetching, fetched: list[str]) -> None:
         """libtorrent has the file whole: keep it only if the plan's size and sha256 say so."""
         path = self.directory / item.file.name
-        item.handle.flush_cache()
         if holds(path, item.file.size, item.file.sha256):
             fetched.append(item.file.name)
             self.stats["files_fetched"] += 1
@@ -205,9 +210,13 @@ class FileSwarm:
         self.stats["files_left"] += 1
         self.stats["bytes_left"] += file.size
 
-    def _take_alerts(self) -> None:
+    def _take_alerts(self) -> set[str]:
+        """Counts blocks and failures; returns the info-hashes whose cache was flushed to their files."""
+        flushed = set()
         for alert in self.session.pop_alerts():
-            if isinstance(alert, lt.block_finished_alert):
+            if isinstance(alert, lt.cache_flushed_alert):
+                flushed.add(_key(alert.handle))
+            elif isinstance(alert, lt.block_finished_alert):
                 self._count_block(alert)
             elif isinstance(alert, lt.hash_failed_alert):
                 self.stats["hash_failures"] += 1
@@ -215,6 +224,7 @@ class FileSwarm:
                             alert.torrent_name)
             elif isinstance(alert, lt.peer_ban_alert):
                 log.warning("BitTorrent: peer %s banned: it sent data that failed the hash check", alert.endpoint[0])
+        return flushed
 
     # ------------------------------------------------------------ peers
 
@@ -276,8 +286,12 @@ class FileSwarm:
         with self._lock:
             handles = list(self._handles)
         for handle in handles:
-            self._uploaded[str(handle.info_hash())] = handle.status().total_payload_upload
+            self._uploaded[_key(handle)] = handle.status().total_payload_upload
         self.stats["uploaded"] = sum(self._uploaded.values())
+
+
+def _key(handle) -> str:
+    return str(handle.info_hash())
 
 
 def web_seed_endpoint(url: str) -> tuple[str, int] | None:
