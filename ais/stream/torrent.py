@@ -14,6 +14,10 @@ The torrent has no tracker, no web seed and no DHT nodes: `ais serve` names both
 `torrent_info(data)` parses .torrent bytes and checks they line up with a trusted header
 (`check_layout`): piece i == chunk i, each file's size == the chunk's stored length.
 
+`make_file_torrent(path)` describes one whole file (a remainder RPM, ais.server.rpmtorrents): a
+private single-file torrent named as the file, its salt in the info dictionary (`ais-salt`);
+`file_torrent_info(data, name, size)` parses one and checks it is that one private file.
+
 What it reads: an .aisimg file (header and every chunk, sequentially). What it fails on:
 `ImageFormatError` for an image without chunks (nothing to share) or a torrent whose layout
 does not match the header (a wrong or forged .torrent: it would make libtorrent fetch
