@@ -5,7 +5,8 @@ What it does: `Api(server, token)` asks for a host's plan
 /v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
 size BEFORE the file is used, fetches an image's .torrent and joins its BitTorrent
-swarm (`torrent`, `swarm`: for ais.stream.swarm), and posts the install report. Every request is
+swarm (`torrent`, `swarm`: for ais.stream.swarm), fetches an RPM's .torrent (`package_torrent`:
+for ais.stream.rpmswarm), and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
 cannot be reached or the connection drops; an answer from the server (a 4xx
 with its JSON message) is final and never retried, with one exception: a plan
@@ -179,6 +180,16 @@ class Api:
         if status != 200:
             raise self._error(status, body, what)
         return body
+
+    def package_torrent(self, url: str) -> tuple[bytes, int]:
+        """The .torrent of the plan's package at url (GET <url>/torrent; this host's token) and this
+        host's rank among those asking for it (X-AIS-Web-Seed-Rank; ais.server.rpmtorrents)."""
+        what = f"the torrent of {url.rsplit('/', 1)[-1]}"
+        status, headers, body = self._retrying(what, lambda: self._exchange("GET", f"{url}/torrent", auth=True))
+        if status != 200:
+            raise self._error(status, body, what)
+        rank = headers.get("x-ais-web-seed-rank", "0")
+        return body, int(rank) if rank.isascii() and rank.isdigit() and len(rank) < 6 else 0
 
     def swarm(self, host: str, request: dict) -> dict:
         """Join image's swarm: POST {"image", "listen", "done"} to /v1/hosts/<host>/swarm; returns

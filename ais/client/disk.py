@@ -12,7 +12,8 @@ What it does:
   the write; it is never created). Multicast joins, and peers listen, on
   `interface`, by default the local address that routes to the server's
   stream address (so a real client works on the provisioning network, not
-  on loopback).
+  on loopback). A peer transport then fetches the remainder's RPMs from the
+  same peers (`ais.client.rpmpeers`, into `rpm_dir`) before it seeds on.
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -36,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ais.client.rpmpeers import PEER_TRANSPORTS, fetch_remainder
 from ais.errors import ClientError
 from ais.run import run
 
@@ -56,7 +58,7 @@ def trusted_header(plan: dict) -> "ImageHeader":
 
 def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None,
                         api=None, host: str | None = None, staging: str | None = None,
-                        seed_seconds: float = 60.0) -> dict:
+                        seed_seconds: float = 60.0, rpm_dir: str | None = None) -> dict:
     """Stream the plan's image onto target by `transport`; returns statistics.
 
     interface: this machine's address on the provisioning network (multicast joins there, peer
@@ -64,6 +66,8 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     api, host: the control API and this host's name, through which peer transports find their peers.
     staging, seed_seconds: BitTorrent's staging directory (removed afterwards) and how long it seeds on
     after the write at most (less when the server says every peer is done).
+    rpm_dir: where a peer transport puts the remainder's RPMs, fetched from the same peers right
+    after the image (ais.client.rpmpeers; the install step looks there first); None: not here.
     """
     from ais.stream.multicast import interface_towards
     from ais.stream.writer import write_image
@@ -76,12 +80,21 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         raise ClientError(f"transport must be one of {', '.join(_sources)}, not {transport!r}")
     local = interface or interface_towards(server[0])
     peer = {"api": api, "host": host, "staging": staging, "seed_seconds": seed_seconds}
+    rpms_too = rpm_dir is not None and transport in PEER_TRANSPORTS and bool(plan["packages"])
+    rpm_stats: dict = {}
     with opened(header, stream, (server[0], int(server[1])), local, peer) as source:
+        if rpms_too and hasattr(source, "hold_done"):
+            source.hold_done = True  # a member is done when it has the image and its RPMs
         result = write_image(source, target, header=header, journal_path=None, create_file=False)
+        if rpms_too and hasattr(source, "linger"):  # BitTorrent: the RPMs ride the image's session
+            rpm_stats = fetch_remainder(plan, api, rpm_dir, listen_ip=local, swarm=source, seed_seconds=seed_seconds)
         if hasattr(source, "linger"):
             source.linger()
         stats = dict(getattr(source, "stats", {}))
+    if rpms_too and transport == "chain":  # after the chain is left: a session of their own
+        rpm_stats = fetch_remainder(plan, api, rpm_dir, listen_ip=local, seed_seconds=seed_seconds)
     extra = {f"{transport}_{k}": v for k, v in stats.items()}
+    extra.update(rpm_stats)
     if transport != "unicast":
         extra[f"{transport}_interface"] = local
     return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,

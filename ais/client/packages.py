@@ -5,9 +5,10 @@ target holds exactly the image's packages (the rpmdb inside the imaged
 filesystem; empty for a fresh filesystem), then downloads every RPM the plan
 lists into a staging directory on the target's own disk (`<root>/.ais-staging`,
 not RAM), checking each file's sha256 and size against the plan before it is
-used, then installs them all with `ais.rpmenv.rpm_install(root, paths)`: one
+used (an RPM the image step already fetched from the peers, in the session
+directory's rpms/ with the plan's size and sha256, is used from there), then installs them all with `ais.rpmenv.rpm_install(root, paths)`: one
 `rpm --root` transaction, scriptlets running chrooted in the target, failing
-scriptlets caught. The staging directory is removed afterwards.
+scriptlets caught. Both directories are removed afterwards.
 
 Reads: the plan, the server (through `Api`). Fails with `ClientError` (a digest
 mismatch: nothing is installed; the image's rpmdb is not what the plan says)
@@ -24,6 +25,7 @@ from ais.client.api import Api
 from ais.client.session import say
 from ais.errors import ClientError
 from ais.faults import pause_point
+from ais.files import file_sha256
 from ais.rpmenv import installed_nevras, rpm_install
 
 STAGING = ".ais-staging"
@@ -39,20 +41,38 @@ def check_image_content(plan: dict, root: str) -> None:
                           f"extra {sorted(found - expected)[:5]}, missing {sorted(expected - found)[:5]}")
 
 
-def fetch_packages(api: Api, plan: dict, staging: Path) -> list[Path]:
-    """Download and check every RPM of the plan; returns their paths in plan order."""
+def fetch_packages(api: Api, plan: dict, staging: Path, fetched: Path | None = None) -> list[Path]:
+    """Every RPM of the plan, checked; returns their paths in plan order. One already in `fetched`
+    (the image step's, from the peers: ais.client.rpmpeers) with the plan's size and sha256 is used
+    where it is; every other one is downloaded from the server into staging."""
     staging.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, present = [], 0
     for n, pkg in enumerate(plan["packages"]):
         name = Path(pkg["filename"]).name
         if name != pkg["filename"] or not name.endswith(".rpm"):
             raise ClientError(f"the plan names a package file {pkg['filename']!r} that is not a plain .rpm name")
+        ready = fetched / name if fetched is not None else None
+        if ready is not None and holds(ready, pkg.get("size"), pkg["sha256"]):
+            paths.append(ready)
+            present += 1
+            continue
         dest = staging / name
         api.download(pkg["url"], dest, sha256=pkg["sha256"], size=pkg.get("size"))
         paths.append(dest)
         if n == 0:
             pause_point("client-rpm")
+    if fetched is not None:
+        say(f"rpm: {present} of {len(paths)} packages were fetched from the peers and check; "
+            f"{len(paths) - present} downloaded from the server")
     return paths
+
+
+def holds(path: Path, size: int | None, sha256: str) -> bool:
+    """Whether path is a file of the plan's size (when it gives one) whose sha256 is the plan's."""
+    try:
+        return path.is_file() and (size is None or path.stat().st_size == size) and file_sha256(path) == sha256
+    except OSError:
+        return False
 
 
 def check_room(plan: dict, root: str) -> None:
@@ -70,16 +90,19 @@ def check_room(plan: dict, root: str) -> None:
                           f"{space >> 20} MiB: use a larger disk")
 
 
-def install_remainder(api: Api, plan: dict, root: str) -> list[str]:
+def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = None) -> list[str]:
+    """Check the image's rpmdb, fetch (or find in `fetched`) and install the remainder; its NEVRAs."""
     check_image_content(plan, root)
     if not plan["packages"]:
         return []
     check_room(plan, root)
     staging = Path(root, STAGING)
     try:
-        paths = fetch_packages(api, plan, staging)
+        paths = fetch_packages(api, plan, staging, fetched if fetched is not None and fetched.is_dir() else None)
         say(f"rpm: installing {len(paths)} packages in one transaction")
         rpm_install(root, paths)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if fetched is not None:
+            shutil.rmtree(fetched, ignore_errors=True)
     return [p["nevra"] for p in plan["packages"]]

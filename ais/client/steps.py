@@ -11,7 +11,9 @@ sent by `report()` after every earlier step passed.
 
 A multicast image that makes no progress falls back to unicast
 (`stream_image`); the install record and report say which transport delivered
-the image and why it fell back.
+the image and why it fell back. A peer transport fetches the remainder's RPMs
+from the same peers in the image step (`rpm_dir`); the install step uses those
+that check and downloads the rest.
 
 Reads: the session, the server, the target. Fails with `ClientError` and the
 tools' and streamer's errors. Returns nothing; results go into the session.
@@ -124,13 +126,21 @@ def stream_image(session: Session, p: dict) -> dict:
         result = disk.write_planned_image(p, session.target, transport=session.transport,
                                           interface=session.interface, api=api_of(session), host=p["host"],
                                           staging=os.path.join(session.state_dir, "swarm"),
-                                          seed_seconds=session.seed_seconds)
+                                          seed_seconds=session.seed_seconds, rpm_dir=rpm_dir(session))
         return {**result, "transport": session.transport, "transport_fallback": None}
     except TransportStalled as err:
         reason = f"{session.transport} made no progress ({err}); the image came by unicast"
         say(f"fallback: {reason}")
     result = disk.write_planned_image(p, session.target, transport="unicast")
     return {**result, "transport": "unicast", "transport_fallback": reason}
+
+
+def rpm_dir(session: Session) -> str:
+    """Where the image step puts the remainder's RPMs it fetched from the peers (ais.client.rpmpeers),
+    and the install step looks first."""
+    from ais.client.rpmpeers import RPM_DIR
+
+    return os.path.join(session.state_dir, RPM_DIR)
 
 
 def grow(session: Session) -> None:
@@ -160,7 +170,7 @@ def install(session: Session, api: "Api") -> None:
         return say(f"would install {len(p['packages'])} RPMs in one transaction: "
                    + " ".join(x["filename"] for x in p["packages"]))
     with session.phase("install", f"{len(p['packages'])} RPMs, one transaction"):
-        session.results["remainder"] = install_remainder(api, p, session.root)
+        session.results["remainder"] = install_remainder(api, p, session.root, Path(rpm_dir(session)))
 
 
 def files(session: Session, api: "Api") -> None:

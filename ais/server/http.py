@@ -6,6 +6,7 @@ listening socket, (docs/server.md has the details):
   GET  /v1/hosts/<name-or-mac>/plan        the host's install plan   (token)
   GET  /v1/hosts/<name>/files/<n>          host file n, Range        (token)
   GET  /v1/packages/<file>.rpm             an RPM of the site, Range (sendfile)
+  GET  /v1/packages/<file>.rpm/torrent     the RPM's .torrent        (a token of any host)
   GET  /v1/images/<id>/header              the image header (canonical JSON)
   POST /v1/hosts/<name>/report             store an install report   (token)
   POST /v1/hosts/<name>/chain              join an image's chain     (token)
@@ -207,14 +208,17 @@ class Api:
                 answer.sent(length)
             return web.Response(status=206 if partial else 200, body=answer.data[start:start + length],
                                 content_type=answer.ctype,
-                                headers=range_headers(start, length, len(answer.data), partial, answer.etag))
+                                headers={**range_headers(start, length, len(answer.data), partial, answer.etag),
+                                         **(answer.headers or {})})
         return self._file(request, answer)
 
     @staticmethod
     def _file(request: web.BaseRequest, answer: File) -> web.StreamResponse:
         """aiohttp's FileResponse (sendfile, Range) on a copy of the request that keeps Range only
         when this API decided to honour it (If-Range by sha256 ETag)."""
-        _, _, partial = byte_range(request, answer.size, answer.etag)
+        _, length, partial = byte_range(request, answer.size, answer.etag)
+        if answer.sent is not None and request.method == "GET":
+            answer.sent(length)
         dropped = {name.lower() for name in _FILE_IGNORED} | (set() if partial else {"range"})
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
         return _DigestFileResponse(answer.path, answer.etag, request.clone(headers=headers),

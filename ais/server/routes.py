@@ -21,8 +21,13 @@ The chain route (POST /v1/hosts/<name>/chain, the host's token): the body is
 checked (`parse_chain_request`), then `ais.server.chain.ChainBoard` (the app's
 `chains`) records the join, loss or leave and makes the answer.
 
+The RPMs by BitTorrent (GET /v1/packages/<file>.rpm/torrent, any host's token):
+`ais.server.rpmtorrents.RpmTorrents` (the app's `rpm_torrents`) makes and caches the
+torrent and says the asker's rank (header X-AIS-Web-Seed-Rank); the package route
+counts the RPM bytes it sends there.
+
 Reads: the app (`ais.server.service.Server`): state, checker, history,
-plan_for, window, chains, config. Fails with `HttpError` (4xx/503). Returns answers.
+plan_for, window, chains, rpm_torrents, config. Fails with `HttpError` (4xx/503). Returns answers.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ class Blob:
     ctype: str
     etag: str
     sent: Callable[[int], None] | None = None  # told how many body bytes a GET answer carries
+    headers: dict | None = None  # more response headers
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class File:
     size: int
     ctype: str
     etag: str
+    sent: Callable[[int], None] | None = None  # told how many body bytes a GET answer carries
 
 
 # ------------------------------------------------------------------ the routes (run in the worker threads)
@@ -197,7 +204,21 @@ class Routes:
             size = os.stat(path).st_size
         except OSError as err:
             raise HttpError(404, f"{path.name} is listed but missing on the server: {err.strerror}") from err
-        return File(path, size, "application/x-rpm", pkg.digest)
+        return File(path, size, "application/x-rpm", pkg.digest, self.app.rpm_torrents.add_sent)
+
+    def package_torrent(self, headers, filename: str) -> Blob:
+        """The RPM's .torrent (its salted info-hash is the secret of its swarm): any host's token.
+        X-AIS-Web-Seed-Rank says how many hosts asked for it before this one (ais.server.rpmtorrents)."""
+        snap = self.app.state.current()
+        host = _authorise_any(snap, headers)
+        pkg = self.package(headers, filename)
+        try:
+            data = self.app.rpm_torrents.torrent(pkg.path, pkg.etag)
+        except Exception as err:  # the RPM unreadable or cut, the cache not writable
+            raise HttpError(503, f"cannot make the torrent of {filename}: {err}") from err
+        rank = self.app.rpm_torrents.rank(filename, host)
+        return Blob(data, "application/x-bittorrent", hashlib.sha256(data).hexdigest(),
+                    headers={"X-AIS-Web-Seed-Rank": str(rank)})
 
     def header(self, headers, iid: str) -> Blob:
         if not IMAGE_ID.fullmatch(iid):
@@ -444,14 +465,16 @@ def _authorise(host, headers) -> None:
         raise HttpError(403, f"host {host.name}: wrong token")
 
 
-def _authorise_any(snap, headers) -> None:
-    """The bearer token must be some host's (every host's token is compared: constant time)."""
+def _authorise_any(snap, headers) -> str:
+    """The name of the host whose bearer token this is (every host's token is compared: constant time), or 403."""
     given = _given_token(headers)
     if given is None:
         raise HttpError(403, "send 'Authorization: Bearer <token>' (the token of a host of this site)")
-    matches = [hmac.compare_digest(given.encode(), h.token.encode()) for h in snap.hosts.values() if h.token]
-    if not any(matches):
+    matches = [h.name for h in snap.hosts.values()
+               if h.token and hmac.compare_digest(given.encode(), h.token.encode())]
+    if not matches:
         raise HttpError(403, "wrong token: it is no host's")
+    return matches[0]
 
 
 def match(parts: list[str]) -> tuple[str | None, tuple]:
@@ -468,6 +491,8 @@ def match(parts: list[str]) -> tuple[str | None, tuple]:
         return "chain", (parts[1],)
     if len(parts) == 2 and parts[0] == "packages":
         return "package", (parts[1],)
+    if len(parts) == 3 and parts[0] == "packages" and parts[2] == "torrent":
+        return "package_torrent", (parts[1],)
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "header":
         return "header", (parts[1],)
     if len(parts) == 3 and parts[0] == "images" and parts[2] == "torrent":

@@ -8,7 +8,9 @@ multicast when a group is configured) and binds the control API's socket
 bounded worker pool) and keeps the reboot window (`ais.server.window`: how
 many hosts may reinstall at once), the chain board (`ais.server.chain`: who forwards an
 image to whom) and the board of BitTorrent swarms (`ais.server.swarm`: who shares which
-image, the web seed's keys; `stop()` logs `swarm statistics: {json}`). `start()` runs both
+image, the web seed's keys; `stop()` logs `swarm statistics: {json}`) and the RPMs' torrents
+(`ais.server.rpmtorrents`: made on first request, cached in the cache's torrents/; `stop()`
+logs `package statistics: {json}`, the RPM bytes sent). `start()` runs both
 servers in threads, `stop()` shuts both down.
 
 Images stay streamable while a rebuild replaces the manifest: the stream
@@ -39,6 +41,7 @@ from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
+from ais.server.rpmtorrents import RpmTorrents
 from ais.server.swarm import SwarmBoard
 from ais.server.window import Window
 from ais.stream.server import StreamServer
@@ -84,6 +87,7 @@ class Server:
         self.window = Window(config.reboot_window, config.window_lease)
         self.chains = ChainBoard(gather=config.chain_gather)
         self.swarm = SwarmBoard()  # BitTorrent swarms: members, web-seed keys (ais.server.swarm)
+        self.rpm_torrents = RpmTorrents(config.cache)  # RPM torrents, their askers, RPM bytes sent
         self.history = History(config.history)
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
@@ -134,6 +138,7 @@ class Server:
         self.stream.stop()
         if self.swarm.stats():
             log.info("swarm statistics: %s", json.dumps(self.swarm.stats(), sort_keys=True))
+        log.info("package statistics: %s", json.dumps(self.rpm_torrents.stats(), sort_keys=True))
 
     def __enter__(self) -> "Server":
         return self.start()

@@ -31,7 +31,9 @@ a name the binding ignores), so libtorrent keeps the compressed chunks as files 
 image's stored bytes. Pieces already there (a restarted client) are checked by libtorrent
 when the torrent is added, and count as fetched.
 
-After the write, `linger()` keeps seeding (joining with done=True) until the server says every
+The session may carry more torrents (the remainder's RPMs, ais.stream.rpmswarm: `session`,
+`listen`); while `hold_done` is set the joins say not done, so that no member leaves before
+those are shared too. After the write, `linger()` keeps seeding (joining with done=True) until the server says every
 member is done or `seed_seconds` have passed. `stats` counts bytes from peers, from the web
 seed, uploaded to peers, the peers seen, hash failures and banned peers, the pieces read back by
 read_piece and the longest wait for a staged file.
@@ -111,6 +113,21 @@ def ranges_text(indexes: Sequence[int], shown: int = 12) -> str:
     return text + (", ..." if len(runs) > shown else "")
 
 
+def open_session(listen_ip: str, encryption: str = "obfuscated") -> tuple[lt.session, str]:
+    """A libtorrent session with `session_settings`, and the "IP:PORT" it listens on (StreamError
+    when it cannot listen on listen_ip within 30 s)."""
+    session = lt.session(session_settings(listen_ip, encryption), flags=0)  # no plugins: no ut_pex
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        session.wait_for_alert(int(POLL * 1000))
+        for alert in session.pop_alerts():
+            if isinstance(alert, lt.listen_failed_alert):
+                raise StreamError(f"BitTorrent: cannot listen on {listen_ip}: {alert.message()}")
+            if isinstance(alert, lt.listen_succeeded_alert) and alert.socket_type == lt.socket_type_t.tcp:
+                return session, f"{listen_ip}:{alert.port}"
+    raise StreamError(f"BitTorrent: the session did not start listening on {listen_ip} within 30 s")
+
+
 class SwarmSource:
     """A ChunkSource fed by a BitTorrent swarm; a context manager (see the module docstring)."""
 
@@ -141,8 +158,8 @@ class SwarmSource:
         self._handle = None
         self._stop = threading.Event()
         self._joiner: threading.Thread | None = None
-        self._session = lt.session(session_settings(listen_ip, encryption), flags=0)  # no plugins: no ut_pex
-        self.listen = self._wait_listening(listen_ip)
+        self.hold_done = False  # while True, joins say not done (the remainder's RPMs still to come: ais.stream.rpmswarm)
+        self._session, self.listen = open_session(listen_ip, encryption)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +168,10 @@ class SwarmSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def session(self) -> lt.session:
+        return self._session
 
     def close(self) -> None:
         self._stop.set()
@@ -162,17 +183,6 @@ class SwarmSource:
             self._handle = None
         self._session.pause()
         del self._session  # the session's threads stop with it
-
-    def _wait_listening(self, listen_ip: str) -> str:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            self._session.wait_for_alert(int(POLL * 1000))
-            for alert in self._session.pop_alerts():
-                if isinstance(alert, lt.listen_failed_alert):
-                    raise StreamError(f"BitTorrent: cannot listen on {listen_ip}: {alert.message()}")
-                if isinstance(alert, lt.listen_succeeded_alert) and alert.socket_type == lt.socket_type_t.tcp:
-                    return f"{listen_ip}:{alert.port}"
-        raise StreamError(f"BitTorrent: the session did not start listening on {listen_ip} within 30 s")
 
     def _start(self) -> None:
         """First join (the caller's join errors go to the caller), then the torrent, peers and web seed."""
@@ -193,7 +203,8 @@ class SwarmSource:
             self._set_priorities(self._wanted)
 
     def _join(self) -> dict:
-        return self.join_server({"image": self.header.image_id, "listen": self.listen, "done": self._done})
+        return self.join_server({"image": self.header.image_id, "listen": self.listen,
+                                 "done": self._done and not self.hold_done})
 
     def _follow(self, answer: dict) -> None:
         """Dial the peers the server named (libtorrent skips those already connected) and use its web seed."""

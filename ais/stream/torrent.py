@@ -14,6 +14,10 @@ The torrent has no tracker, no web seed and no DHT nodes: `ais serve` names both
 `torrent_info(data)` parses .torrent bytes and checks they line up with a trusted header
 (`check_layout`): piece i == chunk i, each file's size == the chunk's stored length.
 
+`make_file_torrent(path)` describes one whole file (a remainder RPM, ais.server.rpmtorrents): a
+private single-file torrent named as the file, its salt in the info dictionary (`ais-salt`);
+`file_torrent_info(data, name, size)` parses one and checks it is that one private file.
+
 What it reads: an .aisimg file (header and every chunk, sequentially). What it fails on:
 `ImageFormatError` for an image without chunks (nothing to share) or a torrent whose layout
 does not match the header (a wrong or forged .torrent: it would make libtorrent fetch
@@ -107,3 +111,57 @@ def check_layout(info: lt.torrent_info, header: ImageHeader) -> None:
     for index, (f, chunk) in enumerate(zip(real, header.chunks)):
         if files.file_size(f) != chunk.stored_length or files.file_offset(f) != index * info.piece_length():
             raise ImageFormatError(f"{where}: file {files.file_path(f)} is not chunk {index} at the start of piece {index}")
+
+
+# ------------------------------------------------------------------ a torrent per file (the remainder's RPMs)
+
+FILE_SALT_KEY = "ais-salt"  # an extra key of the info dictionary: part of the info-hash, ignored by libtorrent
+FILE_READ = 1 << 20
+
+
+def make_file_torrent(path: Path, *, salt: str | None = None) -> bytes:
+    """A private, v1-only, single-file torrent of the file at path, named after it (so that a client
+    saves it under its own name), with libtorrent's piece size for its length. Its info dictionary
+    carries a random 128-bit salt (`ais-salt`), so that the info-hash of a public file (an RPM
+    anyone can download) is a secret only those handed the .torrent learn. ImageFormatError for
+    an empty file (nothing to share); OSError when it cannot be read."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageFormatError(f"{path}: an empty file: nothing to share by BitTorrent")
+    maker = lt.create_torrent([lt.create_file_entry(path.name, size)], 0, lt.create_torrent.v1_only)
+    piece = maker.piece_length()
+    with open(path, "rb") as f:
+        for index in range(maker.num_pieces()):
+            digest = hashlib.sha1()
+            want = maker.piece_size(index)
+            while want:
+                block = f.read(min(want, FILE_READ))
+                if not block:
+                    raise ImageFormatError(f"{path}: shorter than {size} bytes while it was read")
+                digest.update(block)
+                want -= len(block)
+            maker.set_hash(index, digest.digest())
+    if piece * maker.num_pieces() < size:
+        raise ImageFormatError(f"{path}: {maker.num_pieces()} pieces of {piece} bytes do not hold {size} bytes")
+    maker.set_priv(True)
+    maker.set_creator(CREATOR)
+    entry = maker.generate()
+    entry[b"info"][FILE_SALT_KEY.encode()] = (secrets.token_hex(16) if salt is None else salt).encode()
+    return lt.bencode(entry)
+
+
+def file_torrent_info(data: bytes, name: str, size: int) -> lt.torrent_info:
+    """Parse .torrent bytes and check that they describe one file `name` of `size` bytes, private
+    (ImageFormatError otherwise: a wrong or forged torrent would save something else, or elsewhere)."""
+    where = f"the torrent of {name}"
+    try:
+        info = lt.torrent_info(lt.bdecode(data))
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ImageFormatError(f"{where} is not a valid .torrent: {err}") from err
+    if not info.priv():
+        raise ImageFormatError(f"{where} is not private")
+    files = info.layout()
+    if files.num_files() != 1 or files.file_path(0) != name or files.file_size(0) != size:
+        raise ImageFormatError(f"{where} does not describe the one file {name} of {size} bytes")
+    return info

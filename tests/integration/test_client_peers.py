@@ -6,11 +6,17 @@ Each target must hold exactly its SCD's packages, its host files, pass `e2fsck -
 record equal to the one in the server's history, saying which transport delivered the image and that
 nothing fell back. The image must have crossed the server's link fewer times than there are clients
 (the server's own count of the bytes it sent, logged when it stops): the clients passed it on.
+
+The remainder's RPMs travel by BitTorrent too (ais.client.rpmpeers): every RPM the install step
+used was fetched from the peers in the image step and checked, and the server sent fewer RPM bytes
+than the four remainders hold together (db01 and db02 share theirs); a stranger without a token
+gets no RPM's torrent (403).
 """
 
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +71,41 @@ def server_bytes_sent(log: str, image_id: str) -> int:
     return json.loads(stream[-1])["unicast_bytes_sent"] + seeded
 
 
+def package_bytes_sent(log: str) -> int:
+    """RPM bytes the server sent (the web seed and plain downloads), from the statistics it logs at stop."""
+    found = re.findall(r"package statistics: (\{.*\})", log)
+    assert found, log[-2000:]
+    return json.loads(found[-1])["bytes_sent"]
+
+
+def remainder_bytes(site, repo_dir, host: str) -> int:
+    """The size of host's remainder: its configuration's packages the image does not hold."""
+    hcd = next(h for h in site["site"].hosts if h.name == host)
+    nevras = site["manifest"]["configurations"][hcd.scd]["remainder"]
+    sizes = {p.name: p.stat().st_size for p in Path(repo_dir).rglob("*.rpm")}
+    files = [re.sub(r"^(.*)-\d+:(.*)$", r"\1-\2", n) + ".rpm" for n in nevras]
+    assert nevras and all(f in sizes for f in files), (nevras, sorted(sizes))
+    return sum(sizes[f] for f in files)
+
+
+STRANGER = """
+import http.client, sys
+url, path = sys.argv[1], sys.argv[2]
+host, port = url.split("//")[1].split(":")
+for headers in ({}, {"Authorization": "Bearer " + "0" * 32}):
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", path, headers=headers)
+    print(conn.getresponse().status)
+"""
+
+
+def stranger_statuses(lab, i: int, url: str, path: str) -> list[int]:
+    """What a machine of the network without a token (none, then a made-up one) gets for path."""
+    proc = lab.spawn(i, [sys.executable, "-c", STRANGER, url, path])
+    out, _ = proc.communicate(timeout=60)
+    return [int(x) for x in out.split()]
+
+
 @pytest.mark.parametrize("transport", ["chain", "bittorrent"])
 def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
     hist, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
@@ -78,6 +119,9 @@ def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
                                                    "--local-address", lab.address(i)))
                        for i, (host, disk) in enumerate(zip(HOSTS, disks), 1)]
             outputs = [proc.communicate(timeout=EVENT_TIMEOUT) for proc in clients]
+            rpm = site["manifest"]["configurations"]["db"]["remainder"][0]
+            rpm_file = re.sub(r"^(.*)-\d+:(.*)$", r"\1-\2", rpm) + ".rpm"
+            refused = stranger_statuses(lab, 1, url, f"/v1/packages/{rpm_file}/torrent")
             server.terminate()
             server.communicate(timeout=30)
             assert server.returncode == 0, log_path.read_text()[-2000:]
@@ -85,6 +129,9 @@ def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
             assert proc.returncode == 0, f"{host}:\n{err[-3000:]}"
             assert f"by {transport}" in err and f"reinstalled {host}" in err
             assert (f"transport {transport} (the plan's)" in err), err[-2000:]
+            present = re.search(r"rpm: (\d+) of (\d+) packages were fetched from the peers and check", err)
+            assert present and present.group(1) == present.group(2) != "0", err[-3000:]
+        assert refused == [403, 403]
 
         image_id, stored = site["image"], site["manifest"]["images"][site["image"]]["stored_bytes"]
         for host, disk in zip(HOSTS, disks):
@@ -105,6 +152,9 @@ def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
             assert "every host expected has joined (4): the chain starts" in log_path.read_text()
         sent = server_bytes_sent(log_path.read_text(), image_id)
         assert once <= sent < len(HOSTS) * once, (sent, once)  # fewer copies than clients crossed its link
+        remainders = sum(remainder_bytes(site, repo_dir, host) for host in HOSTS)
+        rpm_sent = package_bytes_sent(log_path.read_text())
+        assert 0 < rpm_sent < remainders, (rpm_sent, remainders)  # the peers passed RPMs on
     finally:
         for disk in disks:
             disk.close()
