@@ -54,7 +54,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from ais.server.routes import BODY_ROUTES, Blob, Deferred, File, HttpError, Json, Routes, route_of
+from ais.server.answers import Blob, Deferred, File, HttpError, Json
+from ais.server.routes import BODY_ROUTES, Routes, route_of
 
 log = logging.getLogger("ais.server.http")
 

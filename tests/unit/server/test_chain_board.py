@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from ais.server.chain import ChainBoard
-from ais.server.routes import HttpError, parse_chain_request
+from ais.server.answers import HttpError
+from ais.server.peer_routes import parse_chain_request
 
 IMAGE, OTHER = "a" * 64, "b" * 64
 

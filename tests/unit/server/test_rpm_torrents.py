@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ais.server.routes import Blob, HttpError, Routes, route_of
+from ais.server.answers import Blob, HttpError
+from ais.server.routes import Routes, route_of
 from ais.server.rpmtorrents import RpmTorrents
 from ais.server.state import StateHolder
 from ais.stream.torrent import file_torrent_info
