@@ -157,13 +157,8 @@ class Api:
     def chain(self, host: str, request: dict) -> dict:
         """POST /v1/hosts/<host>/chain (ais.server.chain): join an image's chain, report a lost
         upstream, or leave; the answer {"upstream", "key", "position", "downstream"}."""
-        body = json.dumps(request, sort_keys=True).encode()
         what = f"the chain request of {host}"
-        status, _, answer = self._retrying(what, lambda: self._exchange(
-            "POST", f"/v1/hosts/{quote(host)}/chain", auth=True, body=body,
-            headers={"Content-Type": "application/json"}))
-        if status != 200:
-            raise self._error(status, answer, what)
+        answer = self._post_json(f"/v1/hosts/{quote(host)}/chain", request, what, 200)
         try:
             obj = json.loads(answer)
         except ValueError as err:
@@ -194,24 +189,22 @@ class Api:
     def swarm(self, host: str, request: dict) -> dict:
         """Join image's swarm: POST {"image", "listen", "done"} to /v1/hosts/<host>/swarm; returns
         {"peers": ["IP:PORT", ...], "seed": URL, "all_done": bool}, checked."""
-        body = json.dumps(request, sort_keys=True).encode()
         what = f"the swarm request of {host}"
-        status, _, answer = self._retrying(what, lambda: self._exchange(
-            "POST", f"/v1/hosts/{quote(host)}/swarm", auth=True, body=body,
-            headers={"Content-Type": "application/json"}))
-        if status != 200:
-            raise self._error(status, answer, what)
-        return swarm_answer(answer, what)
+        return swarm_answer(self._post_json(f"/v1/hosts/{quote(host)}/swarm", request, what, 200), what)
 
     def report(self, host: str, report: dict) -> dict:
-        body = json.dumps(report, sort_keys=True).encode()
         what = f"the report of {host}"
+        return json.loads(self._post_json(f"/v1/hosts/{quote(host)}/report", report, what, 201))
+
+    def _post_json(self, path: str, obj: dict, what: str, expected: int) -> bytes:
+        """POST obj as JSON with this host's token (retried as every request); the answer's body, or
+        the server's refusal as a ClientError."""
+        body = json.dumps(obj, sort_keys=True).encode()
         status, _, answer = self._retrying(what, lambda: self._exchange(
-            "POST", f"/v1/hosts/{quote(host)}/report", auth=True, body=body,
-            headers={"Content-Type": "application/json"}))
-        if status != 201:
+            "POST", path, auth=True, body=body, headers={"Content-Type": "application/json"}))
+        if status != expected:
             raise self._error(status, answer, what)
-        return json.loads(answer)
+        return answer
 
 
 def window_wait(status: int, headers: dict) -> float | None:
