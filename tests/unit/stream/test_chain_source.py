@@ -65,7 +65,10 @@ class FakeUpstream:
         with conn:
             self.hello = HELLO.unpack(recv_exact(conn, HELLO.size))
             recv_exact(conn, self.hello[4])
-            behave(conn)
+            try:
+                behave(conn)
+            except ConnectionError:  # the node dropped this bad upstream while it was still sending
+                pass
         self.listener.close()
 
 
