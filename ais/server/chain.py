@@ -11,7 +11,9 @@ server, never a live member (it would take its follower's place). A
 host that says it is done ("leave") is no longer alive. Answers to the joins
 of a new chain are held until `gather` seconds after its first join, so the
 hosts of a rack that boots together form one chain before the head starts,
-or until every host expected has joined, whichever comes first: a host is
+or until every host expected has joined and no plan has named the image by
+chain for `quiet` seconds (hosts of a rack ask one after another), whichever
+comes first: a host is
 expected once the server has given it a plan that sends this image by chain
 (`expect`), for `gather` + `expect_for` seconds (a host that got its plan and
 died does not hold the others longer than the gather window). `ready_at`
@@ -75,8 +77,10 @@ class Chain:
 class ChainBoard:
     """The chains of every image being sent by chain; see the module docstring."""
 
-    def __init__(self, gather: float = 2.0, lease: float = 1800.0, expect_for: float = 600.0):
+    def __init__(self, gather: float = 2.0, lease: float = 1800.0, expect_for: float = 600.0, quiet: float = 3.0):
         self.gather, self.lease, self.expect_for = gather, lease, expect_for
+        self.quiet = quiet  # an early start also waits this long after the image's last plan (others may follow)
+        self._last_plan: dict[str, float] = {}
         self._chains: dict[str, Chain] = {}
         self._expected: dict[str, dict[str, float]] = {}  # image -> host -> when its plan named the chain
         self._lock = threading.Lock()
@@ -86,6 +90,7 @@ class ChainBoard:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._expected.setdefault(image, {})[host] = now
+            self._last_plan[image] = now
 
     def ready_at(self, image: str, *, now: float | None = None) -> float:
         """When the answers to the joins of image's chain may go: at the end of the gather window, or
@@ -96,7 +101,7 @@ class ChainBoard:
             if chain is None:
                 return now
             if self._all_expected_joined(image, chain, now):
-                return min(now, chain.started + self.gather)
+                return min(max(now, self._last_plan.get(image, 0.0) + self.quiet), chain.started + self.gather)
             return chain.started + self.gather
 
     def _all_expected_joined(self, image: str, chain: Chain, now: float) -> bool:
@@ -124,7 +129,7 @@ class ChainBoard:
             if now < chain.started + self.gather and self._all_expected_joined(image, chain, now):
                 log.info("chain %s: every host expected has joined (%d): the chain starts", image[:12],
                          len(self._expected[image]))
-                return now
+                return min(max(now, self._last_plan.get(image, 0.0) + self.quiet), chain.started + self.gather)
             return max(now, chain.started + self.gather)
 
     def answer(self, image: str, host: str) -> dict:

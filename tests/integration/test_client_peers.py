@@ -148,8 +148,8 @@ def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
             assert status == "ok" and report["record"] == record
 
         once = sum(c.stored_length for c in read_header(site["base"] / "cache" / "images" / f"{image_id}.aisimg").chunks)
-        if transport == "chain":  # the chain started when the fourth host joined, not after the gather window
-            assert "every host expected has joined (4): the chain starts" in log_path.read_text()
+        if transport == "chain":  # the chain started once the hosts expected had joined, not after the 60 s window
+            assert re.search(r"every host expected has joined \(\d\): the chain starts", log_path.read_text())
         sent = server_bytes_sent(log_path.read_text(), image_id)
         assert once <= sent < len(HOSTS) * once, (sent, once)  # fewer copies than clients crossed its link
         remainders = sum(remainder_bytes(site, repo_dir, host) for host in HOSTS)

@@ -164,7 +164,7 @@ IMG = "e" * 64
 
 
 def test_the_chain_starts_when_every_expected_host_has_joined():
-    board = ChainBoard(gather=30.0)
+    board = ChainBoard(gather=30.0, quiet=0.0)
     board.expect(IMG, "a", now=0.0)
     board.expect(IMG, "b", now=0.5)
     assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0  # b is still to come
@@ -175,7 +175,7 @@ def test_the_chain_starts_when_every_expected_host_has_joined():
 
 
 def test_an_expected_host_that_never_joins_holds_the_chain_only_for_the_gather_window():
-    board = ChainBoard(gather=30.0)
+    board = ChainBoard(gather=30.0, quiet=0.0)
     board.expect(IMG, "a", now=0.0)
     board.expect(IMG, "dead", now=0.0)
     assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0
@@ -183,7 +183,7 @@ def test_an_expected_host_that_never_joins_holds_the_chain_only_for_the_gather_w
 
 
 def test_an_old_expectation_is_forgotten():
-    board = ChainBoard(gather=30.0, expect_for=60.0)
+    board = ChainBoard(gather=30.0, expect_for=60.0, quiet=0.0)
     board.expect(IMG, "a", now=0.0)
     board.expect(IMG, "gone", now=0.0)  # its plan is 100 s old when the chain starts
     board.expect(IMG, "a", now=99.0)
@@ -191,16 +191,28 @@ def test_an_old_expectation_is_forgotten():
 
 
 def test_without_expected_hosts_the_gather_window_decides():
-    board = ChainBoard(gather=30.0)
+    board = ChainBoard(gather=30.0, quiet=0.0)
     assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 31.0
     assert board.ready_at(IMG, now=5.0) == 31.0
 
 
 def test_an_answered_join_is_no_longer_expected_by_the_next_chain():
-    board = ChainBoard(gather=30.0, lease=10.0)
+    board = ChainBoard(gather=30.0, lease=10.0, quiet=0.0)
     board.expect(IMG, "a", now=0.0)
     assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 1.0
     board.answer(IMG, "a")
     board.leave(IMG, "a", now=40.0)  # the chain is forgotten
     board.expect(IMG, "b", now=41.0)
     assert board.join(IMG, "b", "10.0.0.2:9000", now=42.0) == 42.0  # a is not waited for
+
+
+def test_an_early_start_waits_a_quiet_moment_after_the_last_plan():
+    """db01 got its plan and joined before the others asked for theirs (seen in a fresh-clone run):
+    the chain must not start with it alone the moment it joins."""
+    board = ChainBoard(gather=60.0, quiet=3.0)
+    board.expect(IMG, "a", now=0.0)
+    assert board.join(IMG, "a", "10.0.0.1:9000", now=1.0) == 3.0  # all expected so far, but quiet until 3.0
+    board.expect(IMG, "b", now=2.0)  # b's plan: b is waited for
+    assert board.ready_at(IMG, now=2.5) == 61.0
+    assert board.join(IMG, "b", "10.0.0.2:9000", now=4.0) == 5.0  # 3 s after b's plan
+    assert board.ready_at(IMG, now=5.5) == 5.5
