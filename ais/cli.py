@@ -39,6 +39,9 @@ COMMANDS = {
     "history": "ais.server.history_command",
     "client": "ais.client.commands",
     "bootenv": "ais.bootenv.commands",
+    "update": "ais.updates.commands",
+    "hosts": "ais.updates.commands",
+    "agent": "ais.agent.commands",
 }
 
 
@@ -76,7 +79,7 @@ SITE_OPTIONS = (
     (("--cache",), dict(default="build/cache", metavar="DIR", help="image cache directory [%(default)s]")),
 )
 VERBOSE = (("-v", "--verbose"), dict(action="store_true", help="debug logging"))
-WITHOUT_SITE = ("client", "image", "history")
+WITHOUT_SITE = ("client", "image", "history", "agent")
 
 
 def _add_common_options(parser: argparse.ArgumentParser, site: bool = True) -> None:

@@ -64,6 +64,9 @@ def register(subparsers) -> None:
                         "[the --stream-listen address; required when that is 0.0.0.0]")
     p.add_argument("--history", type=Path, default=Path("build/history.sqlite"), metavar="FILE",
                    help="SQLite database of install reports [%(default)s]")
+    p.add_argument("--update-key", type=Path, default=None, metavar="FILE",
+                   help="the key that signs in-place updates (`ais update submit`); its public half is given to "
+                        "agents [update-key.pem beside --history, made when missing]")
     p.add_argument("--max-report-bytes", type=int, default=1 << 20, metavar="BYTES",
                    help="largest report body accepted; larger gets 413 [%(default)s]")
     p.add_argument("--header-timeout", type=positive, default=Limits.header_timeout, metavar="SECONDS",
@@ -170,7 +173,7 @@ def config_from_args(args) -> Config:
         multicast=host_port(args.multicast, "--multicast", allow_zero=False) if args.multicast else None,
         multicast_interface=args.multicast_interface, multicast_rate=args.multicast_rate * 1e6,
         transport=default_transport(args.transport, args.multicast),
-        advertise=args.advertise, history=args.history,
+        advertise=args.advertise, history=args.history, update_key=args.update_key,
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
         reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,

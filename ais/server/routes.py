@@ -43,6 +43,7 @@ from ais.server.answers import (HOST_HEADER, IMAGE_ID, INDEX, MAC, Blob, File, H
                                 host_by_name, token_matches)
 from ais.server.boot import boot_file, current, ipxe_script, local_boot_report, local_boot_script
 from ais.server.peer_routes import PeerRoutes
+from ais.server.update_routes import UpdateRoutes
 
 log = logging.getLogger("ais.server.window")
 boot_log = logging.getLogger("ais.server.boot")
@@ -53,12 +54,12 @@ MAC_REFUSED = ("no plan for this MAC address: it is unknown, or the request lack
 
 # POST routes with a body: route -> (the check of the sender, run before the body is read; the answer)
 BODY_ROUTES = {"report": ("report_host", "report"), "chain": ("report_host", "chain"),
-               "swarm": ("swarm_member", "swarm")}
+               "swarm": ("swarm_member", "swarm"), "agent_status": ("agent_member", "agent_status")}
 
 
 # ------------------------------------------------------------------ the routes (run in the worker threads)
 
-class Routes(PeerRoutes):
+class Routes(PeerRoutes, UpdateRoutes):
     """The API's logic: blocking (stat, plans, image checks, SQLite), so it runs in the worker pool."""
 
     def __init__(self, app):
@@ -262,6 +263,8 @@ def match(parts: list[str]) -> tuple[str | None, tuple]:
         return "torrent", (parts[1],)
     if len(parts) == 3 and parts[0] == "hosts" and parts[2] == "swarm":
         return "swarm", (parts[1],)
+    if len(parts) == 3 and parts[0] == "agents" and parts[2] in ("init", "status"):
+        return f"agent_{parts[2]}", (parts[1],)
     if len(parts) == 4 and parts[0] == "seed":
         return "seed", tuple(parts[1:])
     if len(parts) == 2 and parts[0] == "boot":

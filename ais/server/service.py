@@ -45,6 +45,8 @@ from ais.server.rpmtorrents import RpmTorrents
 from ais.server.swarm import SwarmBoard
 from ais.server.window import Window
 from ais.stream.server import StreamServer
+from ais.updates.signing import load_or_make_key, public_hex, update_key_path
+from ais.updates.store import UpdateStore
 
 log = logging.getLogger("ais.server")
 
@@ -62,6 +64,7 @@ class Config:
     transport: str = "unicast"  # how images travel unless a host's HCD says otherwise (ais.model.TRANSPORTS)
     advertise: str | None = None  # address clients dial for the stream; default: the bound one
     history: Path = Path("build/history.sqlite")
+    update_key: Path | None = None  # the update signing key; None: update-key.pem beside the history
     max_report_bytes: int = 1 << 20
     poll_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
@@ -89,6 +92,8 @@ class Server:
         self.swarm = SwarmBoard()  # BitTorrent swarms: members, web-seed keys (ais.server.swarm)
         self.rpm_torrents = RpmTorrents(config.cache)  # RPM torrents, their askers, RPM bytes sent
         self.history = History(config.history)
+        self.updates = UpdateStore(config.history)  # the agents' global state (ais.updates.store)
+        self.update_key = public_hex(load_or_make_key(config.update_key or update_key_path(config.history)))
         images = Path(config.cache) / "images"
         images.mkdir(parents=True, exist_ok=True)
         self.stream = StreamServer(images, host=config.stream_listen[0], port=config.stream_listen[1],

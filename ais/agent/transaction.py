@@ -1,0 +1,90 @@
+"""One rpm transaction on a live root, run as a child process: installs, up/downgrades and erases at once.
+
+What it does: `python -m ais.agent.transaction ROOT` reads {"install": [rpm paths],
+"erase": [names]} on stdin and runs them as ONE rpm transaction through the rpm
+bindings (the rpm command line cannot mix -U and -e): dependencies and conflicts
+are checked first (`ts.check`), then a test run, then the real run with
+scriptlets. Nothing is applied when the check or the test run finds a problem.
+It prints {"ok": bool, "problems": [...], "script_errors": [...]}.
+It is a child process, not a call in the agent, because rpm chroots the whole
+process for a transaction (the agent's other threads would see the root's files)
+and because a crash or power cut must not take the agent's state with it.
+
+`apply(root, install, erase)` (the agent's side) runs the child through
+`ais.run.run` and returns its answer.
+
+Reads: a root with an rpm database at /var/lib/rpm, RPM files. Fails (exit 1, JSON
+on stdout) on a transaction problem; `apply` raises `ToolError` when the child cannot
+run at all. Returns the JSON answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ais.rpmenv import DBPATH
+
+
+def transact(root: str, install: list[str], erase: list[str]) -> dict:
+    import rpm  # only the child pays for the bindings
+
+    rpm.addMacro("_dbpath", DBPATH)
+    ts = rpm.TransactionSet(root)
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES)  # digests were checked by the agent (issue 16 adds signatures)
+    ts.setProbFilter(rpm.RPMPROB_FILTER_OLDPACKAGE)  # an update may take a package back to an older version
+    for name in erase:
+        ts.addErase(name)
+    for path in install:
+        with open(path, "rb") as f:
+            header = ts.hdrFromFdno(f.fileno())
+        ts.addInstall(header, path, "u")
+    problems = [str(p) for p in ts.check()]
+    if problems:
+        return {"ok": False, "problems": problems, "script_errors": []}
+    ts.order()
+    script_errors: list[str] = []
+    files: dict[str, int] = {}
+
+    def callback(reason, amount, total, key, _data):
+        if reason == rpm.RPMCALLBACK_INST_OPEN_FILE:
+            files[key] = os.open(key, os.O_RDONLY)
+            return files[key]
+        if reason == rpm.RPMCALLBACK_INST_CLOSE_FILE:
+            os.close(files.pop(key))
+        elif reason == rpm.RPMCALLBACK_SCRIPT_ERROR:
+            script_errors.append(f"scriptlet of {key or 'a package'} failed (exit {total})")
+        return None
+
+    ts.setFlags(rpm.RPMTRANS_FLAG_TEST)
+    problems = [str(p) for p in ts.run(callback, "") or []]
+    if problems:
+        return {"ok": False, "problems": problems, "script_errors": []}
+    ts.setFlags(0)
+    problems = [str(p) for p in ts.run(callback, "") or []]
+    return {"ok": not problems and not script_errors, "problems": problems, "script_errors": script_errors}
+
+
+def apply(root: str, install: list[str], erase: list[str], timeout: float = 600.0) -> dict:
+    """Run the transaction in a child; its JSON answer ({"ok", "problems", "script_errors"})."""
+    from ais.run import run
+
+    proc = run([sys.executable, "-m", "ais.agent.transaction", root], check=False, timeout=timeout,
+               input=json.dumps({"install": install, "erase": erase}))
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"ok": False, "problems": [f"the rpm transaction died (exit {proc.returncode}): "
+                                          f"{proc.stderr.strip()[-500:]}"], "script_errors": []}
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    answer = transact(sys.argv[1], request.get("install", []), request.get("erase", []))
+    sys.stdout.write(json.dumps(answer) + "\n")
+    return 0 if answer["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""In-place updates: signed, sequence-numbered package deltas for groups of hosts (docs/updates.md)."""

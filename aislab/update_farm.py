@@ -1,0 +1,282 @@
+"""A farm of installed hosts kept current by `ais agent`: the lab of in-place updates (issue 14).
+
+What it builds (`UpdateFarm(base, demo_repo, hosts=20)` as a context manager):
+- a site repository: the demo's busybox-base and filesystem plus the update set of
+  `aislab.update_rpms` (upd-NN at versions 1.0 .. V.0), with createrepo_c's repodata;
+- descriptors: one SCD (`updhost`), groups `rack-a` (the first half) and `rack-b` (the
+  rest), one HCD per host with a token;
+- one installed root per host (the template root: every upd-NN at 1.0), its agent state
+  directory and its own cpuacct cgroup (empty: the host is idle; `busy(i)` runs a
+  loop in it that uses about 0.2 CPUs);
+- a NetLab: namespace 0 runs `ais serve` and a submitter (`python -m aislab.update_farm
+  submitter`, which stores, signs and announces updates as `ais update submit` does,
+  without loading the site for each of 200 updates); namespaces 1..N run the agents.
+The test or benchmark submits updates (`submit`), starts, stops and kills agents, and
+reads what happened from the server's database (`results`) and the roots' rpm databases.
+`expected(i)` folds the submitted updates of a host's groups over the initial state.
+
+Reads: the demo repository (build/repo). Needs root (namespaces, cgroups).
+Fails with `WorldError` when a process does not start. Returns paths, sets and dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+from ais.errors import WorldError
+from ais.rpmenv import installed_nevras
+from ais.run import run, start
+from ais.updates.records import target_state, parse_update
+from ais.updates.signing import load_or_make_key, public_hex
+from aislab.lines import next_line
+from aislab.net import NetLab, ais_command
+from aislab.update_rpms import base_rpms, build_update_rpms, copy_root, make_host_root
+
+ROOT = Path(__file__).resolve().parents[1]
+CGROUP_V1 = Path("/sys/fs/cgroup/cpuacct")
+AGENT_PORT = 8472
+BUSY_LOOP = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.04)\n"
+
+
+class UpdateFarm:
+    def __init__(self, base: Path, demo_repo: Path, *, hosts: int = 20, versions: int = 11,
+                 agent_options: tuple[str, ...] = ()):
+        self.base, self.demo_repo, self.n = Path(base), Path(demo_repo), hosts
+        self.names = [f"h{i:02d}" for i in range(1, hosts + 1)]
+        self.groups = {"rack-a": self.names[: hosts // 2], "rack-b": self.names[hosts // 2:]}
+        self.versions = versions
+        self.agent_options = agent_options
+        self.agents: dict[int, subprocess.Popen] = {}
+        self.busy_procs: dict[int, subprocess.Popen] = {}
+        self.submitted = []
+        self.cgroup = f"aisupd{os.getpid()}"
+        self.lab: NetLab | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def __enter__(self) -> "UpdateFarm":
+        self.updates = build_update_rpms(ROOT / "build" / "update-rpms", names=20, versions=self.versions)
+        self._repo()
+        self._descriptors()
+        template = make_host_root(ROOT / "build" / "update-root", self.demo_repo, self.updates)
+        self.initial = installed_nevras(template)
+        for name in self.names:
+            copy_root(template, self.base / "roots" / name)
+            (CGROUP_V1 / self.cgroup / name).mkdir(parents=True, exist_ok=True)
+        self.history = self.base / "history.sqlite"
+        self.key_path = self.base / "update-key.pem"
+        self.update_key = public_hex(load_or_make_key(self.key_path))
+        self.lab = NetLab(self.n + 1, rate="1gbit").__enter__()
+        try:
+            self._serve()
+            self._submitter()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _repo(self) -> None:
+        self.repo = self.base / "repo"
+        (self.repo / "RPMS").mkdir(parents=True)
+        for path in [*base_rpms(self.demo_repo), *sorted(self.updates.dir.glob("*.rpm"))]:
+            os.link(path, self.repo / "RPMS" / path.name) if _same_fs(path, self.repo) else \
+                run(["cp", "-a", str(path), str(self.repo / "RPMS")])
+        run(["createrepo_c", "--quiet", str(self.repo)], timeout=300)
+
+    def _descriptors(self) -> None:
+        d = self.descriptors = self.base / "descriptors"
+        (d / "scd").mkdir(parents=True)
+        (d / "hcd").mkdir()
+        (d / "scd" / "updhost.xml").write_text(
+            '<scd name="updhost" kind="base"><package name="filesystem"/><package name="busybox-base"/></scd>\n')
+        (d / "groups.xml").write_text("<groups>\n" + "".join(
+            f'  <group name="{g}">half of the farm</group>\n' for g in self.groups) + "</groups>\n")
+        self.tokens = {}
+        for i, name in enumerate(self.names):
+            self.tokens[name] = f"token-{name}-{os.urandom(8).hex()}"
+            group = next(g for g, members in self.groups.items() if name in members)
+            (d / "hcd" / f"{name}.xml").write_text(
+                f'<hcd name="{name}" scd="updhost"><mac>52:54:00:aa:00:{i + 1:02x}</mac>'
+                f"<token>{self.tokens[name]}</token><group>{group}</group></hcd>\n")
+
+    def _serve(self) -> None:
+        self.serve_log = open(self.base / "serve.log", "wb")
+        address = self.lab.address(0)
+        argv = [*ais_command(), "serve", "--descriptors", str(self.descriptors), "--repo", str(self.repo),
+                "--cache", str(self.base / "cache"), "--history", str(self.history), "--update-key",
+                str(self.key_path), "--listen", f"{address}:8470", "--stream-listen", f"{address}:0", "--poll", "0.5"]
+        (self.base / "cache").mkdir(exist_ok=True)
+        self.server = self.lab.spawn(0, argv, stderr=self.serve_log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
+        line = next_line(self.server.stdout, 60)
+        if not line.startswith('{"listening"'):
+            raise WorldError(f"ais serve did not start: {line!r}; see {self.base / 'serve.log'}")
+        self.url = json.loads(line)["listening"]["url"]
+
+    def _submitter(self) -> None:
+        argv = [sys.executable, "-m", "aislab.update_farm", "submitter", str(self.history), str(self.key_path),
+                json.dumps(self.groups)]
+        self.submit_proc = start(self.lab.argv(0, argv), cwd=ROOT, stdin=subprocess.PIPE,
+                                 env={"PYTHONPATH": str(ROOT)})
+
+    def close(self) -> None:
+        for i in list(self.busy_procs):
+            self.idle(i)
+        for i in list(self.agents):
+            self.stop_agent(i)
+        if self.lab:
+            self.lab.close()
+            self.lab = None
+        for name in self.names:
+            try:
+                (CGROUP_V1 / self.cgroup / name).rmdir()
+            except OSError:
+                pass
+        try:
+            (CGROUP_V1 / self.cgroup).rmdir()
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ agents
+    def address(self, i: int) -> str:
+        return f"{self.lab.address(i + 1)}:{AGENT_PORT}"
+
+    def start_agent(self, i: int, *extra: str) -> None:
+        name = self.names[i]
+        log = open(self.base / f"agent-{name}.log", "ab")
+        argv = [*ais_command(), "agent", "--server", self.url, "--host", name, "--listen", self.address(i),
+                "--root", str(self.base / "roots" / name), "--state", str(self.base / "state" / name),
+                "--update-key", self.update_key, "--cgroup", f"{self.cgroup}/{name}", *self.agent_options, *extra]
+        self.agents[i] = self.lab.spawn(i + 1, argv, stderr=log, cwd=ROOT,
+                                        env={"AIS_TOKEN": self.tokens[name], "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    def stop_agent(self, i: int) -> None:
+        proc = self.agents.pop(i)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def kill_agent(self, i: int) -> None:
+        """Power off: SIGKILL the agent and its children (an rpm transaction in flight)."""
+        proc = self.agents.pop(i)
+        run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)
+        proc.kill()
+        proc.wait()
+
+    def log(self, i: int) -> str:
+        return (self.base / f"agent-{self.names[i]}.log").read_text(errors="replace")
+
+    def busy(self, i: int) -> None:
+        proc = start([sys.executable, "-c", BUSY_LOOP])
+        (CGROUP_V1 / self.cgroup / self.names[i] / "cgroup.procs").write_text(str(proc.pid))
+        self.busy_procs[i] = proc
+
+    def idle(self, i: int) -> None:
+        proc = self.busy_procs.pop(i)
+        proc.kill()
+        proc.wait()
+
+    # ------------------------------------------------------------------ updates
+    def op(self, name: str, version: str | None) -> dict:
+        if version is None:
+            return {"action": "erase", "name": name}
+        return {"action": "install", "name": name, "nevra": self.updates.nevra(name, version),
+                "file": self.updates.rpm(name, version).name, "size": self.updates.size(name, version),
+                "sha256": self.updates.sha256(name, version)}
+
+    def submit(self, group: str, ops: list[dict], urgent: bool = False) -> dict:
+        """Store, sign and announce an update (the submitter in namespace 0): {"seq", "told"}."""
+        self.submit_proc.stdin.write((json.dumps({"group": group, "ops": ops, "urgent": urgent}) + "\n").encode())
+        self.submit_proc.stdin.flush()
+        line = next_line(self.submit_proc.stdout, 60)
+        if not line:
+            raise WorldError("the submitter did not answer")
+        answer = json.loads(line)
+        self.submitted.append(answer["update"])
+        return answer
+
+    def groups_of(self, i: int) -> set[str]:
+        return {"all", *(g for g, m in self.groups.items() if self.names[i] in m)}
+
+    def expected(self, i: int) -> set[str]:
+        """The initial packages with the host's groups' updates folded in sequence order."""
+        mine = [parse_update(u) for u in self.submitted if u["group"] in self.groups_of(i)]
+        by_name = {n.split("-0:")[0]: n for n in self.initial}
+        for name, nevra in target_state(mine).items():
+            if nevra is None:
+                by_name.pop(name, None)
+            else:
+                by_name[name] = nevra
+        return set(by_name.values())
+
+    def installed(self, i: int) -> set[str]:
+        return installed_nevras(self.base / "roots" / self.names[i])
+
+    def results(self) -> dict[tuple[str, int], dict]:
+        """{(host, seq): {state, at, message}} from the server's database."""
+        if not self.history.exists():
+            return {}
+        with closing(sqlite3.connect(f"file:{self.history}?mode=ro", uri=True, timeout=30)) as db:
+            rows = db.execute("SELECT host, seq, state, at, message FROM update_results").fetchall()
+        return {(h, s): {"state": st, "at": at, "message": m} for h, s, st, at, m in rows}
+
+    def missing(self, hosts=None) -> list[tuple[str, int]]:
+        """(host, seq) of submitted updates a host's agent has not reported applied."""
+        res = self.results()
+        idx = range(self.n) if hosts is None else hosts
+        return [(self.names[i], u["seq"]) for i in idx for u in self.submitted
+                if u["group"] in self.groups_of(i) and res.get((self.names[i], u["seq"]), {}).get("state") != "applied"]
+
+    def wait(self, predicate, timeout: float, what: str) -> float:
+        """Seconds until predicate() is true (polled); WorldError naming `what` after timeout."""
+        start_at = time.monotonic()
+        while not predicate():
+            if time.monotonic() - start_at > timeout:
+                raise WorldError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(0.2)
+        return time.monotonic() - start_at
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def submitter(history: str, key_path: str, groups_json: str) -> int:
+    """Read {"group", "ops", "urgent"} lines; store, sign, announce each; print {"update", "told"}."""
+    from ais.updates.commands import announce
+    from ais.updates.records import Op
+    from ais.updates.store import UpdateStore, dump
+    import msgspec
+
+    store = UpdateStore(history)
+    key = load_or_make_key(Path(key_path))
+    groups = json.loads(groups_json)
+    everyone = sorted({h for m in groups.values() for h in m})
+    for line in sys.stdin:
+        req = json.loads(line)
+        ops = tuple(msgspec.convert(op, Op) for op in req["ops"])
+        update = store.submit(req["group"], ops, key, urgent=req["urgent"], origin="lab")
+        members = everyone if req["group"] == "all" else groups[req["group"]]
+        told = announce(update, members, store.agents(), 3)
+        print(json.dumps({"update": dump(update), "told": told}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["submitter"]:
+        sys.exit(submitter(*sys.argv[2:5]))
+    sys.exit("usage: python -m aislab.update_farm submitter HISTORY KEY GROUPS_JSON")
