@@ -1,4 +1,4 @@
-"""Plain data passed between the phases: packages, configurations, hosts.
+"""Plain data passed between the phases: packages, configurations, hosts, groups.
 
 Everything here is a frozen dataclass built by `ais.descriptors` and `ais.repo`
 (the edge that reads XML and RPM headers). Later phases (planner, cache, server,
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TRANSPORTS = ("unicast", "multicast", "bittorrent", "chain")  # how an image travels to a client
+ON_CHANGE = ("update", "reinstall")  # what a changed SCD does to its hosts: apply the package delta, or reinstall
+ALL_GROUP = "all"  # the implicit group every host is in
 
 
 @dataclass(frozen=True, order=True)
@@ -51,6 +53,7 @@ class Configuration:
     kind: str  # "base" or "system"
     packages: tuple[Package, ...]  # sorted by nevra, one version per name
     source: str  # descriptor file it came from
+    on_change: str = "reinstall"  # ON_CHANGE: when this SCD changes, update its hosts in place or reinstall them
 
     @property
     def nevras(self) -> frozenset[str]:
@@ -80,6 +83,16 @@ class Host:
     token: str | None  # shared secret for fetching its host files
     source: str
     transport: str | None = None  # how its image travels (TRANSPORTS); None: the server's default
+    groups: tuple[str, ...] = (ALL_GROUP,)  # sorted group names, always with ALL_GROUP
+
+
+@dataclass(frozen=True)
+class Group:
+    """A set of peer hosts: one declared in groups.xml, or the implicit ALL_GROUP."""
+
+    name: str
+    description: str
+    hosts: tuple[str, ...]  # sorted host names (a declared group has at least one)
 
 
 @dataclass(frozen=True)
@@ -89,11 +102,18 @@ class Site:
     configurations: tuple[Configuration, ...]
     hosts: tuple[Host, ...]
     packages: tuple[Package, ...]  # the whole repository
+    groups: tuple[Group, ...] = ()  # sorted by name; from load_site, always with ALL_GROUP
 
     def configuration(self, name: str) -> Configuration:
         for conf in self.configurations:
             if conf.name == name:
                 return conf
+        raise KeyError(name)
+
+    def group(self, name: str) -> Group:
+        for group in self.groups:
+            if group.name == name:
+                return group
         raise KeyError(name)
 
     def weights(self) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 What it does:
 - `subset_descriptors(src, dst, scds, hosts)`: copy a few SCDs (plus the bases
-  they build on) and HCDs of the demo descriptors, so a cache builds in seconds.
+  they build on) and HCDs of the demo descriptors, so a cache builds in seconds;
+  `copy_groups` gives such a subset the groups its hosts name (a declared group
+  without a host is refused).
 - `rebuild_cache(...)`: the real `ais rebuild` (planner + builder + publish).
 - `publish_base_cache(...)`: the real builder and publisher, with every
   configuration served from its installation base image plus a remainder (the
@@ -54,7 +56,25 @@ def subset_descriptors(src: Path, dst: Path, scds: list[str], hosts: list[str]) 
         shutil.copy2(src / "hcd" / f"{name}.xml", dst / "hcd")
     if (src / "files").is_dir():
         shutil.copytree(src / "files", dst / "files", dirs_exist_ok=True)
+    copy_groups(src, dst)
     return dst
+
+
+def copy_groups(src: Path, dst: Path) -> None:
+    """dst/groups.xml: the declarations of src/groups.xml that dst's HCDs name (none: no file)."""
+    from lxml import etree
+
+    src, dst = Path(src), Path(dst)
+    if not (src / "groups.xml").is_file():
+        return
+    named = {(el.text or "").strip() for hcd in (dst / "hcd").glob("*.xml")
+             for el in etree.parse(str(hcd)).getroot().iter("group")}
+    tree = etree.parse(str(src / "groups.xml"))
+    for group in list(tree.getroot().iter("group")):
+        if group.get("name") not in named:
+            group.getparent().remove(group)
+    if len(tree.getroot()):
+        tree.write(str(dst / "groups.xml"), xml_declaration=True, encoding="UTF-8")
 
 
 def rebuild_cache(descriptors: Path, repo: Path, cache: Path, *, budget: int | None = None,

@@ -1,12 +1,13 @@
-"""Descriptors: read, validate and resolve SCD/HCD files into a `Site`.
+"""Descriptors: read, validate and resolve SCD/HCD files and groups.xml into a `Site`.
 
-Reads: a descriptors directory (`scd/*.xml`, `hcd/*.xml`, host file sources)
-and an RPM repository directory: its repodata once (`ais.repo.solver`, which
-also resolves), plus the header of each RPM a configuration installs for its
-scriptlet count (`ais.repo.headers`; `Site.packages` no configuration installs
-keep a count of 0, nothing reads it). Fails with one `DescriptorError` listing every
-problem found (file:line and what to do) — nothing past this edge sees XML or
-trusts its input. Returns a `Site` of frozen dataclasses.
+Reads: a descriptors directory (`scd/*.xml`, `hcd/*.xml`, the optional
+`groups.xml`, host file sources) and an RPM repository directory: its repodata
+once (`ais.repo.solver`, which also resolves), plus the header of each RPM a
+configuration installs for its scriptlet count (`ais.repo.headers`;
+`Site.packages` no configuration installs keep a count of 0, nothing reads it).
+Fails with one `DescriptorError` listing every problem found (file:line and
+what to do) — nothing past this edge sees XML or trusts its input. Returns a
+`Site` of frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ais.descriptors.checks import normalise_mac, run_checks
-from ais.descriptors.parse import HcdRecord, parse_descriptors
+from ais.descriptors.checks import check_groups, normalise_mac, run_checks
+from ais.descriptors.parse import GroupRecord, HcdRecord, parse_descriptors
 from ais.descriptors.resolve import resolve_scd
 from ais.errors import BadInput, DescriptorError, Problem
-from ais.model import Configuration, Host, HostFile, Site
+from ais.model import ALL_GROUP, Configuration, Group, Host, HostFile, Site
 from ais.repo.headers import with_scriptlets
 from ais.repo.solver import RepoPool
 
@@ -31,7 +32,7 @@ def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -
         raise BadInput(f"{directory}: descriptors directory not found")
     pool = RepoPool(repo_dir)
     parsed = parse_descriptors(directory)
-    problems = parsed.problems + run_checks(parsed.scds, parsed.hcds, directory)
+    problems = parsed.problems + run_checks(parsed.scds, parsed.hcds, directory) + check_groups(parsed)
     by_name = {s.name: s for s in parsed.scds}
     configurations = []
     if not problems:
@@ -48,7 +49,15 @@ def load_site(descriptors_dir: str | os.PathLike, repo_dir: str | os.PathLike) -
     counted = with_scriptlets({p for c in configurations for p in c.packages}, repo_dir)
     configurations = [_counted(c, counted) for c in configurations]
     packages = tuple(counted.get(p.nevra, p) for p in pool.packages)
-    return Site(tuple(sorted(configurations, key=lambda c: c.name)), hosts, packages)
+    return Site(tuple(sorted(configurations, key=lambda c: c.name)), hosts, packages, site_groups(hosts, parsed.groups))
+
+
+def site_groups(hosts: tuple[Host, ...], declared: list[GroupRecord]) -> tuple[Group, ...]:
+    """The implicit group of every host plus each declared group, with its members, by name."""
+    groups = [Group(ALL_GROUP, "every host", tuple(sorted(h.name for h in hosts)))]
+    groups += [Group(g.name, g.description, tuple(sorted(h.name for h in hosts if g.name in h.groups)))
+               for g in declared]
+    return tuple(sorted(groups, key=lambda g: g.name))
 
 
 def _counted(conf: Configuration, counted: dict) -> Configuration:
@@ -76,4 +85,5 @@ def _host(record: HcdRecord, directory: Path) -> Host:
         token=record.token,
         source=record.file,
         transport=record.transport,
+        groups=tuple(sorted({ALL_GROUP} | {name for name, _ in record.groups})),
     )

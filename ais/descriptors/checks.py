@@ -13,8 +13,9 @@ import posixpath
 import re
 from pathlib import Path
 
-from ais.descriptors.parse import HcdRecord, ScdRecord
+from ais.descriptors.parse import GroupRecord, HcdRecord, Parsed, ScdRecord
 from ais.errors import Problem
+from ais.model import ALL_GROUP
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -162,8 +163,51 @@ def check_source(file: str, line: int, source: str, directory: Path) -> list[Pro
     return []
 
 
+def check_group_declarations(groups: list[GroupRecord]) -> list[Problem]:
+    """Each declared group once; the implicit group is never declared."""
+    problems = [Problem(g.file, g.line, f"group {ALL_GROUP!r} is implicit (every host is in it); remove this declaration")
+                for g in groups if g.name == ALL_GROUP]
+    return problems + _duplicates([(g.name, g.file, g.line) for g in groups], "group")
+
+
+def check_host_groups(hcds: list[HcdRecord], groups: list[GroupRecord], groups_file: str | None) -> list[Problem]:
+    """Every group an HCD names is declared (or is the implicit one), and named once."""
+    declared = {g.name for g in groups} | {ALL_GROUP}
+    listing = ", ".join(sorted({g.name for g in groups} - {ALL_GROUP})) or "(none)"
+    where = "groups.xml" if groups_file else "groups.xml (there is none)"
+    problems = []
+    for host in hcds:
+        seen: dict[str, int] = {}
+        for name, line in host.groups:
+            if name not in declared:
+                problems.append(Problem(host.file, line, f"unknown group {name!r}; declared in {where}: {listing}"))
+            elif name in seen:
+                problems.append(Problem(host.file, line, f"group {name!r} is named twice (first at line {seen[name]}); name it once"))
+            seen.setdefault(name, line)
+    return problems
+
+
+def check_groups_used(groups: list[GroupRecord], hcds: list[HcdRecord]) -> list[Problem]:
+    """A declared group has at least one host."""
+    used = {name for h in hcds for name, _ in h.groups}
+    return [Problem(g.file, g.line, f"empty group {g.name!r}: no HCD names it; add <group>{g.name}</group> "
+                                    "to a host's HCD or remove the declaration")
+            for g in groups if g.name not in used and g.name != ALL_GROUP]
+
+
+def check_groups(parsed: Parsed) -> list[Problem]:
+    """The group checks a partly refused input still allows: no HCD names a group groups.xml
+    may declare when groups.xml was refused, and no group is empty for want of a refused HCD."""
+    problems = check_group_declarations(parsed.groups)
+    if not parsed.groups_refused:
+        problems += check_host_groups(parsed.hcds, parsed.groups, parsed.groups_file)
+    if not parsed.unread_hcds:
+        problems += check_groups_used(parsed.groups, parsed.hcds)
+    return problems
+
+
 def run_checks(scds: list[ScdRecord], hcds: list[HcdRecord], directory: Path) -> list[Problem]:
-    """Every meaning check, in a fixed order."""
+    """Every meaning check of SCDs and HCDs, in a fixed order (groups: `check_groups`)."""
     problems: list[Problem] = []
     problems += check_unique_scd_names(scds)
     problems += check_scd_references(scds)

@@ -1,6 +1,7 @@
-"""Read SCD and HCD files: safe XML parsing and schema validation.
+"""Read SCD and HCD files and groups.xml: safe XML parsing and schema validation.
 
-Reads: `scd/*.xml` and `hcd/*.xml` under a descriptors directory. The parser
+Reads: `scd/*.xml`, `hcd/*.xml` and the optional `groups.xml` under a
+descriptors directory (no groups.xml: no declared groups). The parser
 never resolves entities, never loads a DTD and never touches the network; any
 DOCTYPE is refused outright (XXE, billion laughs). Fails by returning
 `Problem`s (file, line, message) rather than raising, so the caller can report
@@ -40,6 +41,17 @@ class ScdRecord:
     packages: tuple[PackageRequest, ...]
     file: str
     line: int
+    on_change: str = "reinstall"  # the on-change attribute: "update" or "reinstall"
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """One <group name=...>description</group> of groups.xml."""
+
+    name: str
+    description: str
+    file: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -64,13 +76,18 @@ class HcdRecord:
     file: str
     line: int
     transport: str | None = None  # the transport attribute, or None: the server's default
+    groups: tuple[tuple[str, int], ...] = ()  # (group name as written, line), in file order
 
 
 @dataclass
 class Parsed:
     scds: list[ScdRecord] = field(default_factory=list)
     hcds: list[HcdRecord] = field(default_factory=list)
+    groups: list[GroupRecord] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    unread_hcds: int = 0  # HCD files refused (unreadable, malformed, off-schema): their groups are unknown
+    groups_file: str | None = None  # groups.xml as shown in problems, when there is one
+    groups_refused: bool = False  # groups.xml exists but was refused: which groups it declares is unknown
 
 
 def _schema(name: str) -> etree.RelaxNG:
@@ -110,7 +127,7 @@ def parse_tree(path: Path, shown: str, schema: etree.RelaxNG, problems: list[Pro
 
 
 def schema_name(root) -> str:
-    return "SCD" if root.tag == "scd" else "HCD" if root.tag == "hcd" else root.tag
+    return {"scd": "SCD", "hcd": "HCD", "groups": "groups.xml"}.get(root.tag, root.tag)
 
 
 def scd_record(root, shown: str) -> ScdRecord:
@@ -126,6 +143,7 @@ def scd_record(root, shown: str) -> ScdRecord:
         packages=packages,
         file=shown,
         line=root.sourceline,
+        on_change=root.get("on-change", "reinstall"),
     )
 
 
@@ -141,7 +159,14 @@ def hcd_record(root, shown: str) -> HcdRecord:
         file=shown,
         line=root.sourceline,
         transport=root.get("transport"),
+        groups=tuple(((el.text or "").strip(), el.sourceline) for el in root.iter("group")),
     )
+
+
+def group_records(root, shown: str) -> list[GroupRecord]:
+    """The declared groups of a groups.xml root, in file order."""
+    return [GroupRecord(el.get("name"), " ".join((el.text or "").split()), shown, el.sourceline)
+            for el in root.iter("group")]
 
 
 def _file_record(el) -> FileRecord:
@@ -166,6 +191,16 @@ def parse_descriptors(directory: Path) -> Parsed:
             root = parse_tree(path, shown, schema, parsed.problems)
             if root is not None:
                 (parsed.scds if kind == "scd" else parsed.hcds).append(make(root, shown))
+            elif kind == "hcd":
+                parsed.unread_hcds += 1
+    groups = directory / "groups.xml"
+    if groups.exists() or groups.is_symlink():
+        parsed.groups_file = str(groups)
+        root = parse_tree(groups, str(groups), _schema("groups"), parsed.problems)
+        if root is not None:
+            parsed.groups = group_records(root, str(groups))
+        else:
+            parsed.groups_refused = True
     if not (directory / "scd").is_dir():
         parsed.problems.append(Problem(str(directory), None, "no scd/ directory: is this a descriptors repository?"))
     return parsed

@@ -110,4 +110,5 @@ def resolve_scd(scd: ScdRecord, by_name: dict[str, ScdRecord], pool: RepoPool) -
     problems += [to_problem(u, scd) for u in resolution.problems]
     if problems:
         return None, problems
-    return Configuration(scd.name, base_name or scd.name, scd.kind, tuple(resolution.packages), scd.file), []
+    return Configuration(scd.name, base_name or scd.name, scd.kind, tuple(resolution.packages), scd.file,
+                         on_change=scd.on_change), []

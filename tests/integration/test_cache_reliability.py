@@ -27,6 +27,7 @@ from ais.cache.store import Store
 from ais.cache.verify import problem
 from ais.cost import CostModel, save_calibration
 from aislab.net import ais_command
+from aislab.site import copy_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_A = {"scd": ["base", "db", "mail"], "hcd": ["db01", "mail01"]}
@@ -41,6 +42,7 @@ def make_site(dest: Path, spec: dict) -> Path:
         shutil.copy(ROOT / "descriptors" / "scd" / f"{name}.xml", dest / "scd")
     for name in spec["hcd"]:
         shutil.copy(ROOT / "descriptors" / "hcd" / f"{name}.xml", dest / "hcd")
+    copy_groups(ROOT / "descriptors", dest)
     return dest
 
 

@@ -30,6 +30,12 @@ def replace(rel: str, old: str, new: str):
     return mutate
 
 
+def remove(rel: str):
+    def mutate(d: Path) -> None:
+        (d / rel).unlink()
+    return mutate
+
+
 def symlink(rel: str, target: str):
     def mutate(d: Path) -> None:
         os.symlink(target, d / rel)
@@ -103,7 +109,33 @@ CASES = [
     ("billion-laughs", write("hcd/lol.xml", LAUGHS), "hcd/lol.xml:2", "DOCTYPE/ENTITY declarations are not allowed"),
     ("base-with-extends", replace("scd/base.xml", 'kind="base"', 'kind="base" extends="db"'),
      "scd/base.xml:2", "cannot have base= or extends="),
+    ("schema-unknown-on-change", replace("scd/db.xml", 'base="base"', 'base="base" on-change="sometimes"'),
+     "scd/db.xml:", "does not match the SCD schema"),
+    ("groups-malformed-xml", write("groups.xml", '<?xml version="1.0"?>\n<groups>\n  <group name="x">\n'),
+     "groups.xml:4", "malformed XML"),
+    ("groups-schema-no-name", replace("groups.xml", '<group name="office">', "<group>"),
+     "groups.xml:6", "does not match the groups.xml schema"),
+    ("groups-schema-bad-name", replace("groups.xml", '<group name="office">', '<group name="Office">'),
+     "groups.xml:6", "does not match the groups.xml schema"),
+    ("schema-bad-group-name", replace("hcd/db01.xml", "<group>rack-a</group>", "<group>Rack A</group>"),
+     "hcd/db01.xml:", "does not match the HCD schema"),
+    ("unknown-group", replace("hcd/db01.xml", "<group>rack-a</group>", "<group>rack-z</group>"),
+     "hcd/db01.xml:5", "unknown group 'rack-z'; declared in groups.xml: office, rack-a, rack-b"),
+    ("unknown-group-without-groups-xml", remove("groups.xml"),
+     "hcd/db01.xml:5", "unknown group 'rack-a'; declared in groups.xml (there is none): (none)"),
+    ("group-named-twice", replace("hcd/db01.xml", "<group>rack-a</group>",
+                                  "<group>rack-a</group>\n  <group>rack-a</group>"),
+     "hcd/db01.xml:6", "group 'rack-a' is named twice (first at line 5)"),
+    ("empty-group", replace("groups.xml", "</groups>", '  <group name="spare">Spare machines.</group>\n</groups>'),
+     "groups.xml:7", "empty group 'spare'"),
+    ("duplicate-group", replace("groups.xml", "</groups>", '  <group name="rack-a">Again.</group>\n</groups>'),
+     "groups.xml:7", "duplicate group 'rack-a' (also at "),
+    ("group-all-declared", replace("groups.xml", "</groups>", '  <group name="all">Everything.</group>\n</groups>'),
+     "groups.xml:7", "group 'all' is implicit"),
 ]
+
+
+CASES_BY_NAME = {case[0]: case for case in CASES}
 
 
 @pytest.fixture
@@ -122,7 +154,7 @@ def test_demo_is_valid(repo_dir, capsys):
     code = main(["validate", "--descriptors", str(DEMO), "--repo", str(repo_dir)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "ok: 11 SCDs, 22 hosts" in out
+    assert "ok: 11 SCDs, 22 hosts, 4 groups (with all)" in out
 
 
 @pytest.mark.parametrize("case, mutate, where, message", CASES, ids=[c[0] for c in CASES])
@@ -144,6 +176,33 @@ def test_every_problem_reported_at_once(demo_copy, repo_dir, capsys):
     assert code == 2
     for where in ("hcd/db01.xml:2", "hcd/db02.xml:3", "scd/evil.xml:2"):
         assert where in err
+
+
+def test_every_group_problem_reported_at_once(demo_copy, repo_dir, capsys):
+    for name in ("unknown-group", "empty-group", "schema-unknown-on-change"):
+        CASES_BY_NAME[name][1](demo_copy)
+    code, err = validate(demo_copy, repo_dir, capsys)
+    assert code == 2
+    assert "hcd/db01.xml:5: unknown group 'rack-z'" in err
+    assert "groups.xml:7: empty group 'spare'" in err
+    assert "scd/db.xml:2: does not match the SCD schema" in err
+
+
+def test_a_refused_hcd_makes_no_group_look_empty(demo_copy, repo_dir, capsys):
+    """Every office host's HCD refused: office has no host that was read, but the HCDs'
+    own errors are what to fix, not an 'empty group' that is not empty."""
+    for host in ("desk01", "desk02", "desk03", "desk04", "dev01", "dev02"):
+        (demo_copy / "hcd" / f"{host}.xml").write_text("<hcd")
+    code, err = validate(demo_copy, repo_dir, capsys)
+    assert code == 2 and "hcd/desk01.xml:1: malformed XML" in err
+    assert "empty group" not in err
+
+
+def test_a_refused_groups_xml_makes_no_group_look_unknown(demo_copy, repo_dir, capsys):
+    CASES_BY_NAME["groups-schema-no-name"][1](demo_copy)
+    code, err = validate(demo_copy, repo_dir, capsys)
+    assert code == 2 and "does not match the groups.xml schema" in err
+    assert "unknown group" not in err
 
 
 def test_unsatisfied_dependency_names_package_and_need(demo_copy, broken_repo, capsys):
