@@ -7,7 +7,7 @@ What it builds (`UpdateFarm(base, demo_repo, hosts=20)` as a context manager):
   rest), one HCD per host with a token;
 - one installed root per host (the template root: every upd-NN at 1.0), its agent state
   directory and its own cpuacct cgroup (empty: the host is idle; `busy(i)` runs a
-  loop in it that uses about 0.2 CPUs);
+  loop in it that uses up to half a CPU);
 - a NetLab: namespace 0 runs `ais serve` and a submitter (`python -m aislab.update_farm
   submitter`, which stores, signs and announces updates as `ais update submit` does,
   without loading the site for each of 200 updates); namespaces 1..N run the agents.
@@ -41,9 +41,9 @@ from aislab.net import NetLab, ais_command
 from aislab.update_rpms import base_rpms, build_update_rpms, copy_root, make_host_root
 
 ROOT = Path(__file__).resolve().parents[1]
-CGROUP_V1 = Path("/sys/fs/cgroup/cpuacct")
+CGROUP_MOUNT = Path("/run/ais-lab-cpuacct")  # the cpuacct hierarchy again: `ip netns exec` hides /sys/fs/cgroup
 AGENT_PORT = 8472
-BUSY_LOOP = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.04)\n"
+BUSY_LOOP = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.02: pass\n    time.sleep(0.02)\n"
 
 
 class UpdateFarm:
@@ -67,9 +67,10 @@ class UpdateFarm:
         self._descriptors()
         template = make_host_root(ROOT / "build" / "update-root", self.demo_repo, self.updates)
         self.initial = installed_nevras(template)
+        _mount_cpuacct()
         for name in self.names:
             copy_root(template, self.base / "roots" / name)
-            (CGROUP_V1 / self.cgroup / name).mkdir(parents=True, exist_ok=True)
+            (CGROUP_MOUNT / self.cgroup / name).mkdir(parents=True, exist_ok=True)
         self.history = self.base / "history.sqlite"
         self.key_path = self.base / "update-key.pem"
         self.update_key = public_hex(load_or_make_key(self.key_path))
@@ -138,11 +139,11 @@ class UpdateFarm:
             self.lab = None
         for name in self.names:
             try:
-                (CGROUP_V1 / self.cgroup / name).rmdir()
+                (CGROUP_MOUNT / self.cgroup / name).rmdir()
             except OSError:
                 pass
         try:
-            (CGROUP_V1 / self.cgroup).rmdir()
+            (CGROUP_MOUNT / self.cgroup).rmdir()
         except OSError:
             pass
 
@@ -155,7 +156,7 @@ class UpdateFarm:
         log = open(self.base / f"agent-{name}.log", "ab")
         argv = [*ais_command(), "agent", "--server", self.url, "--host", name, "--listen", self.address(i),
                 "--root", str(self.base / "roots" / name), "--state", str(self.base / "state" / name),
-                "--update-key", self.update_key, "--cgroup", f"{self.cgroup}/{name}", *self.agent_options, *extra]
+                "--update-key", self.update_key, "--cgroup", str(CGROUP_MOUNT / self.cgroup / name), *self.agent_options, *extra]
         self.agents[i] = self.lab.spawn(i + 1, argv, stderr=log, cwd=ROOT,
                                         env={"AIS_TOKEN": self.tokens[name], "PYTHONUNBUFFERED": "1"})
         log.close()
@@ -182,7 +183,7 @@ class UpdateFarm:
 
     def busy(self, i: int) -> None:
         proc = start([sys.executable, "-c", BUSY_LOOP])
-        (CGROUP_V1 / self.cgroup / self.names[i] / "cgroup.procs").write_text(str(proc.pid))
+        (CGROUP_MOUNT / self.cgroup / self.names[i] / "cgroup.procs").write_text(str(proc.pid))
         self.busy_procs[i] = proc
 
     def idle(self, i: int) -> None:
@@ -200,7 +201,7 @@ class UpdateFarm:
 
     def submit(self, group: str, ops: list[dict], urgent: bool = False) -> dict:
         """Store, sign and announce an update (the submitter in namespace 0): {"seq", "told"}."""
-        self.submit_proc.stdin.write((json.dumps({"group": group, "ops": ops, "urgent": urgent}) + "\n").encode())
+        self.submit_proc.stdin.write(json.dumps({"group": group, "ops": ops, "urgent": urgent}) + "\n")
         self.submit_proc.stdin.flush()
         line = next_line(self.submit_proc.stdout, 60)
         if not line:
@@ -251,6 +252,12 @@ class UpdateFarm:
         return time.monotonic() - start_at
 
 
+def _mount_cpuacct() -> None:
+    if not (CGROUP_MOUNT / "cpuacct.usage").exists():
+        CGROUP_MOUNT.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "cgroup", "-o", "cpuacct", "ais-lab-cpuacct", str(CGROUP_MOUNT)])
+
+
 def _same_fs(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
@@ -280,3 +287,29 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["submitter"]:
         sys.exit(submitter(*sys.argv[2:5]))
     sys.exit("usage: python -m aislab.update_farm submitter HISTORY KEY GROUPS_JSON")
+
+
+class Workload:
+    """Clumpt-like updates: the k-th goes to all, rack-a, rack-b in turn; it upgrades the next
+    package to its next version, and every 17th erases one (a later update installs it again)."""
+
+    GROUPS = ("all", "rack-a", "rack-b")
+
+    def __init__(self, farm: UpdateFarm):
+        self.farm = farm
+        self.k = 0
+        self.next_version = {name: 1 for name in farm.updates.names}  # index into versions
+
+    def next(self) -> tuple[str, list[dict]]:
+        self.k += 1
+        group = self.GROUPS[self.k % 3]
+        names = self.farm.updates.names
+        name = names[self.k % len(names)]
+        if self.k % 17 == 0:
+            return group, [self.farm.op(names[(self.k + 7) % len(names)], None)]
+        index = min(self.next_version[name], len(self.farm.updates.versions) - 1)
+        self.next_version[name] += 1
+        return group, [self.farm.op(name, self.farm.updates.versions[index])]
+
+    def submit(self, count: int) -> list[dict]:
+        return [self.farm.submit(*self.next()) for _ in range(count)]

@@ -35,27 +35,37 @@ class Thresholds:
 
 
 class Load:
-    """Counters of one cgroup ('' or '/': the whole machine)."""
+    """Counters of one cgroup: a path under /sys/fs/cgroup's hierarchies, or an absolute directory
+    (a cgroup hierarchy mounted elsewhere: `ip netns exec` hides /sys/fs/cgroup); '' the whole machine."""
 
     def __init__(self, cgroup: str = ""):
+        self.directory = Path(cgroup)
         self.cgroup = cgroup.strip("/")
         self._cpu_file, self._mem_file, self._limit_file = self._files()
 
     def _files(self):
         if not self.cgroup:
             return None, None, None
-        candidates = [  # (cpu, memory, memory limit): v1, v2 at /sys/fs/cgroup, v2 in a hybrid layout
+        if self.directory.is_absolute():  # a cgroup directory given by path (any mount of the hierarchy)
+            d = self.directory
+            candidates = [(d / "cpuacct.usage", d / "memory.usage_in_bytes", d / "memory.limit_in_bytes"),
+                          (d / "cpu.stat", d / "memory.current", d / "memory.max")]
+        else:
+            candidates = self._named()
+        for cpu, mem, limit in candidates:
+            if cpu.exists():
+                return cpu, (mem if mem.exists() else None), (limit if limit.exists() else None)
+        raise UsageError(f"--cgroup {self.directory}: no such cgroup (no {candidates[0][0].name} nor "
+                         f"{candidates[1][0].name} in {candidates[0][0].parent} or {candidates[1][0].parent})")
+
+    def _named(self):
+        return [  # (cpu, memory, memory limit): v1, v2 at /sys/fs/cgroup, v2 in a hybrid layout
             (CGROUP / "cpuacct" / self.cgroup / "cpuacct.usage", CGROUP / "memory" / self.cgroup / "memory.usage_in_bytes",
              CGROUP / "memory" / self.cgroup / "memory.limit_in_bytes"),
             (CGROUP / self.cgroup / "cpu.stat", CGROUP / self.cgroup / "memory.current", CGROUP / self.cgroup / "memory.max"),
             (CGROUP / "unified" / self.cgroup / "cpu.stat", CGROUP / "unified" / self.cgroup / "memory.current",
              CGROUP / "unified" / self.cgroup / "memory.max"),
         ]
-        for cpu, mem, limit in candidates:
-            if cpu.exists():
-                return cpu, (mem if mem.exists() else None), (limit if limit.exists() else None)
-        raise UsageError(f"--cgroup {self.cgroup}: no such cgroup (looked for {candidates[0][0]} and "
-                         f"{candidates[1][0]})")
 
     def cpu_seconds(self) -> float:
         if self._cpu_file is None:
