@@ -111,7 +111,7 @@ class UpdateFarm:
                 f"<token>{self.tokens[name]}</token><group>{group}</group></hcd>\n")
 
     def _serve(self) -> None:
-        self.serve_log = open(self.base / "serve.log", "wb")
+        self.serve_log = open(self.base / "serve.log", "ab")
         address = self.lab.address(0)
         argv = [*ais_command(), "serve", "--descriptors", str(self.descriptors), "--repo", str(self.repo),
                 "--cache", str(self.base / "cache"), "--history", str(self.history), "--update-key",
@@ -122,6 +122,27 @@ class UpdateFarm:
         if not line.startswith('{"listening"'):
             raise WorldError(f"ais serve did not start: {line!r}; see {self.base / 'serve.log'}")
         self.url = json.loads(line)["listening"]["url"]
+
+    def stop_server(self) -> None:
+        self.server.kill()
+        self.server.wait()
+        self.serve_log.close()
+
+    def start_server(self) -> None:
+        self._serve()
+
+    def post(self, address: str, path: str, body: dict) -> tuple[int, str]:
+        """POST JSON to an agent from namespace 0 (where the server runs): (status, body text);
+        status 0 when it did not answer."""
+        script = ("import sys, urllib.request, urllib.error\n"
+                  "req = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST')\n"
+                  "try:\n    r = urllib.request.urlopen(req, timeout=10); print(r.status); print(r.read().decode())\n"
+                  "except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n"
+                  "except OSError as e:\n    print(0); print(e)\n")
+        out = run(self.lab.argv(0, [sys.executable, "-c", script, f"http://{address}{path}"]),
+                  input=json.dumps(body)).stdout
+        status, _, text = out.partition("\n")
+        return int(status), text
 
     def _submitter(self) -> None:
         argv = [sys.executable, "-m", "aislab.update_farm", "submitter", str(self.history), str(self.key_path),
