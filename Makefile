@@ -13,7 +13,7 @@ DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot bench-fanout clean \
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot bench-fanout bench-updates clean \
         real-site demo-real apt-lists
 
 all: test
@@ -130,6 +130,10 @@ bench-install: setup $(REAL_DEP)
 FANOUT_IMAGE ?= real
 bench-fanout: setup $(if $(filter real,$(FANOUT_IMAGE)),real-site)
 	$(PY) bench/fanout.py --image $(FANOUT_IMAGE) $(ARGS)
+
+# Keeping hosts current (issue 14): 20 agents in namespaces, Clumpt's figures beside (docs/updates.md).
+bench-updates: setup
+	$(PY) bench/updates.py $(ARGS)
 
 bench-startup: setup
 	$(PY) bench/startup.py
