@@ -16,15 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "cost", "rpmenv"}
 # room -> rooms it must never import (at module level or inside a function)
 NEVER = {
-    "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate"},
-    "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate"},
-    "planner": {"cache", "stream", "server", "client", "calibrate"},
-    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv"},
+    "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    "planner": {"cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv", "updates", "agent"},
     "cache": {"server", "client", "calibrate"},
     "server": {"planner", "client", "calibrate"},
-    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate", "bootenv"},
-    "calibrate": {"server"},
-    "bootenv": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate"},
+    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate", "bootenv", "updates", "agent"},
+    "calibrate": {"server", "updates", "agent"},
+    "bootenv": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    # updates: the records, signatures and global store every update party shares; only its
+    # admin commands read the descriptors
+    "updates": {"repo", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv", "agent"},
+    # the agent runs on an installed host: it knows updates and rpm, nothing of the server's side
+    "agent": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv"},
 }
 ROOMS = set(NEVER)
 OUTSIDE = ("aislab", "tests", "bench", "scripts")
