@@ -69,9 +69,13 @@ class InstallDb:
 
     # ------------------------------------------------------------------ updates known
     def learn(self, updates: list[Update], heard_from: str) -> list[Update]:
-        """Store the updates not known yet; returns those."""
+        """Store the updates not known yet; returns those (each once, the first of a sequence number)."""
         have = self.known_seqs()
-        new = [u for u in updates if u.seq not in have]
+        new = []
+        for u in updates:
+            if u.seq not in have:
+                have.add(u.seq)
+                new.append(u)
         self._do("INSERT OR IGNORE INTO known VALUES (?, ?, ?, ?, ?)",
                  [(u.seq, u.group, encode(u).decode(), heard_from, time.time()) for u in new], many=True)
         return new

@@ -80,9 +80,15 @@ def parse_status(body: bytes) -> dict:
     if not isinstance(results, list) or not isinstance(gone, list) or len(results) > 10000 or len(gone) > 10000:
         raise HttpError(400, "results and gone must be lists")
     for r in results:
-        if not (isinstance(r, dict) and isinstance(r.get("seq"), int) and r.get("state") in STATES
-                and isinstance(r.get("message", ""), str) and isinstance(r.get("at", 0), (int, float))):
-            raise HttpError(400, f"a result must be {{seq: int, state: one of {', '.join(STATES)}, message, at}}")
+        if not (isinstance(r, dict) and _is_int(r.get("seq")) and r["seq"] >= 1 and r.get("state") in STATES
+                and isinstance(r.get("message", ""), str) and isinstance(r.get("at", 0), (int, float))
+                and not isinstance(r.get("at", 0), bool)):
+            raise HttpError(400, f"a result must be {{seq: int >= 1, state: one of {', '.join(STATES)}, message, at}}")
     if not all(isinstance(p, str) and HOST_NAME.fullmatch(p) for p in gone):
         raise HttpError(400, "gone must list host names")
     return {"address": address, "online": online, "results": results, "gone": gone}
+
+
+def _is_int(value) -> bool:
+    """An int that is not a bool (JSON true would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
