@@ -14,7 +14,6 @@ signature). Returns keys, hex strings and signed updates.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
