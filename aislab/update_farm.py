@@ -287,7 +287,8 @@ def submitter(history: str, key_path: str, groups_json: str) -> int:
     """Read {"group", "ops", "urgent"} lines; store, sign, announce each; print {"update", "told"}."""
     from ais.updates.commands import announce
     from ais.updates.records import Op
-    from ais.updates.store import UpdateStore, dump
+    from ais.updates.store import UpdateStore
+    from ais.updates.records import as_dict
     import msgspec
 
     store = UpdateStore(history)
@@ -300,7 +301,7 @@ def submitter(history: str, key_path: str, groups_json: str) -> int:
         update = store.submit(req["group"], ops, key, urgent=req["urgent"], origin="lab")
         members = everyone if req["group"] == "all" else groups[req["group"]]
         told = announce(update, members, store.agents(), 3)
-        print(json.dumps({"update": dump(update), "told": told}), flush=True)
+        print(json.dumps({"update": as_dict(update), "told": told}), flush=True)
     return 0
 
 

@@ -20,7 +20,8 @@ import logging
 
 from ais.server.answers import HttpError, Json, authorise, host_by_name
 from ais.updates.records import HOST_NAME
-from ais.updates.store import STATES, dump
+from ais.updates.records import as_dict
+from ais.updates.store import STATES
 
 log = logging.getLogger("ais.server")
 ADDRESS_MAX = 64
@@ -37,7 +38,7 @@ class UpdateRoutes:
         members = {h.name: {"groups": list(h.groups), "address": agents.get(h.name, {}).get("address"),
                             "online": agents.get(h.name, {}).get("online", False)}
                    for h in snap.hosts.values() if set(h.groups) & set(host.groups)}
-        updates = [dump(u) for u in self.app.updates.updates(set(host.groups))]
+        updates = [as_dict(u) for u in self.app.updates.updates(set(host.groups))]
         return Json(200, {"host": host.name, "groups": list(host.groups), "members": members, "updates": updates,
                           "update_key": self.app.update_key})
 

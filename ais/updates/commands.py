@@ -31,9 +31,9 @@ from pathlib import Path
 
 from ais.descriptors import load_site
 from ais.errors import UsageError
-from ais.updates.records import Op, Update
+from ais.updates.records import Op, Update, as_dict
 from ais.updates.signing import load_or_make_key, update_key_path
-from ais.updates.store import UpdateStore, dump
+from ais.updates.store import UpdateStore
 
 HISTORY = (("--history",), dict(type=Path, default=Path("build/history.sqlite"), metavar="FILE",
                                 help="the server's history database [%(default)s]"))
@@ -91,7 +91,7 @@ def cmd_submit(args) -> int:
     members = [h.name for h in site.hosts if args.group in h.groups]
     told = announce(update, members, store.agents(), args.notify)
     if args.json:
-        print(json.dumps(dump(update), indent=2))
+        print(json.dumps(as_dict(update), indent=2))
     else:
         print(f"update {update.seq} for group {update.group}{' (urgent)' if update.urgent else ''}: "
               f"{describe(update)}")
@@ -125,7 +125,7 @@ def announce(update: Update, members: list[str], agents: dict, fanout: int) -> l
     """Tell online agents of the group: `fanout` random ones, or an urgent update's tree root."""
     online = [h for h in members if agents.get(h, {}).get("online") and agents[h].get("address")]
     random.shuffle(online)
-    body = {"updates": [dump(update)], "from": "server", "tree": online if update.urgent else None}
+    body = {"updates": [as_dict(update)], "from": "server", "tree": online if update.urgent else None}
     told = []
     for host in online if update.urgent else online[:fanout]:
         if _post(f"http://{agents[host]['address']}/v1/agent/notify", body):
@@ -161,7 +161,7 @@ def cmd_status(args) -> int:
                      "after_seconds": round(r["at"] - update.submitted_at, 2) if r else None,
                      "message": r.get("message", "")})
     if args.json:
-        print(json.dumps({"update": dump(update), "hosts": rows}, indent=2))
+        print(json.dumps({"update": as_dict(update), "hosts": rows}, indent=2))
         return 0
     print(f"update {update.seq} for group {update.group}{' (urgent)' if update.urgent else ''}, submitted "
           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(update.submitted_at))}: {describe(update)}")

@@ -15,7 +15,6 @@ cannot be opened, read or written. Returns `Update`s and plain dicts.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from contextlib import closing
@@ -140,10 +139,3 @@ class UpdateStore:
         return self._run("read agents", lambda db: {r["host"]: {"address": r["address"], "online": bool(r["online"]),
                                                                 "seen_at": r["seen_at"]}
                                                     for r in db.execute("SELECT * FROM agents")})
-
-
-def dump(update: Update) -> dict:
-    return json.loads(encode(update))
-
-
-
