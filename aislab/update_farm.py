@@ -232,7 +232,7 @@ class UpdateFarm:
         return answer
 
     def groups_of(self, i: int) -> set[str]:
-        return {"all", *(g for g, m in self.groups.items() if self.names[i] in m)}
+        return {"all", "scd:updhost", *(g for g, m in self.groups.items() if self.names[i] in m)}
 
     def expected(self, i: int) -> set[str]:
         """The initial packages with the host's groups' updates folded in sequence order."""

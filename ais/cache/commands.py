@@ -33,6 +33,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="exit 1 at once if another rebuild holds the lock")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--history", type=Path, default=Path("build/history.sqlite"), metavar="FILE",
+                   help="the server's history database: a changed SCD with on-change=\"update\" becomes an "
+                        "in-place update for its hosts there (docs/updates.md) [%(default)s]")
+    p.add_argument("--update-key", type=Path, default=None, metavar="FILE",
+                   help="the key that signs those updates [update-key.pem beside --history]")
     p.set_defaults(handler=cmd_rebuild)
 
     cache = subparsers.add_parser("cache", help="inspect the image cache")
@@ -60,7 +65,8 @@ def _options(args) -> Options:
     return Options(descriptors=Path(args.descriptors), repo=Path(args.repo), cache=Path(args.cache),
                    budget=args.budget, dry_run=getattr(args, "dry_run", False),
                    wait=getattr(args, "wait", True), time_limit=args.time_limit,
-                   cost=args.cost)
+                   cost=args.cost, history=getattr(args, "history", None),
+                   update_key=getattr(args, "update_key", None))
 
 
 def cmd_rebuild(args) -> int:

@@ -38,6 +38,9 @@ from ais.sizes import human, parse_size
 from ais.cache.store import Store
 from ais.cache.verify import check_store, header_record
 from ais.model import Site
+from ais.updates.changes import configuration_updates, describe, record
+from ais.updates.signing import load_or_make_key, update_key_path
+from ais.updates.store import UpdateStore
 
 log = logging.getLogger("ais.cache.rebuild")
 
@@ -55,6 +58,8 @@ class Options:
     wait: bool = True
     time_limit: float = 60.0
     cost: Path | None = None  # calibration JSON (ais.cost); None: the planner's defaults
+    history: Path | None = None  # the server's history database: updates of on-change="update" SCDs go there
+    update_key: Path | None = None  # their signing key; None: update-key.pem beside the history
 
 
 @dataclass
@@ -159,6 +164,8 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         info["summary"] = f"{len(added)} images given the .torrent they lacked" if added else "every image has its .torrent"
     new = manifests.make(previous=published, plan_json=plan, images=records,
                          configurations=configurations(plan, wanted), cost=cost)
+    with rep.step("updates") as info:  # before publishing: a crash in between records nothing twice
+        info["summary"] = _record_updates(site, published, opts)
     with rep.step("publish") as info:
         manifests.publish(store, new)
         used = sum(r["stored_bytes"] for r in records.values())
@@ -174,6 +181,21 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         info["summary"] = f"{len(result.changes.remove)} images removed, {human(result.freed_bytes)} freed"
     result.durations = rep.durations
     return result
+
+
+def _record_updates(site: Site, published: dict, opts: Options) -> str:
+    """In-place updates for the hosts of each on-change="update" SCD whose package set changed."""
+    planned = configuration_updates(published, site)
+    if not planned:
+        return "no SCD with on-change=\"update\" changed"
+    if opts.history is None:
+        return f"{len(planned)} SCDs with on-change=\"update\" changed, but no history database to record updates in"
+    stored = record(UpdateStore(opts.history), load_or_make_key(opts.update_key or update_key_path(opts.history)),
+                    planned)
+    for u in stored:
+        log.info("update %d for group %s: %s", u.seq, u.group, describe(u.ops))
+    return (f"{len(stored)} updates recorded for the hosts of {', '.join(p.configuration for p in planned)}"
+            if stored else "the changed SCDs' updates were recorded by an earlier run")
 
 
 def _sizes_moved(changes: Changes, built: dict[str, dict]) -> bool:

@@ -78,7 +78,11 @@ def plan_command(args) -> int:
         print(f"cost model: {source}")
         print(f"plan written to {out}")
     if args.explain:
+        from ais.updates.changes import explain_change, published_manifest
+
         print(explain(plan, site, args.explain, cost))
+        print(explain_change(published_manifest(args.cache), site, args.explain, cost,
+                             plan.serve[args.explain].predicted_seconds))
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

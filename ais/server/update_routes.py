@@ -20,6 +20,7 @@ import logging
 
 from ais.server.answers import HttpError, Json, authorise, host_by_name
 from ais.updates.records import HOST_NAME
+from ais.updates.changes import host_groups
 from ais.updates.records import as_dict
 from ais.updates.store import STATES
 
@@ -35,11 +36,12 @@ class UpdateRoutes:
         host = host_by_name(snap, name)
         authorise(host, headers)
         agents = self.app.updates.agents()
-        members = {h.name: {"groups": list(h.groups), "address": agents.get(h.name, {}).get("address"),
+        groups = host_groups(host)
+        members = {h.name: {"groups": list(host_groups(h)), "address": agents.get(h.name, {}).get("address"),
                             "online": agents.get(h.name, {}).get("online", False)}
-                   for h in snap.hosts.values() if set(h.groups) & set(host.groups)}
-        updates = [as_dict(u) for u in self.app.updates.updates(set(host.groups))]
-        return Json(200, {"host": host.name, "groups": list(host.groups), "members": members, "updates": updates,
+                   for h in snap.hosts.values() if set(host_groups(h)) & set(groups)}
+        updates = [as_dict(u) for u in self.app.updates.updates(set(groups))]
+        return Json(200, {"host": host.name, "groups": list(groups), "members": members, "updates": updates,
                           "update_key": self.app.update_key})
 
     def agent_member(self, headers, name: str):

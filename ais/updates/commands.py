@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ais.descriptors import load_site
 from ais.errors import UsageError
+from ais.updates.changes import host_groups
 from ais.updates.records import Op, Update, as_dict
 from ais.updates.signing import load_or_make_key, update_key_path
 from ais.updates.store import UpdateStore
@@ -47,7 +48,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("submit", help="a new update for a group: packages to install or upgrade, names to erase",
                        epilog="Example: ais update submit --group rack-a --install openssl-3.0.2-1.x86_64.rpm "
                               "--erase telnet --urgent")
-    p.add_argument("--group", required=True, help="the group it is for (`all`: every host)")
+    p.add_argument("--group", required=True,
+                   help="the group it is for: a group of groups.xml, `all` (every host) or `scd:NAME` (the hosts "
+                        "running SCD NAME)")
     p.add_argument("--install", action="append", default=[], metavar="PKG",
                    help="a package of the repository: NEVRA, file name, or name (its newest version); repeatable")
     p.add_argument("--erase", action="append", default=[], metavar="NAME", help="a package name to erase; repeatable")
@@ -78,7 +81,7 @@ def register(subparsers) -> None:
 
 def cmd_submit(args) -> int:
     site = load_site(args.descriptors, args.repo)
-    groups = {g for h in site.hosts for g in h.groups}
+    groups = {g for h in site.hosts for g in host_groups(h)}
     if args.group not in groups:
         raise UsageError(f"--group {args.group}: no host is in it (groups with hosts: {', '.join(sorted(groups))})")
     if not args.install and not args.erase:
@@ -88,7 +91,7 @@ def cmd_submit(args) -> int:
     key = load_or_make_key(args.key or update_key_path(args.history))
     store = UpdateStore(args.history)
     update = store.submit(args.group, ops, key, urgent=args.urgent, origin="admin")
-    members = [h.name for h in site.hosts if args.group in h.groups]
+    members = [h.name for h in site.hosts if args.group in host_groups(h)]
     told = announce(update, members, store.agents(), args.notify)
     if args.json:
         print(json.dumps(as_dict(update), indent=2))
@@ -155,7 +158,7 @@ def cmd_status(args) -> int:
     site = load_site(args.descriptors, args.repo)
     results = {r["host"]: r for r in store.results(seq=args.seq)}
     rows = []
-    for host in sorted(h.name for h in site.hosts if update.group in h.groups):
+    for host in sorted(h.name for h in site.hosts if update.group in host_groups(h)):
         r = results.get(host, {})
         rows.append({"host": host, "state": r.get("state", "not heard"),
                      "after_seconds": round(r["at"] - update.submitted_at, 2) if r else None,
@@ -194,7 +197,7 @@ def cmd_hosts(args) -> int:
             applied.setdefault(r["host"], set()).add(r["seq"])
     rows = []
     for h in site.hosts:
-        mine = [u.seq for u in updates if u.group in h.groups]
+        mine = [u.seq for u in updates if u.group in host_groups(h)]
         done = applied.get(h.name, set())
         rows.append({"host": h.name, "groups": list(h.groups), "configuration": h.scd,
                      "last_applied": max(done, default=None), "pending": len([s for s in mine if s not in done]),

@@ -26,9 +26,10 @@ from ais.contracts import Strict, decode, encode
 from ais.errors import BadInput
 
 NAME = r"[A-Za-z0-9_.+\-]{1,128}"
-GROUP = r"[a-z0-9][a-z0-9\-]{0,62}"
+HOST = r"[a-z0-9][a-z0-9\-]{0,62}"
+GROUP = rf"{HOST}|scd:[a-z0-9][a-z0-9._\-]{{0,62}}"  # a declared group, `all`, or an SCD's own group
 NEVRA = re.compile(r"(?P<name>[A-Za-z0-9_.+\-]+)-(?P<epoch>\d+):(?P<version>[^-\s]+)-(?P<release>[^-\s]+)\.(?P<arch>[a-z0-9_]+)")
-HOST_NAME = re.compile(GROUP)
+HOST_NAME = re.compile(HOST)
 RPM_FILE = r"[A-Za-z0-9_.+\-]{1,200}\.rpm"
 MAX_OPS = 1000
 
@@ -49,7 +50,7 @@ class Op(Strict, kw_only=True):
 
 class Update(Strict, kw_only=True):
     seq: Annotated[int, msgspec.Meta(ge=1, le=1 << 40)]
-    group: Annotated[str, msgspec.Meta(pattern=f"^{GROUP}$")]
+    group: Annotated[str, msgspec.Meta(pattern=f"^(?:{GROUP})$")]
     urgent: bool = False
     ops: Annotated[tuple[Op, ...], msgspec.Meta(min_length=1, max_length=MAX_OPS)]
     origin: Annotated[str, msgspec.Meta(max_length=200)] = ""

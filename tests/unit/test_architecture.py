@@ -18,7 +18,7 @@ COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "co
 NEVER = {
     "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
     "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
-    "planner": {"cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    "planner": {"cache", "stream", "server", "client", "calibrate", "agent"},
     "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv", "updates", "agent"},
     "cache": {"server", "client", "calibrate"},
     "server": {"planner", "client", "calibrate"},
