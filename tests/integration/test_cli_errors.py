@@ -47,6 +47,9 @@ class HostileServer(http.server.ThreadingHTTPServer):
 
 NESTED = b"[" * 100_000 + b"]" * 100_000
 
+UPDATE_SITE = ("--descriptors", "descriptors", "--repo", "{repo}", "--history", "{tmp}/history.sqlite")
+AGENT = ("--server", "http://127.0.0.1:9", "--host", "web01", "--listen", "127.0.0.1:9", "--state", "{tmp}/agent",
+         "--token-file", "{tmp}/a-file", "--seconds", "1")
 # (argv, exit code, words the message must contain); {repo} and {cache} filled in
 CASES = [
     (["rebuild", "--budget", "abc", "--dry-run"], 2, "bad size 'abc'"),
@@ -64,6 +67,19 @@ CASES = [
       "--state", "{tmp}/state", "--transport", "pigeon"], 2, "argument --transport: invalid choice: 'pigeon'"),
     (["client", "plan", "--server", "{hostile}", "--host", "web01", "--target", "{tmp}/disk", "--state",
       "{tmp}/state"], 1, "is not a valid document"),
+    # in-place updates (ais update, ais agent)
+    (["update", "submit", "--group", "nosuch", "--install", "make", *UPDATE_SITE], 2, "--group nosuch: no host is in it"),
+    (["update", "submit", "--group", "all", *UPDATE_SITE], 2, "at least one --install or --erase"),
+    (["update", "submit", "--group", "all", "--install", "no-such-package", *UPDATE_SITE], 2, "no such package"),
+    (["update", "submit", "--group", "all", "--erase", "make", "--key", "{tmp}/a-file", *UPDATE_SITE], 2,
+     "not a PEM private key"),
+    (["update", "status", "7", *UPDATE_SITE], 2, "no update 7"),
+    (["agent", *AGENT, "--root", "{tmp}"], 2, "no rpm database at var/lib/rpm"),
+    (["agent", *AGENT, "--root", "{tmp}/root", "--host", "Not_A_Host"], 2, "is not a host name"),
+    (["agent", *AGENT, "--root", "{tmp}/root", "--listen", "nonsense"], 2, "expected ADDRESS:PORT"),
+    (["agent", *AGENT, "--root", "{tmp}/root", "--update-key", "junk"], 2, "neither 64 hex digits nor a readable file"),
+    (["agent", *AGENT, "--root", "{tmp}/root", "--token-file", "{tmp}/no-token"], 2, "no token"),
+    (["agent", *AGENT, "--root", "{tmp}/root", "--idle-cpu", "-1"], 2, "expected a number >= 0"),
 ]
 
 # Plans a hostile or wrong server may send; each is refused at the client's boundary (exit 1, no write).
@@ -103,6 +119,7 @@ def test_client_refuses_a_malformed_plan(body, words, tmp_path):
 @pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4] + c[0][-4:-2]) for c in CASES])
 def test_error_exit_codes_and_messages(argv, code, words, repo_dir, tmp_path):
     (tmp_path / "a-file").write_text("not a directory\n")
+    (tmp_path / "root" / "var" / "lib" / "rpm").mkdir(parents=True)  # an installed system, for `ais agent`
     hostile = HostileServer(NESTED)
     try:
         filled = [a.format(tmp=tmp_path, hostile=hostile.url, repo=repo_dir) for a in argv]
