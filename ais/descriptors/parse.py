@@ -165,7 +165,7 @@ def hcd_record(root, shown: str) -> HcdRecord:
 
 def group_records(root, shown: str) -> list[GroupRecord]:
     """The declared groups of a groups.xml root, in file order."""
-    return [GroupRecord(el.get("name"), " ".join((el.text or "").split()), shown, el.sourceline)
+    return [GroupRecord(el.get("name"), " ".join("".join(el.itertext()).split()), shown, el.sourceline)
             for el in root.iter("group")]
 
 

@@ -110,7 +110,7 @@ def test_parse_keeps_lines_and_normalises_descriptions(tmp_path):
     (tmp_path / "hcd" / "h.xml").write_text(
         '<hcd name="h" scd="s">\n  <group> r1 </group>\n  <mac>02:00:00:00:00:01</mac>\n  <group>r2</group>\n</hcd>\n')
     (tmp_path / "groups.xml").write_text(
-        '<groups>\n  <group name="r1">first\n    rack</group>\n  <group name="r2"/>\n</groups>\n')
+        '<groups>\n  <group name="r1">first<!-- a comment -->\n    rack</group>\n  <group name="r2"/>\n</groups>\n')
     parsed = parse_descriptors(tmp_path)
     assert parsed.problems == []
     assert parsed.scds[0].on_change == "update"
