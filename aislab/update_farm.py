@@ -2,7 +2,8 @@
 
 What it builds (`UpdateFarm(base, demo_repo, hosts=20)` as a context manager):
 - a site repository: the demo's busybox-base and filesystem plus the update set of
-  `aislab.update_rpms` (upd-NN at versions 1.0 .. V.0), with createrepo_c's repodata;
+  `aislab.update_rpms` (upd-NN at versions 1.0 .. V.0) and any `extra_rpms` a test built,
+  with createrepo_c's repodata (`rpm_op(path)` makes an install op for such an RPM);
 - descriptors: one SCD (`updhost`), groups `rack-a` (the first half) and `rack-b` (the
   rest), one HCD per host with a token;
 - one installed root per host (the template root: every upd-NN at 1.0), its agent state
@@ -11,7 +12,8 @@ What it builds (`UpdateFarm(base, demo_repo, hosts=20)` as a context manager):
 - a NetLab: namespace 0 runs `ais serve` and a submitter (`python -m aislab.update_farm
   submitter`, which stores, signs and announces updates as `ais update submit` does,
   without loading the site for each of 200 updates); namespaces 1..N run the agents.
-The test or benchmark submits updates (`submit`), starts, stops and kills agents, and
+The test or benchmark submits updates (`submit`), starts, stops and kills agents (`kill_agent`:
+SIGKILL of the agent and every process under it, a power cut), and
 reads what happened from the server's database (`results`) and the roots' rpm databases.
 `expected(i)` folds the submitted updates of a host's groups over the initial state.
 
@@ -32,6 +34,7 @@ from contextlib import closing
 from pathlib import Path
 
 from ais.errors import WorldError
+from ais.files import file_sha256
 from ais.rpmenv import installed_nevras
 from ais.run import run, start
 from ais.updates.records import target_state, parse_update
@@ -43,17 +46,20 @@ from aislab.update_rpms import base_rpms, build_update_rpms, copy_root, make_hos
 ROOT = Path(__file__).resolve().parents[1]
 CGROUP_MOUNT = Path("/run/ais-lab-cpuacct")  # the cpuacct hierarchy again: `ip netns exec` hides /sys/fs/cgroup
 AGENT_PORT = 8472
+# Every process of the farm imports `ais` from this checkout (PYTHONPATH): the `ais` entry point
+# alone would import the package its venv was installed from, perhaps another checkout.
 BUSY_LOOP = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.02: pass\n    time.sleep(0.02)\n"
 
 
 class UpdateFarm:
     def __init__(self, base: Path, demo_repo: Path, *, hosts: int = 20, versions: int = 11,
-                 agent_options: tuple[str, ...] = ()):
+                 agent_options: tuple[str, ...] = (), extra_rpms: tuple[Path, ...] | list[Path] = ()):
         self.base, self.demo_repo, self.n = Path(base), Path(demo_repo), hosts
         self.names = [f"h{i:02d}" for i in range(1, hosts + 1)]
         self.groups = {"rack-a": self.names[: hosts // 2], "rack-b": self.names[hosts // 2:]}
         self.versions = versions
         self.agent_options = agent_options
+        self.extra_rpms = [Path(p) for p in extra_rpms]
         self.agents: dict[int, subprocess.Popen] = {}
         self.busy_procs: dict[int, subprocess.Popen] = {}
         self.submitted = []
@@ -89,7 +95,7 @@ class UpdateFarm:
     def _repo(self) -> None:
         self.repo = self.base / "repo"
         (self.repo / "RPMS").mkdir(parents=True)
-        for path in [*base_rpms(self.demo_repo), *sorted(self.updates.dir.glob("*.rpm"))]:
+        for path in [*base_rpms(self.demo_repo), *sorted(self.updates.dir.glob("*.rpm")), *self.extra_rpms]:
             os.link(path, self.repo / "RPMS" / path.name) if _same_fs(path, self.repo) else \
                 run(["cp", "-a", str(path), str(self.repo / "RPMS")])
         run(["createrepo_c", "--quiet", str(self.repo)], timeout=300)
@@ -117,7 +123,8 @@ class UpdateFarm:
                 "--cache", str(self.base / "cache"), "--history", str(self.history), "--update-key",
                 str(self.key_path), "--listen", f"{address}:8470", "--stream-listen", f"{address}:0", "--poll", "0.5"]
         (self.base / "cache").mkdir(exist_ok=True)
-        self.server = self.lab.spawn(0, argv, stderr=self.serve_log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
+        self.server = self.lab.spawn(0, argv, stderr=self.serve_log, cwd=ROOT,
+                                     env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
         line = next_line(self.server.stdout, 60)
         if not line.startswith('{"listening"'):
             raise WorldError(f"ais serve did not start: {line!r}; see {self.base / 'serve.log'}")
@@ -179,7 +186,8 @@ class UpdateFarm:
                 "--root", str(self.base / "roots" / name), "--state", str(self.base / "state" / name),
                 "--update-key", self.update_key, "--cgroup", str(CGROUP_MOUNT / self.cgroup / name), *self.agent_options, *extra]
         self.agents[i] = self.lab.spawn(i + 1, argv, stderr=log, cwd=ROOT,
-                                        env={"AIS_TOKEN": self.tokens[name], "PYTHONUNBUFFERED": "1"})
+                                        env={"AIS_TOKEN": self.tokens[name], "PYTHONUNBUFFERED": "1",
+                                             "PYTHONPATH": str(ROOT)})
         log.close()
 
     def stop_agent(self, i: int) -> None:
@@ -193,10 +201,12 @@ class UpdateFarm:
                 proc.wait()
 
     def kill_agent(self, i: int) -> None:
-        """Power off: SIGKILL the agent and its children (an rpm transaction in flight)."""
+        """Power off: SIGKILL the agent and every process under it (an rpm transaction in flight
+        and its scriptlet's shell), the agent first so it starts nothing new."""
         proc = self.agents.pop(i)
-        run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)
-        proc.kill()
+        stopped = _stop_tree(proc.pid)
+        for pid in stopped:
+            _signal(pid, signal.SIGKILL)
         proc.wait()
 
     def log(self, i: int) -> str:
@@ -219,6 +229,13 @@ class UpdateFarm:
         return {"action": "install", "name": name, "nevra": self.updates.nevra(name, version),
                 "file": self.updates.rpm(name, version).name, "size": self.updates.size(name, version),
                 "sha256": self.updates.sha256(name, version)}
+
+    def rpm_op(self, path: Path) -> dict:
+        """The install op of an RPM file in the site repository (one of `extra_rpms`)."""
+        fmt = "%{NAME}\\n%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\\n"
+        name, evra = run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", fmt, str(path)]).stdout.split()
+        return {"action": "install", "name": name, "nevra": f"{name}-{evra}", "file": Path(path).name,
+                "size": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
     def submit(self, group: str, ops: list[dict], urgent: bool = False) -> dict:
         """Store, sign and announce an update (the submitter in namespace 0): {"seq", "told"}."""
@@ -277,6 +294,42 @@ def _mount_cpuacct() -> None:
     if not (CGROUP_MOUNT / "cpuacct.usage").exists():
         CGROUP_MOUNT.mkdir(parents=True, exist_ok=True)
         run(["mount", "-t", "cgroup", "-o", "cpuacct", "ais-lab-cpuacct", str(CGROUP_MOUNT)])
+
+
+def _stop_tree(pid: int) -> list[int]:
+    """SIGSTOP pid and every process under it, until no new one appears (none can fork then)."""
+    stopped: list[int] = []
+    found = [pid]
+    while found:
+        for p in found:
+            _signal(p, signal.SIGSTOP)
+        stopped += found
+        found = [p for p in _descendants(pid) if p not in stopped]
+    return stopped
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under pid (children, grandchildren...), from /proc, parents first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _same_fs(a: Path, b: Path) -> bool:

@@ -48,7 +48,7 @@ from ais.agent.installdb import InstallDb, LocalRepo
 from ais.agent.peers import Members, PeerUnreachable, Wire, tree_children
 from ais.errors import WorldError
 from ais.rpmenv import installed_nevras
-from ais.updates.records import Update, UpdateRefused, as_dict, delta, parse_update, target_state
+from ais.updates.records import NEVRA, Update, UpdateRefused, as_dict, delta, parse_update, target_state
 from ais.updates.signing import verify
 
 log = logging.getLogger("ais.agent")
@@ -296,6 +296,7 @@ class Agent:
         try:
             installed = await asyncio.to_thread(installed_nevras, self.cfg.root)
             put, erase = delta(target, installed)
+            put = sorted({*put, *_cut_short(target, installed)})
             paths = [str(await self._obtain(op, batch)) for op in _install_ops(known, put)]
         except (PeerUnreachable, WorldError) as err:
             return self._failed(seqs, f"cannot get what the update needs: {err}")
@@ -446,6 +447,14 @@ def _install_ops(updates: list[Update], nevras) -> list:
         for op in u.files:
             by_nevra[op.nevra] = op
     return [op for n, op in sorted(by_nevra.items()) if nevras is None or n in nevras]
+
+
+def _cut_short(target: dict, installed: set[str]) -> list[str]:
+    """Target NEVRAs of the names the rpm database holds more than once: an upgrade that a power
+    cut stopped half-way (the new header added, the old one not yet erased). Installing the
+    target again (rpm's upgrade, replacing an installed package) leaves it alone, once."""
+    names = Counter(m["name"] for m in map(NEVRA.fullmatch, installed) if m)
+    return [nevra for name, nevra in target.items() if nevra is not None and names[name] > 1]
 
 
 def _seqs(seqs) -> str:

@@ -33,7 +33,9 @@ def transact(root: str, install: list[str], erase: list[str]) -> dict:
     rpm.addMacro("_dbpath", DBPATH)
     ts = rpm.TransactionSet(root)
     ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES)  # digests were checked by the agent (issue 16 adds signatures)
-    ts.setProbFilter(rpm.RPMPROB_FILTER_OLDPACKAGE)  # an update may take a package back to an older version
+    # An update may take a package back to an older version; after a power cut half-way through an
+    # upgrade (old and new both in the database) the agent installs the new one again, replacing both.
+    ts.setProbFilter(rpm.RPMPROB_FILTER_OLDPACKAGE | rpm.RPMPROB_FILTER_REPLACEPKG)
     for name in erase:
         ts.addErase(name)
     for path in install:
