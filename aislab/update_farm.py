@@ -138,18 +138,24 @@ class UpdateFarm:
     def start_server(self) -> None:
         self._serve()
 
-    def post(self, address: str, path: str, body: dict) -> tuple[int, str]:
-        """POST JSON to an agent from namespace 0 (where the server runs): (status, body text);
-        status 0 when it did not answer."""
+    def post(self, address: str, path: str, body: dict | None) -> tuple[int, str]:
+        """POST JSON (GET when body is None) to an agent from namespace 0 (where the server runs):
+        (status, body text); status 0 when it did not answer."""
         script = ("import sys, urllib.request, urllib.error\n"
-                  "req = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST')\n"
+                  "data = sys.stdin.buffer.read() or None\n"
+                  "req = urllib.request.Request(sys.argv[1], data=data, method='POST' if data else 'GET')\n"
                   "try:\n    r = urllib.request.urlopen(req, timeout=10); print(r.status); print(r.read().decode())\n"
                   "except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode())\n"
                   "except OSError as e:\n    print(0); print(e)\n")
         out = run(self.lab.argv(0, [sys.executable, "-c", script, f"http://{address}{path}"]),
-                  input=json.dumps(body)).stdout
+                  input="" if body is None else json.dumps(body)).stdout
         status, _, text = out.partition("\n")
         return int(status), text
+
+    def knows_peers(self, i: int, peers) -> bool:
+        """Does agent i know the address of each of these hosts (its /v1/agent/stats)?"""
+        status, text = self.post(self.address(i), "/v1/agent/stats", None)
+        return status == 200 and all(json.loads(text)["peers"].get(self.names[p]) for p in peers)
 
     def _submitter(self) -> None:
         argv = [sys.executable, "-m", "aislab.update_farm", "submitter", str(self.history), str(self.key_path),

@@ -117,7 +117,7 @@ def propagation_times(farm: UpdateFarm, updates: list[dict]) -> list[float]:
 def print_table(f: dict, args) -> None:
     print(f"\nbench-updates: {f['hosts']} agents, {f['updates']} updates ({f['behind']} missed by half the hosts), "
           "load-aware mode\n")
-    print(f"| figure | AIS (this run) | Clumpt (published) |")
+    print("| figure | AIS (this run) | Clumpt (published) |")
     print("| --- | --- | --- |")
     print(f"| init + sync per host, mean / max | {f['init_sync_s']['mean']:.2f} s / {f['init_sync_s']['max']:.2f} s "
           "| 2.4 s / 7 s (half the peers 222 behind) |")

@@ -28,6 +28,7 @@ from ais.contracts import encode
 from ais.errors import WorldError
 from ais.updates.records import Op, Update, parse_update
 
+FAILED_FOR_GOOD = "failed-for-good"  # rpm ran, a scriptlet failed: trying again would change nothing
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS known (seq INTEGER PRIMARY KEY, grp TEXT NOT NULL, doc TEXT NOT NULL,
                                   heard_from TEXT, heard_at REAL NOT NULL);
@@ -97,17 +98,24 @@ class InstallDb:
     def applied_seqs(self) -> set[int]:
         return {s for (s,) in self._do("SELECT seq FROM done WHERE state = 'applied'")}
 
+    def settled_seqs(self) -> set[int]:
+        """Updates not to try again: applied, or failed for good (rpm ran and a scriptlet failed)."""
+        return {s for (s,) in self._do("SELECT seq FROM done WHERE state IN ('applied', ?)", (FAILED_FOR_GOOD,))}
+
     def mark(self, seqs, state: str, message: str = "") -> None:
         self._do("INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, 0)",
                  [(s, state, message[:2000], time.time()) for s in seqs], many=True)
 
     def unreported(self) -> list[dict]:
+        """Results the server has not heard yet (a failure for good is a "failed" to it)."""
         rows = self._do("SELECT seq, state, message, at FROM done WHERE reported = 0 ORDER BY seq")
-        return [{"seq": s, "state": st, "message": m or "", "at": at} for s, st, m, at in rows]
+        return [{"seq": s, "state": "failed" if st == FAILED_FOR_GOOD else st, "message": m or "", "at": at}
+                for s, st, m, at in rows]
 
     def reported(self, results: list[dict]) -> None:
-        self._do("UPDATE done SET reported = 1 WHERE seq = ? AND state = ?",
-                 [(r["seq"], r["state"]) for r in results], many=True)
+        self._do("UPDATE done SET reported = 1 WHERE seq = ? AND at = ? AND (state = ? OR state = ?)",
+                 [(r["seq"], r["at"], r["state"], FAILED_FOR_GOOD if r["state"] == "failed" else r["state"])
+                  for r in results], many=True)
 
     def state_of(self, seq: int) -> str | None:
         rows = self._do("SELECT state FROM done WHERE seq = ?", (seq,))

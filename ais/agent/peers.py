@@ -1,7 +1,8 @@
 """Who the agent talks to, and how: the group layout, random peers, the urgent tree, HTTP calls.
 
 What it does: `Members(layout, me)` holds the group layout the server gave (each host's
-address, groups, online or not) plus what this agent saw itself (a peer that did not
+address, groups, online or not; a layout kept from an earlier start while the server is
+down is `stale`: every member with an address is tried) plus what this agent saw itself (a peer that did not
 answer is marked away until it is heard from again: Clumpt's group update, so that
 nobody waits for it). `random_peers(group, k)` picks k online peers of a group;
 `tree_children(tree, me)` the children of this host in an urgent update's
@@ -34,6 +35,7 @@ class Members:
         self.me = me
         self.layout = layout
         self.away: set[str] = set()
+        self.stale = False  # a layout kept from an earlier start (the server is down): its online flags are old
 
     def address(self, host: str) -> str | None:
         return (self.layout.get("members", {}).get(host) or {}).get("address")
@@ -45,7 +47,8 @@ class Members:
     def online(self, group: str) -> list[str]:
         members = self.layout.get("members", {})
         return [h for h in self.of_group(group)
-                if members[h].get("address") and members[h].get("online", True) and h not in self.away]
+                if members[h].get("address") and (members[h].get("online", True) or self.stale)
+                and h not in self.away]
 
     def random_peers(self, group: str, k: int, exclude=()) -> list[str]:
         pool = [h for h in self.online(group) if h not in exclude]

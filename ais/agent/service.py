@@ -42,14 +42,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ais.agent import transaction
 from ais.agent.idle import IdleDetector, Load, Thresholds
+from ais.agent.install import Installer, install_ops, seqs_text
 from ais.agent.installdb import InstallDb, LocalRepo
 from ais.agent.peers import Members, PeerUnreachable, Wire, tree_children
+from ais.agent.routes import PeerApi
 from ais.errors import WorldError
-from ais.rpmenv import installed_nevras
-from ais.updates.records import NEVRA, Update, UpdateRefused, as_dict, delta, parse_update, target_state
-from ais.updates.signing import verify
+from ais.updates.records import Update, as_dict
 
 log = logging.getLogger("ais.agent")
 
@@ -73,7 +72,10 @@ class AgentConfig:
     retry_seconds: float = 30.0
 
 
-class Agent:
+class Agent(PeerApi, Installer):
+    """One host's agent: its state, its life, its protocols with peers; its HTTP side is
+    `PeerApi` (ais.agent.routes), its installing `Installer` (ais.agent.install)."""
+
     def __init__(self, config: AgentConfig):
         self.cfg = config
         self.db = InstallDb(config.state)
@@ -123,19 +125,13 @@ class Agent:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _app(self) -> web.Application:
-        app = web.Application(client_max_size=4 << 20)
-        app.add_routes([web.post("/v1/agent/notify", self._on_notify), web.post("/v1/agent/sync", self._on_sync),
-                        web.get("/v1/agent/packages/{file}", self._on_package), web.get("/v1/agent/stats", self._on_stats)])
-        return app
-
     # ================================================================== initialization
     async def initialize(self) -> None:
         start = time.monotonic()
         interrupted = self.db.interrupted()
         if interrupted:
             log.warning("the last transaction was interrupted (updates %s): the host stopped while applying; "
-                        "they are applied again from what the rpm database holds now", _seqs(interrupted))
+                        "they are applied again from what the rpm database holds now", seqs_text(interrupted))
         await self._fetch_layout(wait=True)
         server_done = time.monotonic()
         peers = {p for g in self.groups for p in self.members.random_peers(g, self.cfg.init_peers)}
@@ -161,6 +157,7 @@ class Agent:
                 if not wait or cached:
                     if cached and not self.groups:
                         self._use_layout(cached[0])
+                        self.members.stale = True
                         log.warning("the server is unreachable (%s): going on with the group layout of %s",
                                     err, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cached[1])))
                     return False
@@ -187,163 +184,6 @@ class Agent:
         self.members.away = away
         self.key = self.key or layout.get("update_key")
 
-    # ================================================================== what peers send
-    def _accept(self, docs: list, heard_from: str) -> tuple[list[Update], list[str]]:
-        """Check and keep updates: (the new ones, why others were refused)."""
-        good, refused = [], []
-        for doc in docs:
-            try:
-                update = verify(parse_update(doc), self.key or "")
-                if update.group not in self.groups:
-                    raise UpdateRefused(f"update {update.seq} is for group {update.group}; this host is in "
-                                        f"{', '.join(self.groups)}")
-                good.append(update)
-            except (UpdateRefused, ValueError) as err:
-                refused.append(str(err)[:300])
-        for why in refused:
-            self.stats["refused_updates"] += 1
-            log.warning("refused an update from %s: %s", heard_from, why)
-        new = self.db.learn(good, heard_from)
-        for u in new:
-            log.info("learned update %d (group %s%s) from %s", u.seq, u.group, ", urgent" if u.urgent else "",
-                     heard_from)
-        if new:
-            self.wake.set()
-        return new, refused
-
-    async def _on_notify(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            docs, sender, tree = body["updates"], str(body.get("from", "?"))[:64], body.get("tree")
-            if not isinstance(docs, list) or not (tree is None or isinstance(tree, list)):
-                raise ValueError("updates must be a list, tree a list or null")
-        except (ValueError, KeyError, TypeError) as err:
-            return web.json_response({"error": f"bad notice: {err}"}, status=400)
-        self.members.back(sender)
-        new, refused = self._accept(docs, sender)
-        if refused:
-            return web.json_response({"error": "refused: " + "; ".join(refused)}, status=403)
-        urgent = [u for u in new if u.urgent]
-        if urgent and tree:
-            asyncio.create_task(self._forward_urgent(urgent, [str(h) for h in tree]))
-        return web.json_response({"new": [u.seq for u in new]}, status=202)
-
-    async def _on_sync(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            groups, have = set(body["groups"]), {int(s) for s in body["have"]}
-        except (ValueError, KeyError, TypeError) as err:
-            return web.json_response({"error": f"bad sync request: {err}"}, status=400)
-        docs = [as_dict(u) for u in self.db.known(groups) if u.seq not in have]
-        return web.json_response({"updates": docs})
-
-    async def _on_package(self, request: web.Request) -> web.StreamResponse:
-        path = self.repo.file(request.match_info["file"])
-        if path is None:
-            return web.json_response({"error": "not held here"}, status=404)
-        self.stats["bytes_to_peers"] += path.stat().st_size
-        return web.FileResponse(path)
-
-    async def _on_stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({**self.stats, "applied": sorted(self.db.applied_seqs()),
-                                  "known": sorted(self.db.known_seqs()), "idle": self.idle.idle()})
-
-    # ================================================================== installing
-    def _pending(self) -> list[Update]:
-        applied = self.db.applied_seqs()
-        now = time.monotonic()
-        return [u for u in self.db.known(self.groups) if u.seq not in applied
-                and now - self.failed_at.get(u.seq, -1e9) >= self.cfg.retry_seconds]
-
-    async def _apply_loop(self) -> None:
-        while True:
-            self.wake.clear()
-            pending = self._pending()
-            urgent = [u for u in pending if u.urgent]
-            batch = pending if self.idle.idle() else urgent
-            if batch:
-                await self._apply(batch)
-                continue
-            if pending:
-                self._tell_waiting(pending)
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout=self.cfg.sample_seconds)
-            except TimeoutError:
-                pass
-
-    def _tell_waiting(self, pending: list[Update]) -> None:
-        new = [u.seq for u in pending if u.seq not in self.waiting_told]
-        if new:
-            self.waiting_told.update(new)
-            self.db.mark(new, "waiting", f"busy: {self.idle.why}")
-            log.info("updates %s wait for idle (%s)", _seqs(new), self.idle.why)
-
-    async def _apply(self, batch: list[Update]) -> None:
-        async with self.apply_lock:
-            ok = await self._transact(batch)
-            if not ok and len(batch) > 1:  # one bad update must not hold back the others
-                for update in batch:
-                    await self._transact([update])
-        applied = self.db.applied_seqs()
-        await self._gossip([u for u in batch if u.seq in applied])
-
-    async def _transact(self, batch: list[Update]) -> bool:
-        seqs = [u.seq for u in batch]
-        start = time.monotonic()
-        applied = self.db.applied_seqs()
-        known = [u for u in self.db.known(self.groups) if u.seq in applied] + batch
-        target = target_state(known)
-        try:
-            installed = await asyncio.to_thread(installed_nevras, self.cfg.root)
-            put, erase = delta(target, installed)
-            put = sorted({*put, *_cut_short(target, installed)})
-            paths = [str(await self._obtain(op, batch)) for op in _install_ops(known, put)]
-        except (PeerUnreachable, WorldError) as err:
-            return self._failed(seqs, f"cannot get what the update needs: {err}")
-        self.db.begin_applying(seqs)
-        answer = await asyncio.to_thread(transaction.apply, str(self.cfg.root), paths, erase)
-        self.db.end_applying()
-        if not answer["ok"]:
-            return self._failed(seqs, "; ".join(answer["problems"] + answer["script_errors"])[:1500])
-        self.db.mark(seqs, "applied", f"{len(put)} installed, {len(erase)} erased")
-        self.stats["transactions"] += 1
-        self.stats["applied"] += len(seqs)
-        log.info("applied updates %s in one transaction (%d installed or up/downgraded, %d erased) in %.2f s",
-                 _seqs(seqs), len(put), len(erase), time.monotonic() - start)
-        return True
-
-    def _failed(self, seqs: list[int], why: str) -> bool:
-        now = time.monotonic()
-        for s in seqs:
-            self.failed_at[s] = now
-        self.db.mark(seqs, "failed", why)
-        self.stats["failed"] += len(seqs)
-        log.error("updates %s failed, nothing applied: %s", _seqs(seqs), why)
-        return False
-
-    async def _obtain(self, op, batch: list[Update]) -> Path:
-        """op's RPM: the local repository, else the peer that told us, other peers, then the server."""
-        held = self.repo.get(op)
-        if held:
-            return held
-        update = next((u for u in batch if op in u.ops), batch[0])
-        told_by = self.db.heard_from(update.seq)
-        peers = [told_by] if told_by and told_by != "server" else []
-        peers += self.members.random_peers(update.group, 2, exclude=peers)
-        for who, url in self.wire.package_urls(peers, self.members, op.file):
-            try:
-                data = await self.wire.package(url, op.size)
-                path = await asyncio.to_thread(self.repo.put, op, data)
-            except PeerUnreachable:
-                continue
-            except ValueError as err:
-                self.stats["refused_packages"] += 1
-                log.warning("refused %s from %s: %s", op.file, who, err)
-                continue
-            self.stats["bytes_from_server" if who == "server" else "bytes_from_peers"] += len(data)
-            return path
-        raise PeerUnreachable(f"no peer nor the server could give {op.file}")
-
     # ================================================================== telling peers
     async def _gossip(self, updates: list[Update]) -> None:
         """Load-aware propagation: tell a few random online peers of each update's group."""
@@ -355,10 +195,10 @@ class Agent:
     async def _forward_urgent(self, updates: list[Update], tree: list[str]) -> None:
         """Immediate installation: fetch first (children fetch from us), then tell our tree children."""
         try:
-            for op in _install_ops(updates, None):
+            for op in install_ops(updates, None):
                 await self._obtain(op, updates)
         except PeerUnreachable as err:
-            log.warning("urgent updates %s: %s", _seqs(u.seq for u in updates), err)
+            log.warning("urgent updates %s: %s", seqs_text(u.seq for u in updates), err)
         docs = [as_dict(u) for u in updates]
         children = tree_children(tree, self.cfg.host)
         while children:
@@ -440,22 +280,3 @@ class Agent:
             pass
 
 
-def _install_ops(updates: list[Update], nevras) -> list:
-    """The install ops (latest first wins) whose NEVRA is in nevras (None: all)."""
-    by_nevra = {}
-    for u in sorted(updates, key=lambda u: u.seq):
-        for op in u.files:
-            by_nevra[op.nevra] = op
-    return [op for n, op in sorted(by_nevra.items()) if nevras is None or n in nevras]
-
-
-def _cut_short(target: dict, installed: set[str]) -> list[str]:
-    """Target NEVRAs of the names the rpm database holds more than once: an upgrade that a power
-    cut stopped half-way (the new header added, the old one not yet erased). Installing the
-    target again (rpm's upgrade, replacing an installed package) leaves it alone, once."""
-    names = Counter(m["name"] for m in map(NEVRA.fullmatch, installed) if m)
-    return [nevra for name, nevra in target.items() if nevra is not None and names[name] > 1]
-
-
-def _seqs(seqs) -> str:
-    return ",".join(str(s) for s in sorted(seqs))

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from ais.agent.installdb import InstallDb, LocalRepo
+from ais.agent.installdb import FAILED_FOR_GOOD, InstallDb, LocalRepo
 from ais.updates.records import Op, Update
 
 DATA = b"an rpm's bytes"
@@ -78,6 +78,16 @@ def test_a_new_state_after_sending_stays_unreported(db):
     db.mark([5], "applied")  # applied while the report of 'waiting' was on its way
     db.reported(sent)
     assert [(r["seq"], r["state"]) for r in db.unreported()] == [(5, "applied")]
+
+
+def test_a_failure_for_good_is_settled_and_reported_as_failed(db):
+    db.mark([6], FAILED_FOR_GOOD, "scriptlet failed")
+    db.mark([7], "failed", "no network")
+    assert db.settled_seqs() == {6}  # 7 is tried again, 6 is not
+    sent = db.unreported()
+    assert [(r["seq"], r["state"]) for r in sent] == [(6, "failed"), (7, "failed")]
+    db.reported(sent)
+    assert db.unreported() == []
 
 
 def test_applying_survives_until_ended(tmp_path):

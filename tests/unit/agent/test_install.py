@@ -1,6 +1,6 @@
-"""The agent's pure helpers (ais.agent.service): what a transaction re-installs after a power cut."""
+"""The agent's pure helpers (ais.agent.install): what a transaction re-installs after a power cut."""
 
-from ais.agent.service import _cut_short
+from ais.agent.install import _cut_short
 
 
 def test_a_name_held_twice_is_installed_again_at_its_target():
