@@ -51,10 +51,14 @@ def main(argv=None) -> int:
     p.add_argument("--interval", type=float, default=0.5, help="seconds between phase 1 updates [%(default)s]")
     p.add_argument("--behind", type=int, default=100, help="updates the stopped half misses [%(default)s]")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                   help="run in DIR (new) and keep the agents' and server's logs there [a temporary directory]")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp, \
-            UpdateFarm(Path(tmp), ROOT / "build" / "repo", hosts=args.hosts, agent_options=OPTIONS) as farm:
-        figures = run(farm, args)
+    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True)
+        with UpdateFarm(work, ROOT / "build" / "repo", hosts=args.hosts, agent_options=OPTIONS) as farm:
+            figures = run(farm, args)
     print_table(figures, args)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
