@@ -96,7 +96,7 @@ def run(farm: UpdateFarm, args) -> dict:
         farm.stop_agent(i)
     logs = {i: farm.log(i) for i in everyone}
     init = [float(re.findall(r"agent ready in ([\d.]+) s", logs[i])[-1]) for i in away]
-    stats = [json.loads(m.replace("'", '"')) for log in logs.values() for m in re.findall(r"agent stopped: (\{.*\})", log)]
+    stats = [json.loads(m) for log in logs.values() for m in re.findall(r"agent stopped: (\{.*\})", log)]
     return {
         "hosts": farm.n, "updates": len(farm.submitted), "behind": len(missed),
         "propagation_s": {"mean": statistics.mean(propagation), "max": max(propagation)},

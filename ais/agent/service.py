@@ -1,11 +1,7 @@
 """The agent: learns its groups' updates, installs them when idle (or at once when urgent), tells peers.
 
-What it does: `Agent(config).run()` serves peers over HTTP (aiohttp):
-  POST /v1/agent/notify   {"updates": [signed...], "from": host, "tree": [hosts] | null}
-  POST /v1/agent/sync     {"groups": [...], "have": [seqs]} -> the updates the asker lacks
-  GET  /v1/agent/packages/<file>.rpm   an RPM this host installed (its local repository)
-  GET  /v1/agent/stats    counters, for the benchmark and tests
-and runs Clumpt's protocols:
+What it does: `Agent(config).run()` serves peers over HTTP (`ais.agent.routes`) and runs
+Clumpt's protocols (installing itself is `ais.agent.install`):
 - initialization: the group layout and the updates of its groups from the server (or,
   for a known host, the last layout when the server is down; a new host waits for it
   and says so), then a sync with a few peers of each group to learn what it missed;
@@ -34,6 +30,7 @@ Returns when stopped (SIGTERM/SIGINT, or `stop()`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -120,7 +117,7 @@ class Agent(PeerApi, Installer):
             await runner.cleanup()
             await self.wire.close()
             self.db.close()
-            log.info("agent stopped: %s", dict(self.stats))
+            log.info("agent stopped: %s", json.dumps(dict(self.stats), sort_keys=True))
 
     def stop(self) -> None:
         self.stopping.set()
