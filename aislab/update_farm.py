@@ -188,7 +188,7 @@ class UpdateFarm:
     def start_agent(self, i: int, *extra: str) -> None:
         name = self.names[i]
         log = open(self.base / f"agent-{name}.log", "ab")
-        argv = [*ais_command(), "agent", "--server", self.url, "--host", name, "--listen", self.address(i),
+        argv = [*ais_command(), "agent", "run", "--server", self.url, "--host", name, "--listen", self.address(i),
                 "--root", str(self.base / "roots" / name), "--state", str(self.base / "state" / name),
                 "--update-key", self.update_key, "--cgroup", str(CGROUP_MOUNT / self.cgroup / name), *self.agent_options, *extra]
         self.agents[i] = self.lab.spawn(i + 1, argv, stderr=log, cwd=ROOT,

@@ -1,7 +1,8 @@
-"""`ais agent`: keep this installed host current with its groups' updates (ais.agent.service).
+"""`ais agent run|transaction`: keep this installed host current with its groups' updates (ais.agent.service).
 
-What it does: `register(subparsers)` adds `agent`, which runs the agent until
-SIGTERM/SIGINT (or `--seconds`). It is started by the installed system's init
+What it does: `register(subparsers)` adds `agent run`, which runs the agent until
+SIGTERM/SIGINT (or `--seconds`), and `agent transaction ROOT`, the child that runs one rpm
+transaction for it (ais.agent.transaction). It is started by the installed system's init
 (docs/updates.md) and, in tests and benchmarks, once per network namespace.
 
 Reads: options; the host's token from --token-file (default /etc/ais/token) or
@@ -23,13 +24,19 @@ from ais.updates.records import HOST_NAME
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "agent", help="keep this host current: its groups' updates, installed when idle (urgent ones at once), "
-                      "shared with peers",
+    agent = subparsers.add_parser("agent", help="keep this host current: its groups' updates, installed when idle "
+                                                "(urgent ones at once), shared with peers")
+    sub = agent.add_subparsers(dest="agent_command", metavar="SUBCOMMAND", required=True)
+    t = sub.add_parser("transaction", help="one rpm transaction on ROOT: {\"install\": [rpm files], \"erase\": "
+                                           "[names]} on stdin, the answer as JSON (what `agent run` runs as its child)")
+    t.add_argument("root", type=Path, metavar="ROOT", help="the installed system")
+    t.set_defaults(handler=cmd_transaction)
+    p = sub.add_parser(
+        "run", help="run the agent until SIGTERM/SIGINT",
         description="Run the update agent of an installed host (Clumpt's protocols, docs/updates.md). Updates are "
                     "signed by the server's update key and checked before anything is kept; packages come from "
                     "peers first, the server last, each checked against its sha256 before rpm sees it.",
-        epilog="Example: ais agent --server http://10.0.0.1:8470 --host web01 --listen 10.0.0.21:8472 "
+        epilog="Example: ais agent run --server http://10.0.0.1:8470 --host web01 --listen 10.0.0.21:8472 "
                "--update-key /etc/ais/update-key.pub")
     p.add_argument("--server", required=True, metavar="URL", help="the AIS server (http://HOST:PORT)")
     p.add_argument("--host", required=True, metavar="NAME", help="this host's name (its HCD)")
@@ -103,6 +110,12 @@ def _token(path: Path) -> str:
     except OSError as err:
         raise UsageError(f"no token: cannot read --token-file {path} ({err.strerror}) and $AIS_TOKEN is unset") \
             from err
+
+
+def cmd_transaction(args) -> int:
+    from ais.agent.transaction import main
+
+    return main(str(args.root))
 
 
 def cmd_agent(args) -> int:

@@ -1,6 +1,6 @@
 """One rpm transaction on a live root, run as a child process: installs, up/downgrades and erases at once.
 
-What it does: `python -m ais.agent.transaction ROOT` reads {"install": [rpm paths],
+What it does: `ais agent transaction ROOT` (`main`) reads {"install": [rpm paths],
 "erase": [names]} on stdin and runs them as ONE rpm transaction through the rpm
 bindings (the rpm command line cannot mix -U and -e): dependencies and conflicts
 are checked first (`ts.check`), then a test run, then the real run with
@@ -24,6 +24,7 @@ import json
 import os
 import sys
 
+from ais.errors import UsageError
 from ais.rpmenv import DBPATH
 
 
@@ -36,13 +37,18 @@ def transact(root: str, install: list[str], erase: list[str]) -> dict:
     # An update may take a package back to an older version; after a power cut half-way through an
     # upgrade (old and new both in the database) the agent installs the new one again, replacing both.
     ts.setProbFilter(rpm.RPMPROB_FILTER_OLDPACKAGE | rpm.RPMPROB_FILTER_REPLACEPKG)
-    for name in erase:
-        ts.addErase(name)
-    for path in install:
-        with open(path, "rb") as f:
-            header = ts.hdrFromFdno(f.fileno())
-        ts.addInstall(header, path, "u")
-    problems = [str(p) for p in ts.check()]
+    try:
+        for name in erase:
+            ts.addErase(name)
+        for path in install:
+            with open(path, "rb") as f:
+                header = ts.hdrFromFdno(f.fileno())
+            ts.addInstall(header, path, "u")
+    except (rpm.error, OSError) as err:  # a name not installed, an RPM file unreadable or not an RPM
+        return {"ok": False, "problems": [f"{err}"], "script_errors": []}
+    problems: list[str] = []
+    if ts.check():  # rpm's words ("libc is needed by make-4.3-1.x86_64"), not check()'s tuples
+        problems = [str(p) for p in ts.problems()] or ["unresolved dependencies"]
     if problems:
         return {"ok": False, "problems": problems, "script_errors": []}
     ts.order()
@@ -72,7 +78,7 @@ def apply(root: str, install: list[str], erase: list[str], timeout: float = 600.
     """Run the transaction in a child; its JSON answer ({"ok", "problems", "script_errors"})."""
     from ais.run import run
 
-    proc = run([sys.executable, "-m", "ais.agent.transaction", root], check=False, timeout=timeout,
+    proc = run([sys.executable, "-m", "ais.cli", "agent", "transaction", root], check=False, timeout=timeout,
                input=json.dumps({"install": install, "erase": erase}))
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -81,12 +87,15 @@ def apply(root: str, install: list[str], erase: list[str], timeout: float = 600.
                                           f"{proc.stderr.strip()[-500:]}"], "script_errors": []}
 
 
-def main() -> int:
-    request = json.loads(sys.stdin.read())
-    answer = transact(sys.argv[1], request.get("install", []), request.get("erase", []))
+def main(root: str) -> int:
+    try:
+        request = json.loads(sys.stdin.read())
+        if not isinstance(request, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        raise UsageError(f"the transaction request on stdin is not {{\"install\": [...], \"erase\": [...]}}: {err}") \
+            from err
+    answer = transact(root, request.get("install", []), request.get("erase", []))
     sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
     return 0 if answer["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ What it does: `load_or_make_key(path)` reads the private key (PEM, PKCS#8) or ma
 as `<path>.pub` (hex); `sign(update, key)` returns the update with its signature;
 `verify(update, public_hex)` checks it, so a peer cannot change an update's packages,
 sequence number or group without the key that only the server's machine holds.
-`public_hex(key)` is what agents pin (`ais agent --update-key`).
+`public_hex(key)` is what agents pin (`ais agent run --update-key`).
 
 Reads: key files. Fails with `WorldError` (a key file cannot be read or written),
 `UsageError` (a key file that is not a key), `UpdateRefused` (a missing or wrong

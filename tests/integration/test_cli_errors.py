@@ -74,12 +74,12 @@ CASES = [
     (["update", "submit", "--group", "all", "--erase", "make", "--key", "{tmp}/a-file", *UPDATE_SITE], 2,
      "not a PEM private key"),
     (["update", "status", "7", *UPDATE_SITE], 2, "no update 7"),
-    (["agent", *AGENT, "--root", "{tmp}"], 2, "no rpm database at var/lib/rpm"),
-    (["agent", *AGENT, "--root", "{tmp}/root", "--host", "Not_A_Host"], 2, "is not a host name"),
-    (["agent", *AGENT, "--root", "{tmp}/root", "--listen", "nonsense"], 2, "expected ADDRESS:PORT"),
-    (["agent", *AGENT, "--root", "{tmp}/root", "--update-key", "junk"], 2, "neither 64 hex digits nor a readable file"),
-    (["agent", *AGENT, "--root", "{tmp}/root", "--token-file", "{tmp}/no-token"], 2, "no token"),
-    (["agent", *AGENT, "--root", "{tmp}/root", "--idle-cpu", "-1"], 2, "expected a number >= 0"),
+    (["agent", "run", *AGENT, "--root", "{tmp}"], 2, "no rpm database at var/lib/rpm"),
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--host", "Not_A_Host"], 2, "is not a host name"),
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--listen", "nonsense"], 2, "expected ADDRESS:PORT"),
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--update-key", "junk"], 2, "neither 64 hex digits nor a readable file"),
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--token-file", "{tmp}/no-token"], 2, "no token"),
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--idle-cpu", "-1"], 2, "expected a number >= 0"),
 ]
 
 # Plans a hostile or wrong server may send; each is refused at the client's boundary (exit 1, no write).
