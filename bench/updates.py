@@ -55,7 +55,7 @@ def main(argv=None) -> int:
                    help="run in DIR (new) and keep the agents' and server's logs there [a temporary directory]")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
-        work = args.keep or Path(tmp)
+        work = (args.keep or Path(tmp)).resolve()
         work.mkdir(parents=True)
         with UpdateFarm(work, ROOT / "build" / "repo", hosts=args.hosts, agent_options=OPTIONS) as farm:
             figures = run(farm, args)

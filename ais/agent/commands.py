@@ -128,7 +128,8 @@ def cmd_agent(args) -> int:
     if not (args.root / "var/lib/rpm").is_dir():
         raise UsageError(f"--root {args.root}: no rpm database at var/lib/rpm (not an installed system)")
     config = AgentConfig(
-        host=args.host, server=args.server, token=_token(args.token_file), root=args.root, state=args.state,
+        host=args.host, server=args.server, token=_token(args.token_file), root=args.root.resolve(),
+        state=Path(args.state).resolve(),
         listen=_listen(args.listen), update_key=read_public(args.update_key) if args.update_key else None,
         cgroup=args.cgroup, fanout=args.fanout, sync_seconds=args.sync_seconds,
         refresh_seconds=args.refresh_seconds, sample_seconds=args.sample_seconds,

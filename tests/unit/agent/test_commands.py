@@ -115,3 +115,12 @@ def test_non_negative_refuses(text):
 
 def test_number_types_accept():
     assert _positive("0.5") == 0.5 and _non_negative("0") == 0.0
+
+
+def test_a_relative_root_and_state_become_absolute(root, tmp_path, started, monkeypatch):
+    """rpm --root refuses a relative root: the agent resolves both (a bench run with --keep build/x failed
+    every update with 'rpm -qa exited 1')."""
+    monkeypatch.chdir(tmp_path)
+    assert cmd_agent(args(root.relative_to(tmp_path), tmp_path, state="state")) == 0
+    (config,) = started
+    assert config.root == root and config.state == tmp_path / "state"
