@@ -13,14 +13,11 @@ root; with `WorldError` (exit 1) when its port or state cannot be used. Returns 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 
 from ais.errors import UsageError
-from ais.updates.records import HOST_NAME
 
 
 def register(subparsers) -> None:
@@ -119,8 +116,11 @@ def cmd_transaction(args) -> int:
 
 
 def cmd_agent(args) -> int:
+    import asyncio  # here, not above: `agent transaction`, a child per update, should start fast
+
     from ais.agent.idle import Thresholds
     from ais.agent.service import Agent, AgentConfig
+    from ais.updates.records import HOST_NAME
     from ais.updates.signing import read_public
 
     if not HOST_NAME.fullmatch(args.host):
@@ -141,6 +141,9 @@ def cmd_agent(args) -> int:
 
 
 async def _run(agent, seconds: float | None) -> None:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
