@@ -23,6 +23,7 @@ Fails with `WorldError` when a process does not start. Returns paths, sets and d
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ from aislab.update_rpms import base_rpms, build_update_rpms, copy_root, make_hos
 ROOT = Path(__file__).resolve().parents[1]
 CGROUP_MOUNT = Path("/run/ais-lab-cpuacct")  # the cpuacct hierarchy again: `ip netns exec` hides /sys/fs/cgroup
 AGENT_PORT = 8472
+_FARMS = itertools.count()
 # Every process of the farm imports `ais` from this checkout (PYTHONPATH): the `ais` entry point
 # alone would import the package its venv was installed from, perhaps another checkout.
 BUSY_LOOP = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.02: pass\n    time.sleep(0.02)\n"
@@ -63,7 +65,8 @@ class UpdateFarm:
         self.agents: dict[int, subprocess.Popen] = {}
         self.busy_procs: dict[int, subprocess.Popen] = {}
         self.submitted = []
-        self.cgroup = f"aisupd{os.getpid()}"
+        self.tag = f"upd{os.getpid() % 100000}n{next(_FARMS)}"  # farms alive at once (a module's, a test's) differ
+        self.cgroup = self.tag
         self.lab: NetLab | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -80,7 +83,7 @@ class UpdateFarm:
         self.history = self.base / "history.sqlite"
         self.key_path = self.base / "update-key.pem"
         self.update_key = public_hex(load_or_make_key(self.key_path))
-        self.lab = NetLab(self.n + 1, rate="1gbit").__enter__()
+        self.lab = NetLab(self.n + 1, self.tag, rate="1gbit").__enter__()
         try:
             self._serve()
             self._submitter()

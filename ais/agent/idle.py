@@ -10,6 +10,9 @@ idle when, over the last `idle_seconds`, CPU stayed under `cpu` CPUs, memory und
 under `net` bytes/s. A test makes one host busy by giving its agent a cgroup that
 runs a busy loop.
 
+A load that cannot be read (the cgroup removed under the agent) counts as busy, and says
+so: the host's updates then wait, reported "waiting" with that reason.
+
 Reads: /sys/fs/cgroup, /proc. Fails with `UsageError` when the cgroup does not exist.
 Returns floats and booleans.
 """
@@ -103,18 +106,21 @@ class IdleDetector:
     def __init__(self, load: Load, thresholds: Thresholds, clock=time.monotonic):
         self.load, self.thresholds, self.clock = load, thresholds, clock
         self._last = None
-        self.busy_since_start = False
         self.last_busy = clock()  # not idle until it has watched for idle_seconds
         self.why = "just started"
 
     def sample(self) -> None:
         now = self.clock()
-        counters = (now, self.load.cpu_seconds(), self.load.net_bytes())
+        try:
+            counters = (now, self.load.cpu_seconds(), self.load.net_bytes())
+            mem = self.load.memory_fraction()
+        except (OSError, ValueError, StopIteration) as err:  # the cgroup went away, a file changed its format
+            self.last_busy, self.why, self._last = now, f"cannot read the load ({err})", None
+            return
         if self._last is not None:
             dt = max(now - self._last[0], 1e-3)
             cpu = (counters[1] - self._last[1]) / dt
             net = (counters[2] - self._last[2]) / dt
-            mem = self.load.memory_fraction()
             t = self.thresholds
             why = [w for w, over in ((f"CPU {cpu:.2f} CPUs > {t.cpu}", cpu > t.cpu),
                                      (f"memory {mem:.0%} > {t.memory:.0%}", mem > t.memory),

@@ -127,3 +127,22 @@ def test_cgroup_v1_directory_without_limit(tmp_path):
     load = Load(str(tmp_path))
     assert load.cpu_seconds() == 3.0
     assert 0 <= load.memory_fraction() <= 1  # no memory file: the whole machine's
+
+
+def test_a_load_that_cannot_be_read_counts_as_busy_and_says_why(watched):
+    """A cgroup removed under a running agent: before, sample() raised and the agent's idle loop died
+    silently, leaving the host idle (or busy) for good."""
+    detector, load = watched
+    run(detector, load, 15)
+    assert detector.idle()
+
+    def gone():
+        raise FileNotFoundError(2, "No such file or directory", "/cgroup/cpuacct.usage")
+
+    load.cpu_seconds = gone
+    load.tick()
+    detector.sample()
+    assert not detector.idle() and "cannot read the load" in detector.why
+    del load.cpu_seconds  # back: idle again after idle_seconds
+    run(detector, load, 15)
+    assert detector.idle()
