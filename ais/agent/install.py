@@ -70,11 +70,10 @@ class Installer:
             log.info("updates %s wait for idle (%s)", seqs_text(new), self.idle.why)
 
     async def _apply(self, batch: list[Update]) -> None:
-        async with self.apply_lock:
-            ok = await self._transact(batch)
-            if not ok and len(batch) > 1:  # one bad update must not hold back the others
-                for update in batch:
-                    await self._transact([update])
+        ok = await self._transact(batch)
+        if not ok and len(batch) > 1:  # one bad update must not hold back the others
+            for update in batch:
+                await self._transact([update])
         applied = self.db.applied_seqs()
         await self._gossip([u for u in batch if u.seq in applied])
 

@@ -16,7 +16,6 @@ Returns aiohttp responses.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -36,8 +35,13 @@ class PeerApi:
                         web.get("/v1/agent/packages/{file}", self._on_package), web.get("/v1/agent/stats", self._on_stats)])
         return app
 
-    def _accept(self, docs: list, heard_from: str) -> tuple[list[Update], list[str]]:
-        """Check and keep updates: (the new ones, why others were refused)."""
+    def _accept(self, docs: list, heard_from: str) -> list[Update]:
+        """Check updates, keep the good ones (a sync's or the server's answer); returns the new ones."""
+        good, _ = self._check(docs, heard_from)
+        return self._keep(good, heard_from)
+
+    def _check(self, docs: list, heard_from: str) -> tuple[list[Update], list[str]]:
+        """(the updates signed by the pinned key and for a group of this host, why the others were refused)."""
         good, refused = [], []
         for doc in docs:
             try:
@@ -51,13 +55,16 @@ class PeerApi:
         for why in refused:
             self.stats["refused_updates"] += 1
             log.warning("refused an update from %s: %s", heard_from, why)
+        return good, refused
+
+    def _keep(self, good: list[Update], heard_from: str) -> list[Update]:
         new = self.db.learn(good, heard_from)
         for u in new:
             log.info("learned update %d (group %s%s) from %s", u.seq, u.group, ", urgent" if u.urgent else "",
                      heard_from)
         if new:
             self.wake.set()
-        return new, refused
+        return new
 
     async def _on_notify(self, request: web.Request) -> web.Response:
         try:
@@ -68,12 +75,13 @@ class PeerApi:
         except (ValueError, KeyError, TypeError) as err:
             return web.json_response({"error": f"bad notice: {err}"}, status=400)
         self.members.back(sender)
-        new, refused = self._accept(docs, sender)
-        if refused:
+        good, refused = self._check(docs, sender)
+        if refused:  # one forged update taints the notice: nothing of it is kept
             return web.json_response({"error": "refused: " + "; ".join(refused)}, status=403)
+        new = self._keep(good, sender)
         urgent = [u for u in new if u.urgent]
         if urgent and tree:
-            asyncio.create_task(self._forward_urgent(urgent, [str(h) for h in tree]))
+            self._in_background(self._forward_urgent(urgent, [str(h) for h in tree]))
         return web.json_response({"new": [u.seq for u in new]}, status=202)
 
     async def _on_sync(self, request: web.Request) -> web.Response:

@@ -88,7 +88,7 @@ class Agent(PeerApi, Installer):
         self.gone: set[str] = set()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
-        self.apply_lock = asyncio.Lock()
+        self.background: set[asyncio.Task] = set()
         self.address = f"{config.listen[0]}:{config.listen[1]}"
 
     # ================================================================== life
@@ -121,6 +121,12 @@ class Agent(PeerApi, Installer):
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _in_background(self, coroutine) -> None:
+        """Run coroutine as a task the agent holds until it ends (asyncio keeps only weak references)."""
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     # ================================================================== initialization
     async def initialize(self) -> None:
