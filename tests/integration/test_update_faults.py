@@ -9,7 +9,7 @@ import pytest
 
 from aislab.update_farm import UpdateFarm
 from ais.updates.records import as_dict, parse_update
-from ais.updates.signing import sign
+from ais.updates.signing import load_or_make_key, sign
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 pytestmark = [pytest.mark.root, pytest.mark.rpm, pytest.mark.slow]
@@ -108,3 +108,16 @@ def test_server_down_known_hosts_go_on_from_peers_new_hosts_wait(farm):
     farm.wait(lambda: all(_applied(farm, i, seq) for i in range(4)), TIMEOUT,
               "every host's result to reach the server once it is back")
     assert nevra in farm.installed(3)
+
+
+def test_a_notice_with_one_forged_update_keeps_none_of_it(notice_farm):
+    """Before, the good updates of a partly forged notice were kept although the notice was refused."""
+    farm, real = notice_farm
+    key = load_or_make_key(farm.key_path)  # a genuine update h01 has not heard of (seq 500), and a forged one
+    good = as_dict(sign(parse_update({**real, "seq": 500, "signature": None}), key))
+    forged = {**good, "seq": 501}
+    status, text = farm.post(farm.address(0), "/v1/agent/notify", {"updates": [good, forged], "from": "h04",
+                                                                    "tree": None})
+    assert status == 403, (status, text)
+    stats = json.loads(farm.post(farm.address(0), "/v1/agent/stats", None)[1])
+    assert 500 not in stats["known"] and 501 not in stats["known"]
