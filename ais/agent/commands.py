@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                    help="busy above this network traffic [%(default)s]")
     p.add_argument("--idle-seconds", type=_non_negative, default=10.0, metavar="SECONDS",
                    help="idle once under every threshold this long [%(default)s]")
-    p.add_argument("--fanout", type=int, default=3, metavar="N",
+    p.add_argument("--fanout", type=_count, default=3, metavar="N",
                    help="peers told about an update after installing it [%(default)s]")
     p.add_argument("--sync-seconds", type=_positive, default=10.0, metavar="SECONDS",
                    help="how often a random peer of each group is asked what this host missed [%(default)s]")
@@ -80,6 +80,12 @@ def _positive(text: str) -> float:
     if not 0 < value < 1e7:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text[:20]!r}")
     return value
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 4:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 9999, got {text[:20]!r}")
+    return int(text)
 
 
 def _non_negative(text: str) -> float:

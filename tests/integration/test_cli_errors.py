@@ -80,6 +80,8 @@ CASES = [
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--update-key", "junk"], 2, "neither 64 hex digits nor a readable file"),
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--token-file", "{tmp}/no-token"], 2, "no token"),
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--idle-cpu", "-1"], 2, "expected a number >= 0"),
+    # a negative fanout passed argparse and made random.sample raise inside the agent's gossip
+    (["agent", "run", *AGENT, "--root", "{tmp}/root", "--fanout", "-1"], 2, "expected a whole number from 0"),
 ]
 
 # Plans a hostile or wrong server may send; each is refused at the client's boundary (exit 1, no write).
