@@ -9,7 +9,7 @@ BUILD := build
 REPO := $(BUILD)/repo
 DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
         shellcheck iproute2 util-linux sqlite3 lz4 libfuse3-3 qemu-system-x86 \
-        dnsmasq-base extlinux
+        dnsmasq-base extlinux chromium chromium-driver
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
