@@ -37,6 +37,7 @@ COMMANDS = {
     "image": "ais.stream.commands",
     "serve": "ais.server.commands",
     "history": "ais.server.history_command",
+    "report": "ais.console.commands",
     "client": "ais.client.commands",
     "bootenv": "ais.bootenv.commands",
     "update": "ais.updates.commands",

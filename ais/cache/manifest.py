@@ -10,13 +10,22 @@ checks what it is given, so a manifest that breaks the contract is never written
 Reads: the cache's manifest.json. Fails with `BuildError` if it exists but is
 not a valid manifest (a human must look: it is never written in place).
 Returns plain dicts (the checked document).
+
+generations.jsonl: after each publish, `log_generation` appends one line
+(generation, published_at, images, stored bytes, budget, objective) for the
+console's "generations over time". It is a log, not a state: one short
+O_APPEND write, so a crash leaves at most a torn last line, which
+`read_generations` skips; a failure to append is logged, never fails a
+publish that already happened.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import msgspec
 
@@ -27,6 +36,8 @@ from ais.faults import pause_point
 from ais.files import fsync_dir
 
 FORMAT = 1
+GENERATIONS = "generations.jsonl"
+log = logging.getLogger("ais.cache.manifest")
 
 
 def empty() -> dict:
@@ -89,6 +100,46 @@ def _publish(store: Store, manifest: dict) -> None:
     pause_point("publish")
     os.replace(staged, store.manifest_path)
     fsync_dir(store.root)
+
+
+def log_generation(store: Store, manifest: dict) -> None:
+    """Append the published generation's summary to generations.jsonl (best effort)."""
+    plan = manifest.get("plan") or {}
+    line = json.dumps({
+        "generation": manifest["generation"], "published_at": manifest["published_at"],
+        "images": len(manifest["images"]),
+        "stored_bytes": sum(int(i["stored_bytes"]) for i in manifest["images"].values()),
+        "budget_bytes": plan.get("budget_bytes"), "objective": plan.get("objective"),
+        "configurations": len(manifest["configurations"]),
+    }, sort_keys=True) + "\n"
+    try:
+        fd = os.open(store.root / GENERATIONS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError as err:
+        log.warning("cannot append to %s: %s (the console's generation chart misses one point)",
+                    store.root / GENERATIONS, err)
+
+
+def read_generations(cache_root: str | os.PathLike) -> list[dict]:
+    """The generations published so far, oldest first; torn or foreign lines are skipped."""
+    try:
+        text = (Path(cache_root) / GENERATIONS).read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as err:
+        raise BuildError(f"cannot read {Path(cache_root) / GENERATIONS}: {err}") from err
+    out = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("generation"), int):
+            out.append(entry)
+    return out
 
 
 def known_sizes(manifest: dict) -> dict[frozenset[str], int]:

@@ -168,6 +168,7 @@ def _locked_rebuild(site: Site, store: Store, budget: int, opts: Options, rep: R
         info["summary"] = _record_updates(site, published, opts)
     with rep.step("publish") as info:
         manifests.publish(store, new)
+        manifests.log_generation(store, new)
         used = sum(r["stored_bytes"] for r in records.values())
         info["summary"] = (f"generation {new['generation']}: {len(records)} images, "
                            f"{human(used)} of {human(budget)}")

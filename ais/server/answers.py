@@ -53,6 +53,15 @@ class Blob:
 
 
 @dataclass(frozen=True)
+class Page:
+    """A whole answer with its status: the console's HTML pages and redirects (no Range)."""
+    status: int
+    data: bytes
+    ctype: str
+    headers: dict | None = None
+
+
+@dataclass(frozen=True)
 class Deferred:
     """An answer given once the monotonic time reaches `at()` (asked again while it waits: the time
     may come sooner); then() (run in the worker pool) makes it. The event loop waits, no worker

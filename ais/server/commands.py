@@ -67,6 +67,10 @@ def register(subparsers) -> None:
     p.add_argument("--update-key", type=Path, default=None, metavar="FILE",
                    help="the key that signs in-place updates (`ais update submit`); its public half is given to "
                         "agents [update-key.pem beside --history, made when missing]")
+    p.add_argument("--admin-token-file", type=Path, default=None, metavar="FILE",
+                   help="a file holding the admin token (one line, 16 to 256 printable characters, readable "
+                        "by the server's user only) that opens the web console (/console/) to the network; "
+                        "without it the console answers only connections to a loopback address")
     p.add_argument("--max-report-bytes", type=int, default=1 << 20, metavar="BYTES",
                    help="largest report body accepted; larger gets 413 [%(default)s]")
     p.add_argument("--header-timeout", type=positive, default=Limits.header_timeout, metavar="SECONDS",
@@ -159,6 +163,22 @@ def boot_append(text: str) -> str:
     return text
 
 
+def admin_token(path: Path | None) -> str | None:
+    """The admin token in FILE; UsageError for a file that is missing, shared with others or malformed."""
+    if path is None:
+        return None
+    try:
+        mode, text = path.stat().st_mode, path.read_text(errors="replace").strip()
+    except OSError as err:
+        raise UsageError(f"--admin-token-file {path}: {err.strerror or err}") from err
+    if mode & 0o077:
+        raise UsageError(f"--admin-token-file {path}: readable by others (mode {mode & 0o777:o}); chmod 600 it")
+    if not re.fullmatch(r"[!-~]{16,256}", text):
+        raise UsageError(f"--admin-token-file {path}: expected one line of 16 to 256 printable characters "
+                         "without spaces (e.g. `openssl rand -hex 32`)")
+    return text
+
+
 def default_transport(transport: str, multicast: str | None) -> str:
     if transport == "multicast" and not multicast:
         raise UsageError("--transport multicast needs --multicast GROUP:PORT")
@@ -177,7 +197,7 @@ def config_from_args(args) -> Config:
         max_report_bytes=args.max_report_bytes, poll_seconds=args.poll,
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
         reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,
-        chain_gather=args.chain_gather,
+        chain_gather=args.chain_gather, admin_token=admin_token(args.admin_token_file),
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

@@ -3,7 +3,7 @@
 What it does: `register(subparsers)` adds `history`; the handler reads the
 host's reports from the history database (`--history FILE`, what `ais serve
 --history` writes; opened read-only, never created), groups them into
-installs (`ais.server.timeline`) and prints the newest `--limit` installs,
+installs (`ais.console.timeline`) and prints the newest `--limit` installs,
 newest first: a header line (start, status, image, generation, boot-to-boot)
 then one row per phase with its start offset, duration, share of the install
 and a bar placed on a common time axis, like Kadeploy's time chart. The bar
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ais.errors import UsageError
 from ais.server.history import read_reports
-from ais.server.timeline import Install, Phase, as_dict, newest
+from ais.console.timeline import Install, Phase, as_dict, newest
 
 HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # the server's host-name rule (routes.NAME)
 PIPE_WIDTH = 40  # bar characters when stdout is not a terminal

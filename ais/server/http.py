@@ -42,6 +42,7 @@ gets a 4xx with a JSON body {"error": ..., "status": ...} (400 malformed,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -54,11 +55,13 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from ais.server.answers import Blob, Deferred, File, HttpError, Json
+from ais.server.answers import Blob, Deferred, File, HttpError, Json, Page
+from ais.server.console_routes import ConsoleRoutes, is_console
 from ais.server.routes import BODY_ROUTES, Routes, route_of
 
 log = logging.getLogger("ais.server.http")
 
+CONSOLE_BODY = 4096  # bytes of a console form (the login's token)
 DEFERRED_POLL = 0.05  # seconds between looks at a deferred answer's time, which may come sooner
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
 # Conditional headers aiohttp's FileResponse would judge by mtime; this API judges by sha256 ETag itself,
@@ -82,6 +85,13 @@ class Limits:
 
 
 # ------------------------------------------------------------------ responses
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
 
 def error_response(status: int, message: str, headers: dict | None = None, *, close: bool = False) -> web.Response:
     body = json.dumps({"error": message, "status": status}).encode() + b"\n"
@@ -152,10 +162,14 @@ class Api:
 
     def __init__(self, app, limits: Limits):
         self.routes, self.limits = Routes(app), limits
+        self.console = ConsoleRoutes(app)
         self.max_report_bytes = app.max_report_bytes
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
+            if is_console(request.path):
+                answer = await self._console(request)
+                return await self._respond(request, answer)
             route, args = route_of(request.method, request.raw_path)
             if route in BODY_ROUTES:  # the sender is checked before its body is read
                 check, handle = BODY_ROUTES[route]
@@ -176,6 +190,20 @@ class Api:
         except Exception:  # a bug: answer 500, keep serving
             log.exception("internal error on %s %s", request.method, request.raw_path[:200])
             return error_response(500, "internal server error (see the server log)", close=True)
+
+    async def _console(self, request: web.BaseRequest):
+        """The console (ais.server.console_routes): told whether the connection came to a loopback address;
+        a login form's body is read first (at most CONSOLE_BODY bytes)."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = bool(sockname) and _is_loopback(sockname[0])
+        body = None
+        if request.method == "POST":
+            if (request.content_length or 0) > CONSOLE_BODY:
+                raise HttpError(413, f"a console form is at most {CONSOLE_BODY} bytes")
+            async with asyncio.timeout(self.limits.body_timeout):
+                body = await request.content.read(CONSOLE_BODY)
+        return await self._blocking(self.console.answer, request.method, request.raw_path, request.headers,
+                                    local, body)
 
     @staticmethod
     async def _blocking(func, *args):
@@ -201,6 +229,10 @@ class Api:
             raise HttpError(400, "the body ended before Content-Length bytes") from err
 
     async def _respond(self, request: web.BaseRequest, answer) -> web.StreamResponse:
+        if isinstance(answer, Page):
+            return web.Response(status=answer.status, body=answer.data, content_type=answer.ctype.split(";")[0],
+                                charset="utf-8" if "charset" in answer.ctype else None,
+                                headers={**SERVER, **(answer.headers or {})})
         if isinstance(answer, Json):
             return json_response(answer.status, answer.obj)
         if isinstance(answer, Blob):

@@ -74,6 +74,7 @@ class Config:
     window_retry: int = 10  # seconds a refused host is told to wait (Retry-After), plus its per-host share
     window_lease: float = 1800.0  # seconds a place is held without an ok/failed report
     chain_gather: float = 2.0  # seconds a new chain gathers joins before answering them (ais.server.chain)
+    admin_token: str | None = None  # opens the console to the network; None: loopback only (ais.server.console_routes)
 
 
 class Server:

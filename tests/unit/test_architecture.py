@@ -16,20 +16,22 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "cost", "rpmenv"}
 # room -> rooms it must never import (at module level or inside a function)
 NEVER = {
-    "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
-    "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
-    "planner": {"cache", "stream", "server", "client", "calibrate", "agent"},
-    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv", "updates", "agent"},
-    "cache": {"server", "client", "calibrate"},
+    "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent", "console"},
+    "descriptors": {"planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent", "console"},
+    "planner": {"cache", "stream", "server", "client", "calibrate", "agent", "console"},
+    "stream": {"repo", "descriptors", "planner", "cache", "server", "client", "calibrate", "bootenv", "updates", "agent", "console"},
+    "cache": {"server", "client", "calibrate", "console"},
     "server": {"planner", "client", "calibrate"},
-    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate", "bootenv", "updates", "agent"},
-    "calibrate": {"server", "updates", "agent"},
-    "bootenv": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent"},
+    "client": {"repo", "descriptors", "planner", "cache", "server", "calibrate", "bootenv", "updates", "agent", "console"},
+    "calibrate": {"server", "updates", "agent", "console"},
+    "bootenv": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent", "console"},
     # updates: the records, signatures and global store every update party shares; only its
     # admin commands read the descriptors
-    "updates": {"repo", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv", "agent"},
+    "updates": {"repo", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv", "agent", "console"},
     # the agent runs on an installed host: it knows updates and rpm, nothing of the server's side
-    "agent": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv"},
+    "agent": {"repo", "descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "bootenv", "console"},
+    # the console reads what the others wrote (manifest, descriptors, history); the server serves it
+    "console": {"repo", "planner", "stream", "server", "client", "calibrate", "bootenv", "agent"},
 }
 ROOMS = set(NEVER)
 OUTSIDE = ("aislab", "tests", "bench", "scripts")

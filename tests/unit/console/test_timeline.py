@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ais.server.timeline import Phase, installs, newest
+from ais.console.timeline import Phase, installs, newest
 
 T0 = 1_796_000_000.0
 BOOTENV = [("bootenv", 0, 9), ("plan", 9, 10), ("image", 10, 40), ("install", 40, 48), ("report", 48, 49)]
