@@ -207,7 +207,7 @@ class Output:
             if self.bars is None:
                 count, rate = _unit_columns()
                 self.bars = Progress(
-                    SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
                     count(), rate(), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=self._console(), transient=True, redirect_stdout=False, redirect_stderr=False)
                 self.bars.start()
