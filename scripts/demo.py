@@ -14,6 +14,7 @@ only strings them together and prints what happened. Needs root (loop devices).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -141,14 +142,16 @@ def boot_vm(site) -> bool:
     return came_up
 
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 MILESTONES = ("ais-init:", "[ais] plan:", "[ais] reinstalled", "ais-boot:", "[ais] kexec", "firstboot:")
 
 
 def show_milestones(console: str, shown: int) -> int:
     lines = console.splitlines()
     for line in lines[shown:]:
-        if line.strip().startswith(MILESTONES):
-            print("  vm| " + line.strip()[:150], flush=True)
+        text = STAMP.sub("", line.strip())  # the client's lines start with a UTC timestamp (ais.progress)
+        if text.startswith(MILESTONES):
+            print("  vm| " + text[:150], flush=True)
     return len(lines)
 
 

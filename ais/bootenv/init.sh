@@ -170,6 +170,9 @@ wait_for_target() {
 }
 
 run_ais_boot() {
+    # The console is a serial line read into logs: progress as timestamped lines, not bars
+    # (AIS_PROGRESS=bars on the kernel command line asks for bars).
+    export AIS_PROGRESS="${AIS_PROGRESS:-lines}"
     # Without ais.host=, ais.interface= or BOOTIF=, the interface DHCP used identifies the host.
     if [ -z "$(cmdline_value ais.host)$(cmdline_value ais.interface)$(cmdline_value BOOTIF)" ]; then
         AIS=/usr/bin/ais AIS_SINCE_BOOT=1 ais-boot --interface "$IFACE"

@@ -29,6 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ais.faults import pause_point
 from ais.cache.store import Store, image_id
@@ -36,6 +37,7 @@ from ais.errors import BuildError, ToolError
 from ais.model import Package
 from ais.rpmenv import DBPATH, installed_nevras, rpm_install
 from ais.run import run
+from ais.sizes import human
 
 log = logging.getLogger("ais.cache.build")
 
@@ -175,11 +177,12 @@ def pack_fs(built: BuiltFs, out: Path, iid: str) -> object:
 
 
 def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLike, *,
-                key: str = "") -> dict:
+                key: str = "", doing: Callable[[str], None] = lambda what: None) -> dict:
     """Build, check, pack and install one image; returns its manifest record.
 
     A no-op apart from reading when the image is already stored (the caller checks
-    its hashes with ais.cache.verify before trusting it).
+    its hashes with ais.cache.verify before trusting it). `doing` is told each step
+    as it starts (the rebuild's progress shows it).
     """
     from ais.cache.verify import header_record
 
@@ -188,12 +191,15 @@ def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLi
     work = store.work_dir(iid)
     started = time.monotonic()
     try:
+        doing(f"rpm, mke2fs, e2fsck ({len(packages)} packages)")
         built = build_fs(packages, Path(repo_dir).absolute(), work, label=f"ais-{iid[:12]}")
         t0 = time.monotonic()
         packed = work / "image.aisimg"
+        doing(f"pack ({human(built.fs_bytes)} filesystem)")
         header = pack_fs(built, packed, iid)
         built.seconds["pack"] = time.monotonic() - t0
         pause_point("install")
+        doing("install into the cache")
         store.install(packed, iid)
     except OSError as err:
         raise _as_build_error(err, store, iid) from err

@@ -215,13 +215,17 @@ def _whole_run(last: Changes, built: dict[str, dict], corrupt: dict[str, str]) -
 def _build_all(changes: Changes, store: Store, opts: Options, rep: Reporter, result: Result) -> None:
     """Build what changes.build lists; records land in result.built."""
     total = len(changes.build)
-    for n, want in enumerate(changes.build, 1):
-        detail = f"{n}/{total} {want.key} {want.iid[:12]} ({len(want.packages)} packages)"
-        with rep.step("build", detail) as info:
-            record = build_image(store, list(want.packages), opts.repo, key=want.key)
-            info["summary"] = (f"{detail}: {human(record['stored_bytes'])} stored, "
-                               f"{human(record['fs_bytes'])} filesystem")
-        result.built[want.iid] = record
+    if not total:
+        return
+    with rep.images(total) as bar:
+        for n, want in enumerate(changes.build, 1):
+            detail = f"{n}/{total} {want.key} {want.iid[:12]} ({len(want.packages)} packages)"
+            with rep.step("build", detail) as info:
+                record = build_image(store, list(want.packages), opts.repo, key=want.key, doing=rep.doing)
+                info["summary"] = (f"{detail}: {human(record['stored_bytes'])} stored, "
+                                   f"{human(record['fs_bytes'])} filesystem")
+            result.built[want.iid] = record
+            bar.advance()
 
 
 def _kept_records(changes: Changes, store: Store, published: dict) -> dict[str, dict]:

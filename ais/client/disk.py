@@ -14,6 +14,7 @@ What it does:
   stream address (so a real client works on the provisioning network, not
   on loopback). A peer transport then fetches the remainder's RPMs from the
   same peers (`ais.client.rpmpeers`, into `rpm_dir`) before it seeds on.
+  The bytes written of the image's total show on stderr (ais.progress).
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -37,6 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ais import progress
 from ais.client.rpmpeers import PEER_TRANSPORTS, fetch_remainder
 from ais.errors import ClientError
 from ais.run import run
@@ -70,7 +72,7 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     after the image (ais.client.rpmpeers; the install step looks there first); None: not here.
     """
     from ais.stream.multicast import interface_towards
-    from ais.stream.writer import write_image
+    from ais.stream.writer import data_total, write_image
 
     header = trusted_header(plan)
     stream = plan["image"]["stream"]
@@ -85,7 +87,9 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     with opened(header, stream, (server[0], int(server[1])), local, peer) as source:
         if rpms_too and hasattr(source, "hold_done"):
             source.hold_done = True  # a member is done when it has the image and its RPMs
-        result = write_image(source, target, header=header, journal_path=None, create_file=False)
+        with progress.task(f"image {header.image_id[:12]} by {transport}", data_total(header), "bytes") as bar:
+            result = write_image(source, target, header=header, journal_path=None, create_file=False,
+                                 on_bytes=bar.advance)
         if rpms_too and hasattr(source, "linger"):  # BitTorrent: the RPMs ride the image's session
             rpm_stats = fetch_remainder(plan, api, rpm_dir, listen_ip=local, swarm=source, seed_seconds=seed_seconds)
         if hasattr(source, "linger"):

@@ -6,8 +6,9 @@ persists it as `<state dir>/session.json` after every change, so `ais-boot`
 can run each step as its own `ais client <step> --state DIR` process.
 `Session.phase(name)` times a step, records its duration (monotonic clock) and
 its span by the wall clock (`spans`, what `ais history` draws), and prints
-progress: one rewriting status line per phase on a terminal, plain lines
-otherwise. `since_boot()` adds the span "bootenv": from this machine's kernel
+progress through ais.progress: a spinner per phase (k of n) on a terminal,
+timestamped lines at its start and end otherwise (ais-boot's console: /init
+sets AIS_PROGRESS=lines). `since_boot()` adds the span "bootenv": from this machine's kernel
 start (/proc/uptime) to now, the boot environment's own share of a reinstall.
 
 Reads/writes: the state directory (created if needed; the token is stored
@@ -18,15 +19,16 @@ Returns `Session` objects.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ais import progress
 from ais.errors import ClientError
 from ais.files import write_atomic
 
@@ -111,14 +113,39 @@ class Session:
 
 
 def show(text: str, *, final: bool = True) -> None:
-    """Progress: on a terminal a status line rewritten in place; otherwise only final lines."""
-    stream = sys.stderr
-    if stream.isatty():
-        stream.write(f"\r\033[K[ais] {text}" + ("\n" if final else ""))
-        stream.flush()
-    elif final:
-        print(f"[ais] {text}", file=stream, flush=True)
+    """Progress of a phase (ais.progress): at its start (final=False) its place among
+    PHASES, "(phase 4 of 14)", as a spinner on a terminal or a timestamped line
+    otherwise; at its end (final) one line. A phase's start hides the spinner before."""
+    _end_status()
+    out = progress.output()
+    if final:
+        out.line(f"[ais] {text}")
+        return
+    text = f"[ais] {text}{place_of(text)}"
+    if out.mode == "bars":
+        global _status
+        _status = out.task(text, transient=True)
+        _status.__enter__()
+    else:
+        out.line(text)
+
+
+def place_of(text: str) -> str:
+    """' (phase 4 of 14)' for a text that starts with a phase's name, else ''."""
+    name = text.split(" ", 1)[0].rstrip(":")
+    return f" (phase {PHASES.index(name) + 1} of {len(PHASES)})" if name in PHASES else ""
+
+
+_status = None  # the running phase's spinner (bars mode)
+
+
+@atexit.register  # after a phase that raised: the spinner ends, the terminal gets its cursor back
+def _end_status() -> None:
+    global _status
+    if _status is not None:
+        status, _status = _status, None
+        status.__exit__(None, None, None)
 
 
 def say(text: str) -> None:
-    print(f"[ais] {text}", file=sys.stderr, flush=True)
+    progress.line(f"[ais] {text}")

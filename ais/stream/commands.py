@@ -11,7 +11,9 @@ What it does: `register(subparsers)` adds `image` with four subcommands.
   gave one), then the chunks over TCP or multicast, and write them.
 - `verify IMAGE`: check the header and every chunk (hash, decompression).
 - `serve-stream DIR`: run a `StreamServer` until interrupted (or `--seconds`).
-Each handler prints a one-line summary (JSON with `--json`).
+Each handler prints a one-line summary (JSON with `--json`) on stdout; `write`
+and `get` show the bytes written of the image's total on stderr as they go
+(ais.progress: a bar on a terminal, timestamped lines otherwise).
 
 What it reads: parsed arguments. What it fails on: `UsageError` for a
 malformed HOST:PORT; `TargetRefused` (exit 2) for an unsafe target;
@@ -29,12 +31,13 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
+from ais import progress
 from ais.errors import UsageError
 from ais.stream.format import decode_chunk, iter_chunks, read_header
 from ais.stream.multicast import MulticastSource, interface_towards
 from ais.stream.server import StreamServer
 from ais.stream.unicast import UnicastSource, fetch_header
-from ais.stream.writer import write_image
+from ais.stream.writer import LocalSource, data_total, write_image
 
 
 def host_port(text: str, *, allow_zero: bool = False) -> tuple[str, int]:
@@ -108,8 +111,11 @@ def _report(args, summary: dict) -> None:
 
 def cmd_write(args) -> int:
     journal = args.journal if args.journal else "default"
-    result = write_image(args.image, args.target, journal_path=journal, resume=not args.no_resume,
-                         create_file=args.create_file)
+    source = LocalSource(args.image)
+    with progress.task(f"image {source.header.image_id[:12]} -> {args.target}", data_total(source.header),
+                       "bytes") as bar:
+        result = write_image(source, args.target, journal_path=journal, resume=not args.no_resume,
+                             create_file=args.create_file, on_bytes=bar.advance)
     _report(args, asdict(result))
     return 0
 
@@ -120,7 +126,10 @@ def cmd_get(args) -> int:
     journal = args.journal if args.journal else "default"
 
     def sink(source):
-        return write_image(source, args.target, header=header, journal_path=journal, create_file=args.create_file)
+        with progress.task(f"image {header.image_id[:12]} from {args.server} -> {args.target}", data_total(header),
+                           "bytes") as bar:
+            return write_image(source, args.target, header=header, journal_path=journal,
+                               create_file=args.create_file, on_bytes=bar.advance)
 
     if args.multicast:
         group, port = host_port(args.multicast)

@@ -41,7 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from ais.errors import StreamError
 from ais.faults import pause_point
@@ -209,8 +209,9 @@ class _Pipeline:
     """Worker threads that verify, decompress and write chunks from a queue."""
 
     def __init__(self, fd: int, header: ImageHeader, journal: Journal, threads: int, depth: int, journal_every: int,
-                 damaged_if_bad: str | None = None):
+                 damaged_if_bad: str | None = None, on_bytes: Callable[[int], None] | None = None):
         self.fd, self.header, self.journal = fd, header, journal
+        self.on_bytes = on_bytes
         self.damaged_if_bad = damaged_if_bad  # a local file: a bad chunk stops everything
         self.journal_every = journal_every
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -266,6 +267,8 @@ class _Pipeline:
             self.unflushed.append(index)
             self.data_bytes += self.header.chunks[index].raw_length
             flush = len(self.unflushed) >= self.journal_every
+        if self.on_bytes is not None:
+            self.on_bytes(self.header.chunks[index].raw_length)
         if flush:
             self.flush_journal()
 
@@ -303,11 +306,15 @@ def write_image(
     max_rounds: int = 6,
     journal_every: int = JOURNAL_EVERY,
     create_file: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> WriteResult:
     """Write the image from source onto target; see the module docstring.
 
     create_file: make target as a regular file if it does not exist (the commands
     pass False unless the user asked with --create-file; the client always False).
+    on_bytes: told the decompressed bytes of each chunk once it is written (from the
+    writer threads), and at the start those of the chunks a resume skips; their sum
+    is `data_total(header)` at the end (progress bars, ais.progress).
     """
     started = time.monotonic()
     if isinstance(source, (str, os.PathLike)):
@@ -327,7 +334,9 @@ def write_image(
             journal.open(resume)
         resumed = len(journal.done)
         pipeline = _Pipeline(fd, header, journal, threads, queue_depth, journal_every,
-                             getattr(source, "damaged_if_bad", None))
+                             getattr(source, "damaged_if_bad", None), on_bytes)
+        if on_bytes is not None and resumed:
+            on_bytes(sum(header.chunks[i].raw_length for i in journal.done))
         try:
             zero_bytes = 0
             if not journal.zeros_done:
@@ -357,6 +366,11 @@ def write_image(
         zero_bytes=zero_bytes,
         seconds=time.monotonic() - started,
     )
+
+
+def data_total(header: ImageHeader) -> int:
+    """The decompressed bytes of all chunks: what `on_bytes` adds up to (zero ranges aside)."""
+    return sum(c.raw_length for c in header.chunks)
 
 
 def _record_what_is_done(pipeline: _Pipeline) -> None:

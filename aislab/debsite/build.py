@@ -17,6 +17,8 @@ otherwise it is reported as unresolved (rpm will refuse that configuration).
 Fails: `BuildError` (a tool or a deb failed, a name clash), `WorldError` (apt lists or
 network), `SelectError` (a dependency bookworm cannot satisfy).
 Returns: `SiteResult` (RPM paths, findings, configurations and the seconds spent).
+Progress (debs fetched, packages converted, k of n) and the step lines go to stderr through
+ais.progress: bars on a terminal, timestamped lines otherwise.
 
 Run as `python -m aislab.debsite [--roles ssh,web,...|--base-only] [--out build/real-repo]
 [--debs build/debs] [--descriptors descriptors-real]`.
@@ -38,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from ais import progress
 from ais.errors import BuildError
 from ais.files import write_atomic
 from ais.run import run
@@ -140,11 +143,14 @@ def convert_all(debs: dict[tuple[str, str], Path], out: Path, work: Path, exclud
         save_stamp(out, deb, bkey, conv)
         return key, conv, time.monotonic() - started
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    if not todo:
+        return done, built
+    with ThreadPoolExecutor(max_workers=jobs) as pool, progress.task("convert .deb -> RPM", len(todo), "packages") as bar:
         for n, (key, conv, secs) in enumerate(pool.map(one, todo), 1):
             done[key] = conv
             built.append(conv.rpm)
             echo(f"[{n}/{len(todo)}] {secs:6.2f}s {conv.rpm}")
+            bar.advance()
     return done, built
 
 
@@ -261,7 +267,7 @@ def write_report(out: Path, findings: list[Finding]) -> dict[str, int]:
 
 
 def build_site(out: Path, debs_dir: Path, *, roles: list[str] | None = None, descriptors: Path | None = None,
-               jobs: int | None = None, echo=print) -> SiteResult:
+               jobs: int | None = None, echo=progress.line) -> SiteResult:
     started = time.monotonic()
     out, debs_dir = out.resolve(), debs_dir.resolve()
     work = out.parent / (out.name + "-work")
