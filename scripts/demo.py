@@ -6,7 +6,8 @@ hosts of different configurations onto loop-device disks with the real client
 -> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured
 -> build the boot environment, and boot a QEMU virtual machine from the network:
 it reinstalls its own disk, kexecs into the installed system, which reports
-"up" -> `ais history` of that host, boot to boot.
+"up" -> `ais history` of that host, boot to boot -> `ais report`: the
+console's cache, plan and hosts pages as one HTML file (build/demo/report.html).
 
 Every step is the real command an admin or a booting machine runs; this script
 only strings them together and prints what happened. Needs root (loop devices).
@@ -111,6 +112,8 @@ def main() -> int:
     if not boot_vm(site):
         return 1
     ais("history", VM_HOST, "--history", str(WORK / "history.sqlite"), "--limit", "1")
+    banner("8. what an admin looks at: the console's pages as one static file (ais serve shows them live at /console/)")
+    ais("report", "--history", str(WORK / "history.sqlite"), "--out", str(WORK / "report.html"))
     return 0
 
 

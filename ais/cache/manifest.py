@@ -113,9 +113,11 @@ def log_generation(store: Store, manifest: dict) -> None:
         "configurations": len(manifest["configurations"]),
     }, sort_keys=True) + "\n"
     try:
-        fd = os.open(store.root / GENERATIONS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(store.root / GENERATIONS, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line.encode())
+            end = os.fstat(fd).st_size
+            torn = end > 0 and os.pread(fd, 1, end - 1) != b"\n"  # a crash cut the last line: start a new one
+            os.write(fd, (("\n" if torn else "") + line).encode())
         finally:
             os.close(fd)
     except OSError as err:

@@ -59,6 +59,13 @@ CASES = [
     (["plan", "--budget", "48M", "--out", "/proc/x.json"], 1, "cannot write the plan to /proc/x.json"),
     (["plan", "--budget", "48M", "--out", "{tmp}/missing-dir-is-made/plan.json"], 0, "plan written to"),
     (["plan", "--budget", "48M", "--out", "{tmp}/a-file/plan.json"], 1, "cannot write the plan to"),
+    # ais report: the world's faults name the file; an empty cache is a report of generation 0
+    (["report", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--history",
+      "{tmp}/none.sqlite", "--out", "{tmp}/a-file/report.html"], 1, "cannot write the report"),
+    (["report", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--history",
+      "{tmp}/a-file", "--out", "{tmp}/r.html"], 1, "cannot read the history database"),
+    (["report", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--history",
+      "{tmp}/none.sqlite", "--out", "{tmp}/r.html"], 0, "(generation 0)"),
     (["serve", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--transport",
       "multicast", "--seconds", "0"], 2, "--transport multicast needs --multicast GROUP:PORT"),
     (["serve", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--transport",
