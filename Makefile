@@ -96,14 +96,14 @@ apt-lists:
 
 test: setup apt-lists
 	$(PY) -m pytest -q tests/unit tests/aislab
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=15 tests/integration
 
 # The pure tests only (no rpm, no root): seconds, for the edit-test loop.
 test-unit: venv
 	$(PY) -m pytest -q tests/unit -m "not rpm and not root"
 
 test-integration: setup apt-lists
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=15 tests/integration
 
 # SITE=real runs a benchmark on the real site (make real-site) instead of the demo.
 SITE ?= demo
