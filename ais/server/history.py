@@ -23,6 +23,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from ais.console.queries import HistoryReader
 from ais.errors import WorldError
 
 SCHEMA = """
@@ -111,21 +112,7 @@ def read_reports(path: str | Path, host: str) -> list[dict]:
     if not path.is_file():
         why = "is a directory" if path.is_dir() else "does not exist (`ais serve --history FILE` creates it)"
         raise WorldError(f"the history database {path} {why}")
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
-            db.row_factory = sqlite3.Row
-            rows = db.execute("SELECT * FROM reports WHERE host = ? ORDER BY id", (host,)).fetchall()
-    except sqlite3.Error as err:
-        raise WorldError(f"cannot read the history database {path}: {err}") from err
-    return [{**dict(r), "report": _json_object(r["report"])} for r in rows]
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return HistoryReader(path).host_rows(host)
 
 
 def _text(value, limit: int) -> str | None:
