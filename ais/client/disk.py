@@ -14,6 +14,7 @@ What it does:
   stream address (so a real client works on the provisioning network, not
   on loopback). A peer transport then fetches the remainder's RPMs from the
   same peers (`ais.client.rpmpeers`, into `rpm_dir`) before it seeds on.
+  `progress(done, total)`, when given, hears the stored bytes delivered so far.
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -35,7 +36,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ais.client.rpmpeers import PEER_TRANSPORTS, fetch_remainder
 from ais.errors import ClientError
@@ -58,7 +59,8 @@ def trusted_header(plan: dict) -> "ImageHeader":
 
 def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None,
                         api=None, host: str | None = None, staging: str | None = None,
-                        seed_seconds: float = 60.0, rpm_dir: str | None = None) -> dict:
+                        seed_seconds: float = 60.0, rpm_dir: str | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> dict:
     """Stream the plan's image onto target by `transport`; returns statistics.
 
     interface: this machine's address on the provisioning network (multicast joins there, peer
@@ -68,6 +70,8 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     after the write at most (less when the server says every peer is done).
     rpm_dir: where a peer transport puts the remainder's RPMs, fetched from the same peers right
     after the image (ais.client.rpmpeers; the install step looks there first); None: not here.
+    progress: told (stored bytes of the chunks delivered so far, the image's stored bytes) as each new
+    chunk arrives (ais.client.notify throttles what it posts).
     """
     from ais.stream.multicast import interface_towards
     from ais.stream.writer import write_image
@@ -85,7 +89,8 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     with opened(header, stream, (server[0], int(server[1])), local, peer) as source:
         if rpms_too and hasattr(source, "hold_done"):
             source.hold_done = True  # a member is done when it has the image and its RPMs
-        result = write_image(source, target, header=header, journal_path=None, create_file=False)
+        chunks = Counted(source, header, progress) if progress is not None else source
+        result = write_image(chunks, target, header=header, journal_path=None, create_file=False)
         if rpms_too and hasattr(source, "linger"):  # BitTorrent: the RPMs ride the image's session
             rpm_stats = fetch_remainder(plan, api, rpm_dir, listen_ip=local, swarm=source, seed_seconds=seed_seconds)
         if hasattr(source, "linger"):
@@ -99,6 +104,27 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         extra[f"{transport}_interface"] = local
     return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,
             "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes, **extra}
+
+
+class Counted:
+    """A chunk source that tells progress(done, total) the stored bytes of the distinct chunks it has
+    delivered, of the image's stored bytes; everything else is the source's."""
+
+    def __init__(self, source, header: "ImageHeader", progress: Callable[[int, int], None]):
+        self.source, self.header, self.progress = source, header, progress
+        self.seen: set[int] = set()
+        self.done, self.total = 0, header.stored_bytes
+
+    def __getattr__(self, name: str):
+        return getattr(self.source, name)
+
+    def fetch(self, wanted):
+        for index, stored in self.source.fetch(wanted):
+            if index not in self.seen and 0 <= index < len(self.header.chunks):
+                self.seen.add(index)
+                self.done += self.header.chunks[index].stored_length
+                self.progress(self.done, self.total)
+            yield index, stored
 
 
 @contextlib.contextmanager
