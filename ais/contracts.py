@@ -402,6 +402,11 @@ class InstallRecord(Strict, kw_only=True):
     written_at: float
 
 
+# The client's steps in the order they run (ais.client.session runs them; the server's live board
+# numbers a progress report's phase by it, and `ais history` orders older reports' timings by it).
+CLIENT_PHASES = ("identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
+                 "bootloader", "record", "unmount", "fsck", "report")
+
 Epoch = Annotated[float, msgspec.Meta(ge=0, le=2**40)]  # seconds since 1970, the client's clock
 PhaseName = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{0,31}$")]
 
@@ -426,9 +431,14 @@ class InstallReport(Strict, kw_only=True):
     - "up": the installed system booted (image and generation from its install record; phases
       holds one span "up" from its kernel's start to the report).
     phases: the steps' wall-clock spans, from "bootenv" (kernel start of the boot environment to
-    the first step) on; timings: the same steps' durations (monotonic clock, summed per name)."""
+    the first step) on; timings: the same steps' durations (monotonic clock, summed per name).
 
-    status: Literal["ok", "failed", "rebooting", "up"]
+    While it runs, a reinstall may also post "progress" (best effort, never stored: the server's
+    live board, ais.server.live): the phase starting (required) and, within it, `done` of `total`
+    (bytes of the image written in phase "image", packages fetched in phase "install"; absent
+    otherwise). Only a progress report carries done and total, and done is at most total."""
+
+    status: Literal["ok", "failed", "rebooting", "up", "progress"]
     phase: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     message: Text | None = None
     image: Name | None = None
@@ -439,6 +449,16 @@ class InstallReport(Strict, kw_only=True):
     measured_seconds: Seconds | None = None
     predicted_seconds: Seconds | None = None
     record: InstallRecord | None = None
+    done: Count | None = None  # progress only: bytes (image) or packages (install) so far
+    total: Count | None = None  # progress only: of how many
+
+    def __post_init__(self):
+        if self.status == "progress" and not self.phase:
+            raise msgspec.ValidationError("a progress report names its phase (`$.phase`)")
+        if self.status != "progress" and (self.done is not None or self.total is not None):
+            raise msgspec.ValidationError(f"only a progress report carries done and total, not {self.status!r}")
+        if self.done is not None and self.total is not None and self.done > self.total:
+            raise msgspec.ValidationError(f"done ({self.done}) is more than total ({self.total})")
 
 
 # ------------------------------------------------------------------ the boot environment (ais bootenv build -> ais serve)

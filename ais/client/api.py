@@ -21,6 +21,10 @@ after N attempts"), an error answer (the server's own message, e.g.
 the patience runs out, a digest or size mismatch (the
 file is deleted), a plan that is not a plan. Returns the plan dict, nothing
 for downloads, the server's answer for the report.
+
+`progress(host, phase, done, total)` posts a "progress" report for the server's
+live board: one try with a short timeout (2 s), never retried (the caller,
+ais.client.notify, treats it as best effort).
 """
 
 from __future__ import annotations
@@ -84,8 +88,8 @@ class Api:
                           f"({what}): {last}")
 
     def _exchange(self, method: str, path: str, *, auth: bool, body: bytes | None = None,
-                  headers: dict | None = None) -> tuple[int, dict, bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                  headers: dict | None = None, timeout: float | None = None) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
         try:
             conn.request(method, path, body=body, headers={**self._headers(auth), **(headers or {})})
             resp = conn.getresponse()
@@ -195,6 +199,16 @@ class Api:
     def report(self, host: str, report: dict) -> dict:
         what = f"the report of {host}"
         return json.loads(self._post_json(f"/v1/hosts/{quote(host)}/report", report, what, 201))
+
+    def progress(self, host: str, phase: str, done: int | None = None, total: int | None = None, *,
+                 timeout: float = 2.0) -> None:
+        """Post a "progress" report (the server's live board): ONE try within `timeout` seconds, never
+        retried; a refusal is a ServerAnswer, no answer the OSError or HTTPException as it came."""
+        body = json.dumps({"status": "progress", "phase": phase, "done": done, "total": total}).encode()
+        status, _, answer = self._exchange("POST", f"/v1/hosts/{quote(host)}/report", auth=True, body=body,
+                                           headers={"Content-Type": "application/json"}, timeout=timeout)
+        if status != 202:
+            raise self._error(status, answer, f"the progress report of {host}")
 
     def _post_json(self, path: str, obj: dict, what: str, expected: int) -> bytes:
         """POST obj as JSON with this host's token (retried as every request); the answer's body, or

@@ -14,7 +14,8 @@ What it does:
   stream address (so a real client works on the provisioning network, not
   on loopback). A peer transport then fetches the remainder's RPMs from the
   same peers (`ais.client.rpmpeers`, into `rpm_dir`) before it seeds on.
-  The bytes written of the image's total show on stderr (ais.progress).
+  The bytes written of the image's total show on stderr (ais.progress), and
+  `on_progress(done, total)`, when given, hears them too (the server's live board).
 - `make_fresh_fs(target, label)`: `mkfs.ext4` over the whole target (the
   packages-only path, image null).
 - `grow(target)`: `resize2fs` to the whole target; `new_uuid(target)`: every
@@ -36,7 +37,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ais import progress
 from ais.client.rpmpeers import PEER_TRANSPORTS, fetch_remainder
@@ -60,7 +61,8 @@ def trusted_header(plan: dict) -> "ImageHeader":
 
 def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", interface: str | None = None,
                         api=None, host: str | None = None, staging: str | None = None,
-                        seed_seconds: float = 60.0, rpm_dir: str | None = None) -> dict:
+                        seed_seconds: float = 60.0, rpm_dir: str | None = None,
+                        on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Stream the plan's image onto target by `transport`; returns statistics.
 
     interface: this machine's address on the provisioning network (multicast joins there, peer
@@ -70,6 +72,8 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     after the write at most (less when the server says every peer is done).
     rpm_dir: where a peer transport puts the remainder's RPMs, fetched from the same peers right
     after the image (ais.client.rpmpeers; the install step looks there first); None: not here.
+    on_progress: told (bytes written so far, the image's data bytes) after each chunk is written
+    (ais.client.notify throttles what it posts).
     """
     from ais.stream.multicast import interface_towards
     from ais.stream.writer import data_total, write_image
@@ -87,9 +91,10 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
     with opened(header, stream, (server[0], int(server[1])), local, peer) as source:
         if rpms_too and hasattr(source, "hold_done"):
             source.hold_done = True  # a member is done when it has the image and its RPMs
-        with progress.task(f"image {header.image_id[:12]} by {transport}", data_total(header), "bytes") as bar:
+        total = data_total(header)
+        with progress.task(f"image {header.image_id[:12]} by {transport}", total, "bytes") as bar:
             result = write_image(source, target, header=header, journal_path=None, create_file=False,
-                                 on_bytes=bar.advance)
+                                 on_bytes=_heard(bar, total, on_progress))
         if rpms_too and hasattr(source, "linger"):  # BitTorrent: the RPMs ride the image's session
             rpm_stats = fetch_remainder(plan, api, rpm_dir, listen_ip=local, swarm=source, seed_seconds=seed_seconds)
         if hasattr(source, "linger"):
@@ -103,6 +108,19 @@ def write_planned_image(plan: dict, target: str, *, transport: str = "unicast", 
         extra[f"{transport}_interface"] = local
     return {"chunks": result.chunks_total, "bad_chunks": result.bad_chunks, "data_bytes": result.data_bytes,
             "zero_bytes": result.zero_bytes, "fs_bytes": header.fs_bytes, **extra}
+
+
+def _heard(bar, total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    """What the writer tells of each chunk written: the bar advances, on_progress hears the sum."""
+    done = 0
+
+    def heard(count: int) -> None:
+        nonlocal done
+        done += count
+        bar.advance(count)
+        if on_progress is not None:
+            on_progress(done, total)
+    return heard
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from ais.client.api import Api
 from ais.client.session import say
@@ -41,10 +42,12 @@ def check_image_content(plan: dict, root: str) -> None:
                           f"extra {sorted(found - expected)[:5]}, missing {sorted(expected - found)[:5]}")
 
 
-def fetch_packages(api: Api, plan: dict, staging: Path, fetched: Path | None = None) -> list[Path]:
+def fetch_packages(api: Api, plan: dict, staging: Path, fetched: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Every RPM of the plan, checked; returns their paths in plan order. One already in `fetched`
     (the image step's, from the peers: ais.client.rpmpeers) with the plan's size and sha256 is used
-    where it is; every other one is downloaded from the server into staging."""
+    where it is; every other one is downloaded from the server into staging. progress, when given,
+    is told (packages ready, packages in all) after each."""
     staging.mkdir(parents=True, exist_ok=True)
     paths, present = [], 0
     for n, pkg in enumerate(plan["packages"]):
@@ -55,12 +58,14 @@ def fetch_packages(api: Api, plan: dict, staging: Path, fetched: Path | None = N
         if ready is not None and holds(ready, pkg.get("size"), pkg["sha256"]):
             paths.append(ready)
             present += 1
-            continue
-        dest = staging / name
-        api.download(pkg["url"], dest, sha256=pkg["sha256"], size=pkg.get("size"))
-        paths.append(dest)
-        if n == 0:
-            pause_point("client-rpm")
+        else:
+            dest = staging / name
+            api.download(pkg["url"], dest, sha256=pkg["sha256"], size=pkg.get("size"))
+            paths.append(dest)
+            if n == 0:
+                pause_point("client-rpm")
+        if progress is not None:
+            progress(len(paths), len(plan["packages"]))
     if fetched is not None:
         say(f"rpm: {present} of {len(paths)} packages were fetched from the peers and check; "
             f"{len(paths) - present} downloaded from the server")
@@ -90,15 +95,18 @@ def check_room(plan: dict, root: str) -> None:
                           f"{space >> 20} MiB: use a larger disk")
 
 
-def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = None) -> list[str]:
-    """Check the image's rpmdb, fetch (or find in `fetched`) and install the remainder; its NEVRAs."""
+def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Check the image's rpmdb, fetch (or find in `fetched`) and install the remainder; its NEVRAs.
+    progress: told the packages fetched so far (fetch_packages)."""
     check_image_content(plan, root)
     if not plan["packages"]:
         return []
     check_room(plan, root)
     staging = Path(root, STAGING)
     try:
-        paths = fetch_packages(api, plan, staging, fetched if fetched is not None and fetched.is_dir() else None)
+        paths = fetch_packages(api, plan, staging, fetched if fetched is not None and fetched.is_dir() else None,
+                               progress)
         say(f"rpm: installing {len(paths)} packages in one transaction")
         rpm_install(root, paths)
     finally:

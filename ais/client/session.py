@@ -10,6 +10,9 @@ progress through ais.progress: a spinner per phase (k of n) on a terminal,
 timestamped lines at its start and end otherwise (ais-boot's console: /init
 sets AIS_PROGRESS=lines). `since_boot()` adds the span "bootenv": from this machine's kernel
 start (/proc/uptime) to now, the boot environment's own share of a reinstall.
+As a phase starts, `notify` (when the session has one, never in a dry run; not
+saved) is told its name: it posts it to the server's live board
+(ais.client.notify), best effort: an error there is swallowed.
 
 Reads/writes: the state directory (created if needed; the token is stored
 mode 0600). Fails with `ClientError` when a step needs a session that was not
@@ -26,15 +29,15 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ClassVar, Iterator
 
 from ais import progress
+from ais.contracts import CLIENT_PHASES
 from ais.errors import ClientError
 from ais.files import write_atomic
 
 FILE = "session.json"
-PHASES = ("identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
-          "bootloader", "record", "unmount", "fsck", "report")
+PHASES = CLIENT_PHASES  # the steps in the order they run (shared with the server's live board)
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Session:
     started_at: float = field(default_factory=time.time)
     dry_run: bool = False
     results: dict = field(default_factory=dict)  # what steps found: allowed rpm -Va lines, the record, ...
+    # told each phase as it starts, best effort (ais.client.notify; set by steps.api_of); not saved
+    notify: ClassVar[Callable[..., None] | None] = None
 
     # ------------------------------------------------------------ persistence
 
@@ -91,6 +96,9 @@ class Session:
         """Time one step; record its duration (saved) and show progress."""
         self.phase_now = name
         started, wall = time.monotonic(), time.time()
+        if self.notify is not None and not self.dry_run:
+            with contextlib.suppress(Exception):  # a progress post never fails or holds up a step
+                self.notify(name)
         show(f"{name}{': ' + detail if detail else ''} ...", final=False)
         yield
         seconds = time.monotonic() - started

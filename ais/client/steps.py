@@ -9,6 +9,11 @@ phase and message (best effort: an unreachable server is said, not hidden),
 and leave a readable message on the console. A success report is only ever
 sent by `report()` after every earlier step passed.
 
+While a step runs, the server's live board hears of it (best effort, never
+in a dry run: ais.client.notify, given to the session by `api_of`): each
+phase as it starts, the image's bytes as they are written and the packages
+as they are fetched (`counted`).
+
 A multicast image that makes no progress falls back to unicast
 (`stream_image`); the install record and report say which transport delivered
 the image and why it fell back. A peer transport fetches the remainder's RPMs
@@ -42,9 +47,30 @@ MiB = 1 << 20
 
 
 def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0) -> "Api":
+    """The session's control API; the session's `notify` posts progress through it (ais.client.notify)
+    unless the session has a notify already."""
     from ais.client.api import Api
+    from ais.client.notify import Notifier
 
-    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience)
+    api = Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience)
+    if session.notify is None:
+        session.notify = Notifier(session, api)
+    return api
+
+
+def counted(session: Session, phase: str):
+    """A `progress(done, total)` callback telling the session's notify (best effort; None: no notify)."""
+    notify = session.notify
+    if notify is None:
+        return None
+
+    def told(done: int, total: int) -> None:
+        try:
+            notify(phase, done, total)
+        except Exception:  # noqa: BLE001 - a progress post never fails the step
+            pass
+
+    return told
 
 
 def mac_of(interface: str) -> str:
@@ -126,12 +152,13 @@ def stream_image(session: Session, p: dict) -> dict:
         result = disk.write_planned_image(p, session.target, transport=session.transport,
                                           interface=session.interface, api=api_of(session), host=p["host"],
                                           staging=os.path.join(session.state_dir, "swarm"),
-                                          seed_seconds=session.seed_seconds, rpm_dir=rpm_dir(session))
+                                          seed_seconds=session.seed_seconds, rpm_dir=rpm_dir(session),
+                                          on_progress=counted(session, "image"))
         return {**result, "transport": session.transport, "transport_fallback": None}
     except TransportStalled as err:
         reason = f"{session.transport} made no progress ({err}); the image came by unicast"
         say(f"fallback: {reason}")
-    result = disk.write_planned_image(p, session.target, transport="unicast")
+    result = disk.write_planned_image(p, session.target, transport="unicast", on_progress=counted(session, "image"))
     return {**result, "transport": "unicast", "transport_fallback": reason}
 
 
@@ -170,7 +197,8 @@ def install(session: Session, api: "Api") -> None:
         return say(f"would install {len(p['packages'])} RPMs in one transaction: "
                    + " ".join(x["filename"] for x in p["packages"]))
     with session.phase("install", f"{len(p['packages'])} RPMs, one transaction"):
-        session.results["remainder"] = install_remainder(api, p, session.root, Path(rpm_dir(session)))
+        session.results["remainder"] = install_remainder(api, p, session.root, Path(rpm_dir(session)),
+                                                         progress=counted(session, "install"))
 
 
 def files(session: Session, api: "Api") -> None:

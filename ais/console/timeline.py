@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ais.contracts import CLIENT_PHASES
+
 STARTS = ("ok", "failed")
-# The client's steps in the order they run (ais.client.session.PHASES): older reports carry
-# only durations by name, stored with sorted keys, so their order is restored from this.
-STEP_ORDER = ("bootenv", "identify", "plan", "check", "image", "grow", "mount", "install", "files", "verify",
-              "bootloader", "record", "unmount", "fsck", "report")
+# The client's steps in the order they run (ais.contracts.CLIENT_PHASES, after the boot environment):
+# older reports carry only durations by name, stored with sorted keys, so their order is restored from this.
+STEP_ORDER = ("bootenv", *CLIENT_PHASES)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ listening socket, (docs/server.md has the details):
   GET  /v1/packages/<file>.rpm             an RPM of the site, Range (sendfile)
   GET  /v1/packages/<file>.rpm/torrent     the RPM's .torrent        (a token of any host)
   GET  /v1/images/<id>/header              the image header (canonical JSON)
-  POST /v1/hosts/<name>/report             store an install report   (token)
+  POST /v1/hosts/<name>/report             store an install report   (token; "progress": the live board only)
   POST /v1/hosts/<name>/chain              join an image's chain     (token)
   GET  /v1/images/<id>/torrent             the image's .torrent      (a token of any host)
   POST /v1/hosts/<name>/swarm              join the image's BitTorrent swarm: peers, web seed (token)

@@ -14,15 +14,21 @@ its worker pool.
 
 The reboot window (`ais.server.window`, --reboot-window): an authorised plan
 request takes a place in it or gets 503 with Retry-After, naming who holds the
-places; an "ok" or "failed" report frees the host's place. The window is
+places; an "ok" or "failed" report frees the host's place ("progress" reports
+leave it alone). The window is
 touched only under `Routes.window_lock`, one short critical section per
 request, and every admission, refusal, release and expired lease is logged.
+
+The live board (`ais.server.live`, for the console): an answered plan starts
+a host's entry; a "progress" report (the phase starting, bytes or packages so
+far) updates it and nothing else: it is answered 202 and not stored in the
+history; an "ok" or "failed" report is stored and finishes the entry.
 
 The package route counts the RPM bytes it sends (`rpm_torrents.add_sent`: the
 RPMs by BitTorrent use it as their web seed).
 
 Reads: the app (`ais.server.service.Server`): state, checker, history,
-plan_for, window, chains, rpm_torrents, config. Fails with `HttpError` (4xx/503). Returns answers.
+plan_for, window, chains, live, rpm_torrents, config. Fails with `HttpError` (4xx/503). Returns answers.
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ class Routes(PeerRoutes, UpdateRoutes):
             raise
         if plan["image"] and plan["image"]["stream"]["transport"] == "chain":
             self.app.chains.expect(plan["image"]["id"], host.name)  # its chain waits for its join
+        self.app.live.planned(host.name, plan["scd"], (plan["image"] or {}).get("id"), time.time())
         return Json(200, plan)
 
     def _enter_window(self, name: str) -> bool:
@@ -212,9 +219,13 @@ class Routes(PeerRoutes, UpdateRoutes):
 
     def report(self, host, body: bytes) -> Json:
         report = parse_report(body)
+        if report["status"] == "progress":  # the live board only: not stored, the window untouched
+            self.app.live.progress(host.name, report["phase"], report["done"], report["total"], time.time())
+            return Json(202, {"host": host.name})
         row = self.app.history.add(host.name, report)
         if report["status"] in ("ok", "failed"):  # the install is over; "rebooting" and "up" come after it
             self._leave_window(host.name, f"its {report['status']} report")
+            self.app.live.finished(host.name, report["status"], report["phase"], report["message"], time.time())
         return Json(201, {"stored": row, "host": host.name})
 
 def _taken(window, holders) -> str:

@@ -8,7 +8,8 @@ multicast when a group is configured) and binds the control API's socket
 bounded worker pool) and keeps the reboot window (`ais.server.window`: how
 many hosts may reinstall at once), the chain board (`ais.server.chain`: who forwards an
 image to whom) and the board of BitTorrent swarms (`ais.server.swarm`: who shares which
-image, the web seed's keys; `stop()` logs `swarm statistics: {json}`) and the RPMs' torrents
+image, the web seed's keys; `stop()` logs `swarm statistics: {json}`), the live board
+(`ais.server.live`: the reinstalls in progress, for the console) and the RPMs' torrents
 (`ais.server.rpmtorrents`: made on first request, cached in the cache's torrents/; `stop()`
 logs `package statistics: {json}`, the RPM bytes sent). `start()` runs both
 servers in threads, `stop()` shuts both down.
@@ -39,6 +40,7 @@ from ais.server.chain import ChainBoard
 from ais.server.history import History
 from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
+from ais.server.live import LiveBoard
 from ais.server.plans import Endpoints, host_plan, manifest_cost
 from ais.server.state import StateHolder
 from ais.server.rpmtorrents import RpmTorrents
@@ -91,6 +93,7 @@ class Server:
         self.window = Window(config.reboot_window, config.window_lease)
         self.chains = ChainBoard(gather=config.chain_gather)
         self.swarm = SwarmBoard()  # BitTorrent swarms: members, web-seed keys (ais.server.swarm)
+        self.live = LiveBoard()  # the reinstalls in progress, from plans and reports (ais.server.live)
         self.rpm_torrents = RpmTorrents(config.cache)  # RPM torrents, their askers, RPM bytes sent
         self.history = History(config.history)
         self.updates = UpdateStore(config.history)  # the agents' global state (ais.updates.store)
