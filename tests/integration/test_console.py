@@ -33,7 +33,7 @@ from ais.run import run
 from aislab.disks import LoopDisk, reinstall_argv, serve_in
 from aislab.lines import next_line
 from aislab.net import NetLab, ais_command
-from aislab.site import stored_reports, subset_descriptors
+from aislab.site import subset_descriptors
 
 pytestmark = [pytest.mark.root, pytest.mark.rpm, pytest.mark.slow]
 
