@@ -137,10 +137,11 @@ class ConsoleRoutes:
 
 
 def _parse(path: str) -> tuple[str | None, str | None]:
-    """(page, host) of a console path; 404 for anything else."""
-    rest = path.removeprefix("/v1").removeprefix("/console").strip("/")
-    if rest == "" and not path.startswith("/v1/"):
+    """(page, host) of a console path; 404 for anything else (an empty segment too: /console//cache)."""
+    rest = path.removeprefix("/v1").removeprefix("/console")
+    if rest in ("", "/") and not path.startswith("/v1/"):
         return None, None
+    rest = rest.removeprefix("/").removesuffix("/")
     parts = [unquote(p) for p in rest.split("/")]
     if len(parts) == 1 and parts[0] in PAGES:
         return parts[0], None

@@ -47,6 +47,7 @@ class HostileServer(http.server.ThreadingHTTPServer):
 
 NESTED = b"[" * 100_000 + b"]" * 100_000
 
+SERVE = ("--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache")
 UPDATE_SITE = ("--descriptors", "descriptors", "--repo", "{repo}", "--history", "{tmp}/history.sqlite")
 AGENT = ("--server", "http://127.0.0.1:9", "--host", "web01", "--listen", "127.0.0.1:9", "--state", "{tmp}/agent",
          "--token-file", "{tmp}/a-file", "--seconds", "1")
@@ -70,6 +71,13 @@ CASES = [
       "multicast", "--seconds", "0"], 2, "--transport multicast needs --multicast GROUP:PORT"),
     (["serve", "--descriptors", "descriptors", "--repo", "{repo}", "--cache", "{tmp}/cache", "--transport",
       "pigeon", "--seconds", "0"], 2, "argument --transport: invalid choice: 'pigeon'"),
+    # the console's admin token (ais serve --admin-token-file): missing, readable by the group, too short
+    (["serve", *SERVE, "--admin-token-file", "{tmp}/no-token", "--seconds", "0"], 2,
+     "no-token: No such file or directory"),
+    (["serve", *SERVE, "--admin-token-file", "{tmp}/group-token", "--seconds", "0"], 2,
+     "readable by others (mode 640); chmod 600 it"),
+    (["serve", *SERVE, "--admin-token-file", "{tmp}/short-token", "--seconds", "0"], 2,
+     "expected one line of 16 to 256 printable characters"),
     (["client", "plan", "--server", "http://127.0.0.1:9", "--host", "web01", "--target", "{tmp}/disk",
       "--state", "{tmp}/state", "--transport", "pigeon"], 2, "argument --transport: invalid choice: 'pigeon'"),
     (["client", "plan", "--server", "{hostile}", "--host", "web01", "--target", "{tmp}/disk", "--state",
@@ -128,6 +136,9 @@ def test_client_refuses_a_malformed_plan(body, words, tmp_path):
 @pytest.mark.parametrize("argv, code, words", CASES, ids=[" ".join(c[0][:4] + c[0][-4:-2]) for c in CASES])
 def test_error_exit_codes_and_messages(argv, code, words, repo_dir, tmp_path):
     (tmp_path / "a-file").write_text("not a directory\n")
+    for name, text, mode in (("group-token", "a-good-admin-token-0123456789", 0o640), ("short-token", "short", 0o600)):
+        (tmp_path / name).write_text(text + "\n")
+        (tmp_path / name).chmod(mode)
     (tmp_path / "root" / "var" / "lib" / "rpm").mkdir(parents=True)  # an installed system, for `ais agent`
     hostile = HostileServer(NESTED)
     try:
