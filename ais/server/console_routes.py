@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from dataclasses import asdict, is_dataclass
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, unquote
@@ -129,7 +130,7 @@ class ConsoleRoutes:
         return Sources(manifest=snap.manifest,
                        generations=read_generations(snap.cache_dir) if page == "cache" else [],
                        site=snap.site, reader=HistoryReader(self.app.config.history),
-                       live=[_plain(e) for e in live.snapshot()] if live is not None else [])
+                       live=[_plain(e) for e in live.snapshot(time.time())] if live is not None else [])
 
     @staticmethod
     def _page(status: int, text: str) -> Page:

@@ -10,6 +10,7 @@ no host, image or SCD of the site.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -196,3 +197,19 @@ def test_login(app, body, status):
         assert TOKEN not in cookie and page.headers["Location"] == "/console/cache"
     else:
         assert cookie is None and b'name="token"' in page.data
+
+
+def test_the_live_page_shows_the_servers_board(app):
+    """Regression: the route asked the board for a snapshot without the time and every live page was a 500."""
+    from ais.server.live import LiveBoard
+
+    board = LiveBoard()
+    now = time.time()
+    board.planned("mail01", "mail", None, now)
+    board.progress("mail01", "image", 5 << 20, 20 << 20, now)
+    routes = ConsoleRoutes(SimpleNamespace(**vars(app(TOKEN)), live=board))
+    status, got = answer(routes, "GET", "/v1/console/live", "bearer", False)
+    assert status == 200 and [(e["host"], e["phase"], e["done"]) for e in got.obj["installing"]] == \
+        [("mail01", "image", 5 << 20)]
+    status, page = answer(routes, "GET", "/console/live", "bearer", False)
+    assert status == 200 and b'data-host="mail01"' in page.data and b"25.0 %" in page.data
