@@ -211,6 +211,8 @@ def test_live_page_equals_its_data(browsed):
     assert figures(page) == {"installing": [str(len(api["installing"]))]}
     assert keys(page, "live") == [e["host"] for e in api["installing"]]
     assert keys(page, "finished") == [e["host"] for e in api["finished"]]
+    # the real reinstall went through the live board: planned, its phases posted, then its ok report
+    assert {e["host"]: e["state"] for e in api["finished"]}.get("mail01") == "installed"
 
 
 # ------------------------------------------------------------------ who may look
