@@ -7,9 +7,9 @@ answers what the console pages need without loading a host's whole history:
 (each host's newest applied update), `agents()` (who is online),
 `recent_failures(limit)` (the newest failed installs, with their messages),
 `counts()` and `host_rows(host)` (one host's reports, oldest first, for its
-time line). Every query is an index walk or one GROUP BY over the reports;
-`counts()` reads only the reports added since the last look at the same file
-(bench/console.py measures them at 10,000 hosts and 100,000 installs).
+time line). Every query walks an index of the reports table (host, id) or
+(status, id), never the rows with their JSON (bench/console.py measures
+them at 10,000 hosts and 100,000 installs).
 
 Reads: the SQLite file `ais serve --history` writes (tables reports,
 update_results, agents; the update tables exist only once the server has run
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -36,13 +35,6 @@ SELECT r.host, r.id, r.received_at, r.status, r.phase, r.image, r.generation, r.
 FROM (SELECT DISTINCT host FROM reports) h JOIN reports r ON r.id = (
     SELECT id FROM reports WHERE host = h.host AND status IN ('ok', 'failed') ORDER BY id DESC LIMIT 1)
 """
-# counts() per database file (path, inode): the reports counted up to a row id. The server only ever
-# appends reports (AUTOINCREMENT ids, never reused), so a look counts only the rows added since, by
-# row id range, instead of reading the whole table again; the last row counted must still be there with
-# the time it was received, else everything is counted again.
-_COUNTED: dict[tuple, tuple[int, float | None, dict[str, int]]] = {}  # key -> (last id, its received_at, counts)
-_COUNTED_LOCK = threading.Lock()
-
 
 class HistoryReader:
     """Read-only questions to one history database."""
@@ -82,33 +74,8 @@ class HistoryReader:
         return [dict(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        """Reports by status; the rows counted before are not read again (see _COUNTED)."""
-        key = self._identity()
-        with _COUNTED_LOCK:
-            last, stamp, known = _COUNTED.get(key, (0, None, {}))
-        if last and [r["received_at"] for r in self._query("SELECT received_at FROM reports WHERE id = ?",
-                                                            (last,))] != [stamp]:
-            last, known = 0, {}  # not the rows counted before (the file was rewritten in place): count again
-        rows = self._query("SELECT status, COUNT(*) AS n, MAX(id) AS last FROM reports WHERE id > ? GROUP BY status",
-                           (last,))
-        counts = dict(known)
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + int(r["n"])
-        if key is not None and rows:
-            newest = max(int(r["last"]) for r in rows)
-            [stamp] = [r["received_at"] for r in self._query("SELECT received_at FROM reports WHERE id = ?", (newest,))]
-            with _COUNTED_LOCK:
-                if _COUNTED.get(key, (0,))[0] <= newest:  # a look that counted further meanwhile is kept
-                    _COUNTED[key] = (newest, stamp, counts)
-        return counts
-
-    def _identity(self) -> tuple | None:
-        """The database file's identity (another file at the same path is another database), None without one."""
-        try:
-            st = self.path.stat() if self.path is not None else None
-        except OSError:
-            return None
-        return (str(self.path.resolve()), st.st_dev, st.st_ino) if st is not None else None
+        """Reports by status: a walk of the index (status, id), not of the rows and their JSON."""
+        return {r["status"]: int(r["n"]) for r in self._query("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")}
 
     def host_rows(self, host: str) -> list[dict]:
         """The host's reports, oldest first, as `ais.console.timeline.installs` takes them."""

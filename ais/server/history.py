@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS reports (
     report TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_host ON reports (host, id);
+CREATE INDEX IF NOT EXISTS reports_status ON reports (status, id);
 """
 
 
