@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 import traceback
 
 from ais import __version__
@@ -103,12 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a usage error argparse already printed (exit 2)
         return int(done.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose, sys.stderr)
     return run_handler(args.handler, args)
+
+
+def configure_logging(verbose: bool, stream) -> None:
+    """Log lines on stream: bare on a terminal; under cron, in a log file or a pipe, each starts with
+    the UTC time, like ais.progress's lines (one reader's format for the whole log)."""
+    logged = "%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    formatter = logging.Formatter(logged if tty and not verbose else "%(asctime)s " + logged,
+                                  datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def run_handler(handler, args, prog: str = "ais") -> int:

@@ -267,3 +267,29 @@ def test_client_phases_into_a_pipe_are_a_timestamped_line_at_start_and_end():
     assert lines == ["[ais] plan: asking http://x (phase 2 of 14)", "[ais] plan: host web01",
                      "[ais] plan: asking http://x done in 0.10s", "[ais] image: abc by unicast (phase 4 of 14)",
                      "[ais] image: abc by unicast done in 0.20s"]
+
+
+def test_log_lines_are_timestamped_off_a_terminal_and_bare_on_one():
+    """Under cron the log lines of a command (e.g. rebuild's "cost model: ...") read like the progress lines."""
+    import io
+    import logging
+
+    from ais.cli import configure_logging
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for stream, stamped in ((io.StringIO(), True), (Tty(), False)):
+            root.handlers.clear()
+            configure_logging(False, stream)
+            logging.getLogger("ais.test").info("cost model: built-in defaults")
+            line = stream.getvalue().rstrip("\n")
+            assert bool(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ cost model: built-in defaults", line)) == stamped
+            assert line.endswith("cost model: built-in defaults")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
