@@ -41,10 +41,13 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 
 
-def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0) -> "Api":
+def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0,
+           site_key: str | None = None) -> "Api":
+    """The session's server; `site_key` (hex) pins the key its plan must be signed with."""
     from ais.client.api import Api
 
-    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience)
+    return Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience,
+               site_key=site_key)
 
 
 def mac_of(interface: str) -> str:
