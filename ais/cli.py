@@ -35,6 +35,7 @@ COMMANDS = {
     "plan": "ais.planner.commands",
     "rebuild": "ais.cache.commands",
     "cache": "ais.cache.commands",
+    "site": "ais.cache.site_commands",
     "image": "ais.stream.commands",
     "serve": "ais.server.commands",
     "history": "ais.server.history_command",

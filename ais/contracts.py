@@ -271,6 +271,17 @@ class ManifestConfiguration(Strict, kw_only=True):
     predicted_seconds: Seconds
 
 
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Hex128 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}$")]
+
+
+class ManifestSignature(Strict, kw_only=True):
+    """The site key's ed25519 signature over the manifest without this field (ais.sitekey)."""
+
+    key: Hex64  # the signer's public key
+    ed25519: Hex128
+
+
 class Manifest(Strict, kw_only=True):
     """manifest.json: the published state of the cache (generation 0: nothing published)."""
 
@@ -281,6 +292,7 @@ class Manifest(Strict, kw_only=True):
     images: dict[Name, ManifestImage]
     configurations: dict[Name, ManifestConfiguration]
     cost: dict[str, float] | None = None  # the CostModel the plan used (checked by ais.cost)
+    signature: ManifestSignature | None = None  # by the site key, when the site has one (ais.sitekey)
 
 
 # ---------------------------------------------------------------- the host's install plan (server -> client)

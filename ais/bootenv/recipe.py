@@ -16,6 +16,11 @@ client uses it (docs/client.md, "The boot environment"):
   libexpat1, libbz2, liblzma5, libffi8, libuuid1): the interpreter of
   `ais client`; the wheels of msgspec and zstandard and the client's part of
   the ais package are copied from the builder's own Python environment.
+- the wheels of cryptography and cffi (its Rust module loads _cffi_backend; both
+  link OpenSSL and libffi statically) and libgcc-s1 (libgcc_s.so.1, which the
+  Rust module needs): the client checks the plan's ed25519 signature by the site
+  key (ais.sitekey) before anything is written. About 13 MB unpacked; the
+  compressed initramfs grew from 20.7 to 25.1 MB. Python's standard library has no ed25519.
 - kexec-tools (+ the Xen libraries its binary links against): kexec into the
   installed system (a later milestone; carried so that the boot environment
   does not change when it comes).
@@ -44,6 +49,7 @@ PACKAGES = (
     "kexec-tools", "libxenmisc4.17", "libxencall1", "libxendevicemodel1", "libxenevtchn1",
     "libxenforeignmemory1", "libxengnttab1", "libxentoolcore1", "libxentoollog1",
     "extlinux",
+    "libgcc-s1",
 )
 
 # Files taken from the unpacked packages (shell-style patterns, relative to /).
@@ -86,7 +92,7 @@ MODULES = (
 # The ais package as far as a booting client uses it: the shared modules, the client, the stream.
 AIS_PARTS = ("*.py", "client/**", "stream/**")
 # Wheels of the client's Python dependencies, copied from the builder's environment.
-PYTHON_DISTRIBUTIONS = ("msgspec", "zstandard")
+PYTHON_DISTRIBUTIONS = ("msgspec", "zstandard", "cryptography", "cffi")
 
 # Library directories of Debian's multiarch layout, searched in this order for a soname.
 LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib")

@@ -7,6 +7,9 @@ Layout: docs/interfaces.md ("The cache").
 
 Its schema is `ais.contracts.Manifest`: `read` decodes and checks it, `publish`
 checks what it is given, so a manifest that breaks the contract is never written.
+When the cache has a site key (`ais site init`: CACHE/site/site-key.pem), `publish`
+signs the manifest with it (`ais.sitekey.sign_manifest`: every image and header hash
+is covered); `ais serve` refuses a manifest that is not signed by that key.
 Reads: the cache's manifest.json. Fails with `BuildError` if it exists but is
 not a valid manifest (a human must look: it is never written in place).
 Returns plain dicts (the checked document).
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import msgspec
 
+from ais import sitekey
 from ais.cache.store import Store
 from ais.contracts import Manifest, decode, to_builtins
 from ais.errors import AisError, BuildError
@@ -71,12 +75,17 @@ def make(*, previous: dict, plan_json: dict, images: dict[str, dict],
 
 
 def publish(store: Store, manifest: dict) -> None:
-    """Replace manifest.json atomically and durably; BuildError if the disk refuses
-    or the manifest breaks its contract (then nothing is written)."""
+    """Replace manifest.json atomically and durably, signed with the site key when the cache has
+    one (CACHE/site/site-key.pem); BuildError if the disk refuses or the manifest breaks its
+    contract (then nothing is written)."""
     try:
         msgspec.convert(manifest, Manifest)
     except (msgspec.ValidationError, AisError) as err:
         raise BuildError(f"refusing to publish a manifest that breaks its contract: {err}") from err
+    key = sitekey.load_private(store.root)
+    manifest = {k: v for k, v in manifest.items() if k != "signature"}
+    if key is not None:
+        manifest = sitekey.sign_manifest(manifest, key)
     try:
         _publish(store, manifest)
     except OSError as err:

@@ -3,13 +3,15 @@
 Reads: the cache (manifest.json, images/), and, to say what a rebuild would do,
 the descriptors and repository (validate + plan, read-only: no lock, nothing
 written). Every published image's hashes are verified, so a corrupted file is
-reported (and `ais rebuild` replaces it). Fails: never because the descriptors
+reported (and `ais rebuild` replaces it); so is the manifest's signature by the
+site key (ais.sitekey): signed, by which key, or why `ais serve` would refuse it. Fails: never because the descriptors
 are bad (that is reported as part of the status); `BuildError` only if the
 manifest itself is unreadable. Returns a JSON-able dict; `render` prints it.
 """
 
 from __future__ import annotations
 
+from ais import sitekey
 from ais.cache import manifest as manifests
 from ais.cache.changes import diff, wanted_images
 from ais.sizes import human
@@ -32,11 +34,29 @@ def published_status(store: Store, published: dict, budget: int) -> dict:
                        "ok": iid not in corrupt, "problem": corrupt.get(iid)}
     used = store.disk_bytes()
     return {"cache": str(store.root), "generation": published.get("generation", 0),
-            "published_at": published.get("published_at"), "images": images,
+            "published_at": published.get("published_at"), "signature": signature_status(store, published),
+            "images": images,
             "packages_only": sorted(serves.get(None, [])),
             "disk_bytes": used, "budget_bytes": budget,
             "over_budget": used > budget, "corrupt": corrupt,
             "leftovers_in_tmp": len(list(store.tmp.iterdir())) if store.tmp.is_dir() else 0}
+
+
+def signature_status(store: Store, published: dict) -> dict:
+    """Whether the manifest is signed, by which key, and whether `ais serve` would take it."""
+    signer = sitekey.manifest_signer(published)
+    try:
+        site = sitekey.read_public(store.root)
+    except AisError as err:
+        return {"signed": signer is not None, "key": signer, "site_key": None, "ok": False, "problem": str(err)}
+    problem = None
+    if site is not None and (published.get("generation") or published.get("images")):
+        try:
+            sitekey.verify_manifest(published, site)
+        except AisError as err:
+            problem = str(err)
+    return {"signed": signer is not None, "key": signer, "site_key": site, "ok": problem is None,
+            "problem": problem}
 
 
 def pending_changes(store: Store, published: dict, opts) -> dict:
@@ -68,6 +88,7 @@ def render(data: dict) -> str:
     """Human-readable status."""
     lines = [f"cache {data['cache']}: generation {data['generation']}, "
              f"published {data['published_at'] or 'never'}"]
+    lines.append(signature_line(data["signature"]))
     lines.append(f"{'image':<14} {'key':<6} {'pkgs':>4} {'stored':>8} {'fs':>8}  serves")
     for iid, img in data["images"].items():
         flag = "" if img["ok"] else f"  CORRUPT: {img['problem']}"
@@ -94,3 +115,13 @@ def render(data: dict) -> str:
         for r in would["remove"]:
             lines.append(f"rebuild would remove {r['id'][:12]}: {human(r['stored_bytes'])}")
     return "\n".join(lines)
+
+
+def signature_line(sig: dict) -> str:
+    if sig["problem"]:
+        return f"signature: REFUSED by ais serve: {sig['problem']}"
+    if sig["signed"]:
+        return f"signature: signed by the site key {sig['key']}"
+    if sig["site_key"]:
+        return "signature: nothing published yet (the site key will sign it)"
+    return "signature: not signed (the site has no key: `ais site init`)"

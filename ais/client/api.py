@@ -1,7 +1,10 @@
 """Talking to `ais serve`: the plan, downloads checked against sha256, the report.
 
-What it does: `Api(server, token)` asks for a host's plan
-(GET /v1/hosts/<name-or-mac>/plan), joins an image's chain (POST
+What it does: `Api(server, token, site_key=HEX)` asks for a host's plan
+(GET /v1/hosts/<name-or-mac>/plan, with a fresh `X-AIS-Nonce`; with a pinned
+site key the answer's `X-AIS-Signature` must be the site key's over that
+nonce and the exact body, checked before anything is decoded; without one a
+loud warning says the plan is not verified), joins an image's chain (POST
 /v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
 size BEFORE the file is used, fetches an image's .torrent and joins its BitTorrent
@@ -19,7 +22,9 @@ server unreachable after the retries ("cannot reach the AIS server at ...
 after N attempts"), an error answer (the server's own message, e.g.
 "unknown host nosuch01: no HCD names it"), a reboot window still full when
 the patience runs out, a digest or size mismatch (the
-file is deleted), a plan that is not a plan. Returns the plan dict, nothing
+file is deleted), a plan that is not a plan, a plan unsigned or wrongly
+signed when a site key is pinned (signed by another key, replayed from
+another request, changed on the way). Returns the plan dict, nothing
 for downloads, the server's answer for the report.
 
 `progress(host, phase, done, total)` posts a "progress" report for the server's
@@ -39,6 +44,7 @@ from urllib.parse import quote, urlsplit
 from ais.contracts import HostPlan, decode, to_builtins
 from ais.errors import ClientError
 from ais.files import file_sha256
+from ais.sitekey import NONCE_HEADER, SIGNATURE_HEADER, SIGNER_HEADER, new_nonce, verify_plan
 
 log = logging.getLogger("ais.client.api")
 MAX_WINDOW_WAIT = 60  # seconds: the longest Retry-After the client honours as given
@@ -54,7 +60,7 @@ class ServerAnswer(ClientError):
 
 class Api:
     def __init__(self, server: str, token: str | None = None, *, retries: int = 5, retry_delay: float = 0.5,
-                 timeout: float = 30.0, patience: float = 3600.0):
+                 timeout: float = 30.0, patience: float = 3600.0, site_key: str | None = None):
         url = urlsplit(server if "://" in server else f"http://{server}")
         if url.scheme != "http" or not url.hostname:
             raise ClientError(f"server must be http://HOST[:PORT], not {server!r}")
@@ -63,6 +69,7 @@ class Api:
         self.token = token
         self.retries, self.retry_delay, self.timeout = max(1, retries), retry_delay, timeout
         self.patience = patience  # seconds a plan request waits for a place in the server's reboot window
+        self.site_key = site_key  # the pinned site public key (hex): plans must be signed by it
 
     # ------------------------------------------------------------ plumbing
 
@@ -121,11 +128,21 @@ class Api:
     # ------------------------------------------------------------ calls
 
     def plan(self, host: str) -> dict:
+        """The host's plan; with a pinned site key, its signature over this request's fresh nonce and
+        the exact body is checked before the body is decoded (ais.sitekey.verify_plan)."""
         what = f"the plan of {host}"
-        status, _, body = self._waiting_turn(what, lambda: self._exchange(
-            "GET", f"/v1/hosts/{quote(host, safe=':')}/plan", auth=True))
+        nonce = new_nonce()
+        status, headers, body = self._waiting_turn(what, lambda: self._exchange(
+            "GET", f"/v1/hosts/{quote(host, safe=':')}/plan", auth=True, headers={NONCE_HEADER: nonce}))
         if status != 200:
             raise self._error(status, body, what)
+        if self.site_key:
+            verify_plan(self.site_key, nonce, body, headers.get(SIGNATURE_HEADER.lower()),
+                        signer=headers.get(SIGNER_HEADER.lower()), answered=headers.get(NONCE_HEADER.lower()),
+                        what=f"the plan the server sent for {host}")
+        else:
+            log.warning("WARNING: the plan is not verified: no site key pinned (--site-key, or "
+                        "/etc/ais/site-key.pub in the boot environment)")
         return to_builtins(decode(body, HostPlan, f"the plan the server sent for {host}", ClientError,
                                   "is the server an AIS server of this version?"))
 

@@ -14,6 +14,9 @@ Every step honours `--dry-run` (print what would be done, write nothing to the
 target). A failing step goes through `ais.client.steps.fail` (unmount, report
 "failed", console message) before the error reaches `ais.cli` (exit 1).
 
+`--site-key HEX|FILE` (plan, reinstall) pins the site's public key: a plan not
+signed with it over this request is refused before anything is written.
+
 Reads: parsed arguments; the token from --token, --token-file or $AIS_TOKEN.
 Fails with `UsageError` for contradictory options, otherwise what the steps raise.
 Returns 0.
@@ -108,6 +111,10 @@ def _server_options(p) -> None:
     p.add_argument("--window-patience", type=patience, default=3600.0, metavar="SECONDS",
                    help="while the server's reboot window is full (503 with Retry-After) ask for the plan "
                         "again when it says, for up to this long; 0: do not wait [%(default)s]")
+    p.add_argument("--site-key", default=None, metavar="HEX|FILE",
+                   help="the site's public key (64 hex digits, or a file holding them: CACHE/site/site-key.pub, "
+                        "`ais site show`): the plan must be signed with it, else nothing is written "
+                        "[none: the plan is not verified]")
     p.add_argument("--dry-run", action="store_true", help="fetch the plan and check the target, then print "
                                                           "every step without writing anything")
 
@@ -133,6 +140,15 @@ def _token(args) -> str | None:
     return args.token or os.environ.get("AIS_TOKEN") or None
 
 
+def _site_key(args) -> str | None:
+    """The pinned site key (hex) from --site-key HEX|FILE; UsageError when it is not one."""
+    if args.site_key is None:
+        return None
+    from ais.sitekey import parse_public
+
+    return parse_public(args.site_key)
+
+
 def _session(args, state: str) -> Session:
     if not args.host and not args.interface:
         raise UsageError("name this machine: --host NAME (or MAC), or --interface IFACE to use its MAC")
@@ -143,17 +159,18 @@ def _session(args, state: str) -> Session:
 
 
 def cmd_reinstall(args) -> int:
+    site_key = _site_key(args)
     state = args.state or tempfile.mkdtemp(prefix="ais-client-")
     session = _session(args, state)
     if args.dry_run:
-        return _dry_run(session, args)
+        return _dry_run(session, args, site_key)
     reinstall(session, interface=args.interface, retries=args.retries, retry_delay=args.retry_delay,
-              patience=args.window_patience)
+              patience=args.window_patience, site_key=site_key)
     return 0
 
 
-def _dry_run(session: Session, args) -> int:
-    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience)
+def _dry_run(session: Session, args, site_key: str | None) -> int:
+    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience, site_key)
     steps.identify(session, args.interface)
     steps.plan(session, api)
     steps.check(session)
@@ -165,9 +182,10 @@ def _dry_run(session: Session, args) -> int:
 
 
 def cmd_plan(args) -> int:
+    site_key = _site_key(args)
     session = _session(args, args.state)
     session.save()
-    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience)
+    api = steps.api_of(session, args.retries, args.retry_delay, args.window_patience, site_key)
     if args.since_boot:
         session.since_boot()
     _guarded(session, api, "identify", lambda: steps.identify(session, args.interface))

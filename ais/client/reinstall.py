@@ -17,8 +17,8 @@ from ais.client.session import Session
 
 
 def reinstall(session: Session, *, interface: str | None = None, retries: int = 5,
-              retry_delay: float = 0.5, patience: float = 3600.0) -> Session:
-    api = steps.api_of(session, retries, retry_delay, patience)
+              retry_delay: float = 0.5, patience: float = 3600.0, site_key: str | None = None) -> Session:
+    api = steps.api_of(session, retries, retry_delay, patience, site_key)
     sequence = [
         ("identify", lambda: steps.identify(session, interface)),
         ("plan", lambda: steps.plan(session, api)),

@@ -46,13 +46,15 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 
 
-def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0) -> "Api":
-    """The session's control API; the session's `notify` posts progress through it (ais.client.notify)
-    unless the session has a notify already."""
+def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0,
+           site_key: str | None = None) -> "Api":
+    """The session's control API; `site_key` (hex) pins the key its plan must be signed with. The
+    session's `notify` posts progress through it (ais.client.notify) unless the session has one already."""
     from ais.client.api import Api
     from ais.client.notify import Notifier
 
-    api = Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience)
+    api = Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience,
+              site_key=site_key)
     if session.notify is None:
         session.notify = Notifier(session, api)
     return api

@@ -15,6 +15,7 @@ and host names.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ class HttpError(Exception):
 
 
 # ------------------------------------------------------------------ answers
+
+def json_body(obj: dict) -> bytes:
+    """The bytes of a JSON answer: keys sorted, one line (as `Json` answers are sent)."""
+    return json.dumps(obj, sort_keys=True).encode() + b"\n"
+
 
 @dataclass(frozen=True)
 class Json:

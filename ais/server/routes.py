@@ -24,6 +24,12 @@ a host's entry; a "progress" report (the phase starting, bytes or packages so
 far) updates it and nothing else: it is answered 202 and not stored in the
 history; an "ok" or "failed" report is stored and finishes the entry.
 
+Signed plans (ais.sitekey): a plan request may carry `X-AIS-Nonce: <32 hex>`
+(400 when malformed); when the cache has the site key, the answer carries
+`X-AIS-Signature`, the site key's ed25519 signature over b"ais-plan-v1\n" +
+nonce + b"\n" + the exact body bytes, so a client that pins the key refuses
+a changed, forged or replayed plan.
+
 The package route counts the RPM bytes it sends (`rpm_torrents.add_sent`: the
 RPMs by BitTorrent use it as their web seed).
 
@@ -43,10 +49,11 @@ from urllib.parse import unquote
 
 from aiohttp import hdrs
 
+from ais import sitekey
 from ais.contracts import InstallReport, decode, to_builtins
 from ais.errors import BadInput
 from ais.server.answers import (HOST_HEADER, IMAGE_ID, INDEX, MAC, Blob, File, HttpError, Json, authorise,
-                                host_by_name, token_matches)
+                                host_by_name, json_body, token_matches)
 from ais.server.boot import boot_file, current, ipxe_script, local_boot_report, local_boot_script
 from ais.server.peer_routes import PeerRoutes
 from ais.server.update_routes import UpdateRoutes
@@ -85,7 +92,10 @@ class Routes(PeerRoutes, UpdateRoutes):
         return Json(200, {"status": "ok", "generation": snap.generation, "hosts": len(snap.hosts),
                           "images": len(snap.manifest.get("images", {})), "window": window})
 
-    def plan(self, headers, ident: str) -> Json:
+    def plan(self, headers, ident: str) -> Json | Blob:
+        nonce = headers.get(sitekey.NONCE_HEADER)
+        if nonce is not None and not sitekey.NONCE.fullmatch(nonce):
+            raise HttpError(400, f"{sitekey.NONCE_HEADER} must be 32 lower-case hex digits, not {nonce[:40]!r}")
         snap = self.app.state.current()
         if MAC.fullmatch(ident) and ident not in snap.hosts:
             host = snap.macs.get(ident.lower().replace("-", ":"))
@@ -104,7 +114,7 @@ class Routes(PeerRoutes, UpdateRoutes):
         if plan["image"] and plan["image"]["stream"]["transport"] == "chain":
             self.app.chains.expect(plan["image"]["id"], host.name)  # its chain waits for its join
         self.app.live.planned(host.name, plan["scd"], (plan["image"] or {}).get("id"), time.time())
-        return Json(200, plan)
+        return signed_plan(plan, snap.site_key, nonce)
 
     def _enter_window(self, name: str) -> bool:
         """Take or keep the host's place in the reboot window (True: it held one already), or 503."""
@@ -227,6 +237,17 @@ class Routes(PeerRoutes, UpdateRoutes):
             self._leave_window(host.name, f"its {report['status']} report")
             self.app.live.finished(host.name, report["status"], report["phase"], report["message"], time.time())
         return Json(201, {"stored": row, "host": host.name})
+
+def signed_plan(plan: dict, key, nonce: str | None) -> Json | Blob:
+    """The plan as JSON; with the site key and the client's nonce, the exact body bytes and their
+    signature (X-AIS-Signature over the nonce and the body; the key and the nonce said beside it)."""
+    if key is None or nonce is None:
+        return Json(200, plan)
+    body = json_body(plan)
+    return Blob(body, "application/json", hashlib.sha256(body).hexdigest(),
+                headers={sitekey.SIGNATURE_HEADER: sitekey.sign_plan(key, nonce, body),
+                         sitekey.SIGNER_HEADER: sitekey.public_hex(key), sitekey.NONCE_HEADER: nonce})
+
 
 def _taken(window, holders) -> str:
     return f"{len(holders)} of {window.size or 'unlimited'} hosts reinstalling"

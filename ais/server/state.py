@@ -10,10 +10,15 @@ the others keep answering from the old one, then the reference is replaced in
 one assignment: a request sees the old state or the new one, never a mix.
 
 Reads: the descriptors directory, the repository, cache/manifest.json.
+When the cache has a site key (CACHE/site/, `ais site init`), the manifest must
+be signed by it (`ais.sitekey.verify_manifest`): one that is not is refused like
+a broken manifest; the snapshot carries the private key, which signs plans.
+
 Fails: the first load raises what loading raises (`DescriptorError`,
-`BuildError` for an unreadable manifest), so `ais serve` refuses to start on a
-broken site; later a broken reload is logged and the last good snapshot keeps
-serving (a half-edited descriptor never takes the server down).
+`BuildError` for an unreadable, unsigned or wrongly signed manifest), so `ais
+serve` refuses to start on a broken site; later a broken reload is logged and
+the last good snapshot keeps serving (a half-edited descriptor never takes the
+server down).
 Returns `Snapshot` objects (treated as immutable).
 """
 
@@ -26,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ais import sitekey
 from ais.cache import manifest as manifests
 from ais.cache.store import Store
 from ais.errors import AisError
@@ -47,6 +53,7 @@ class Snapshot:
     macs: dict[str, Host] = field(default_factory=dict)  # by lower-case MAC
     files: dict[str, Package] = field(default_factory=dict)  # by RPM file name
     nevras: dict[str, Package] = field(default_factory=dict)
+    site_key: object | None = None  # the site's ed25519 private key: signs plans (ais.sitekey)
 
     @property
     def generation(self) -> int:
@@ -62,8 +69,25 @@ class Snapshot:
         return self.cache_dir / rel
 
 
-def make_snapshot(site: Site, manifest: dict, cache_dir: Path, repo_dir: Path) -> Snapshot:
+def trusted_manifest(store: Store, manifest: dict):
+    """The site's private key (None: the site has no key, or this server cannot sign plans) once the
+    manifest is checked against the site key; BuildError for a manifest unsigned or wrongly signed
+    when the cache has a site key (ais.sitekey)."""
+    private = sitekey.load_private(store.root)
+    public = sitekey.public_hex(private) if private is not None else sitekey.read_public(store.root)
+    if public is None:
+        return None
+    if manifest.get("generation") or manifest.get("images"):  # generation 0: nothing published to check
+        sitekey.verify_manifest(manifest, public, f"manifest {store.manifest_path}")
+    if private is None:
+        log.warning("the cache has the site's public key but not its private key (%s): plans are sent "
+                    "unsigned, and clients that pin the site key will refuse them", sitekey.private_path(store.root))
+    return private
+
+
+def make_snapshot(site: Site, manifest: dict, cache_dir: Path, repo_dir: Path, site_key=None) -> Snapshot:
     return Snapshot(
+        site_key=site_key,
         site=site,
         manifest=manifest,
         cache_dir=Path(cache_dir).absolute(),
@@ -116,7 +140,9 @@ class StateHolder:
         from ais.descriptors import load_site
 
         site = site or load_site(self.descriptors, self.repo)
-        return make_snapshot(site, manifests.read(self.store), self.store.root, self.repo)
+        manifest = manifests.read(self.store)
+        key = trusted_manifest(self.store, manifest)
+        return make_snapshot(site, manifest, self.store.root, self.repo, site_key=key)
 
     def current(self) -> Snapshot:
         """The snapshot to answer with; reloads first if something changed."""

@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # Shared foundation: every room may use these; they use no room.
-COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "cost", "rpmenv", "progress"}
+COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "cost", "rpmenv", "progress",
+          "sitekey"}
 # room -> rooms it must never import (at module level or inside a function)
 NEVER = {
     "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent", "console"},

@@ -52,3 +52,16 @@ def test_the_client_files_are_the_client_and_its_wheels_only():
             f"{site}/ais/stream/writer.py", f"{site}/msgspec/__init__.py", f"{site}/zstandard/__init__.py"} <= rels
     rooms = {r.split("/")[5] for r in rels if r.startswith(f"{site}/ais/") and r.count("/") > 5}
     assert rooms == {"client", "stream"}  # no planner, cache, server, descriptors, repo, calibrate, bootenv
+
+
+def test_the_pinned_site_key_is_an_input(tmp_path):
+    debs, python = inputs(tmp_path)
+    keys = {input_key(debs, python, site)[0] for site in (None, "a" * 64, "b" * 64)}
+    assert len(keys) == 3
+
+
+def test_the_boot_environment_carries_what_checks_a_signature():
+    rels = set(python_files())
+    site = "usr/lib/python3/dist-packages"
+    assert {f"{site}/ais/sitekey.py", f"{site}/cryptography/hazmat/bindings/_rust.abi3.so",
+            f"{site}/_cffi_backend.cpython-311-x86_64-linux-gnu.so"} <= rels
