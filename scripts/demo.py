@@ -1,11 +1,13 @@
 """`make demo`: the whole AIS story on this machine, end to end.
 
 validate the descriptors -> calibrate the cost model (once) -> plan within the
-budget -> build the image cache -> `ais serve` on loopback -> reinstall two demo
-hosts of different configurations onto loop-device disks with the real client
+budget -> make the site key (once) -> build the image cache, its manifest
+signed -> `ais serve` on loopback -> reinstall two demo hosts of different
+configurations onto loop-device disks with the real client, which pins the key
 -> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured
 -> build the boot environment, and boot a QEMU virtual machine from the network:
-it reinstalls its own disk, kexecs into the installed system, which reports
+it checks its plan's signature against the site key its boot environment pins,
+reinstalls its own disk, kexecs into the installed system, which reports
 "up" -> `ais history` of that host, boot to boot -> `ais report`: the
 console's cache, plan and hosts pages as one HTML file (build/demo/report.html).
 
@@ -31,6 +33,7 @@ from aislab.net import ais_command  # noqa: E402
 
 DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
 WORK = ROOT / "build" / "demo"
+SITE_KEY = CACHE / "site" / "site-key.pub"  # `ais site init`: plans are signed, clients pin this
 HOSTS = ("node01", "mail01")  # an HPC node (weighted heavily) and a mail server: different configurations
 DISK_MIB = 512
 VM_HOST = "node01"  # boots as a virtual machine at the end
@@ -52,9 +55,10 @@ def reinstall(server: ServeProcess, site, host: str) -> dict:
     token = next(h.token for h in site.hosts if h.name == host)
     with LoopDisk(WORK / f"{host}.disk", DISK_MIB) as disk:
         disk.fill_random(8)  # a disk that held something else
-        argv = reinstall_argv(server.url, host, token, disk.device, WORK / f"state-{host}")
-        print(f"$ ais client reinstall --server {server.url} --host {host} --target {disk.device} --token ...",
-              flush=True)
+        argv = reinstall_argv(server.url, host, token, disk.device, WORK / f"state-{host}",
+                              "--site-key", str(SITE_KEY))
+        print(f"$ ais client reinstall --server {server.url} --host {host} --target {disk.device} --token ... "
+              f"--site-key {SITE_KEY.relative_to(ROOT)}", flush=True)
         started = time.monotonic()
         if subprocess.run(argv, cwd=ROOT).returncode != 0:
             raise SystemExit(f"demo stopped: reinstall of {host} failed")
@@ -83,7 +87,9 @@ def main() -> int:
     banner("3. plan the image cache within the budget in descriptors/cache-budget")
     budget = (DESCRIPTORS / "cache-budget").read_text().strip()
     ais("plan", "--budget", budget, "--explain", "hpc")
-    banner("4. build it (what cron runs)")
+    banner("4. build it (what cron runs), signed with the site key (made once)")
+    if not SITE_KEY.exists():
+        ais("site", "init")
     ais("rebuild")
     ais("cache", "status")
     banner("5. serve, and reinstall two hosts onto loop-device disks full of garbage")
@@ -141,8 +147,10 @@ def boot_vm(site) -> bool:
             show_milestones(vm.console(), shown)
             console = vm.console()
     came_up = f'firstboot: report_up: the server stored "up" for {VM_HOST}' in console
-    print(f"\n{VM_HOST} {'came back up' if came_up else 'did NOT come back up: see the console log'}")
-    return came_up
+    checked = "[ais] plan: signed by the site key" in console  # the boot environment pins the site key
+    print(f"\n{VM_HOST} {'came back up' if came_up else 'did NOT come back up: see the console log'}; its plan's "
+          f"signature {'was checked against the pinned site key' if checked else 'was NOT checked'}")
+    return came_up and checked
 
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")

@@ -101,6 +101,8 @@ def plan(session: Session, api: "Api") -> None:
     image = p["image"]["id"][:12] if p["image"] else "none (packages only)"
     say(f"plan: host {p['host']}, SCD {p['scd']}, image {image}, {len(p['packages'])} packages, "
         f"{len(p['files'])} host files, predicted {p['predicted_seconds']['total']:.2f}s")
+    if api.site_key:
+        say(f"plan: signed by the site key {api.site_key[:16]}... over this request's nonce: checked")
     if p.get("fallback"):
         say(f"fallback: {p['fallback']['reason']} -> {p['fallback']['chosen']}")
 
