@@ -37,6 +37,7 @@ matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "ais", "font
 MIB = 1 << 20
 MAX_BARS = 60  # configurations drawn one by one; beyond it the slowest are drawn and the rest counted
 MAX_LATTICE_CONFIGURATIONS = 40  # beyond it the lattice draws one node per image: "N configurations"
+GREY = "#bab0ac"
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
 
 
@@ -47,22 +48,24 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]
 
 
-def colour(image_id: str | None) -> str:
-    """The same image has the same colour on every chart; packages only is grey."""
-    return PALETTE[int(image_id[:8], 16) % len(PALETTE)] if image_id else "#bab0ac"
+def palette(image_ids) -> dict[str | None, str]:
+    """Each published image's colour, the same on every chart (by the sorted ids); packages only is grey."""
+    colours: dict[str | None, str] = {iid: PALETTE[i % len(PALETTE)] for i, iid in enumerate(sorted(image_ids))}
+    colours[None] = GREY
+    return colours
 
 
 def short(image_id: str | None) -> str:
     return image_id[:10] if image_id else "packages only"
 
 
-def budget_chart(view: dict) -> str:
+def budget_chart(view: dict, colours: dict) -> str:
     fig = Figure(figsize=(8, 1.6))
     ax = fig.subplots()
     left = 0.0
     for img in view["images"]:
         width = img["stored_bytes"] / MIB
-        ax.barh(0, width, left=left, color=colour(img["id"]), edgecolor="white")
+        ax.barh(0, width, left=left, color=colours.get(img["id"], GREY), edgecolor="white")
         ax.text(left + width / 2, 0, f"{img['id'][:8]}\n{width:.1f} MiB", ha="center", va="center", fontsize=7,
                 color="white")
         left += width
@@ -83,21 +86,27 @@ def generations_chart(view: dict) -> str:
         ax.text(0.5, 0.5, "no generation published yet", ha="center", transform=ax.transAxes)
     else:
         xs = [g["generation"] for g in gens]
-        ax.plot(xs, [g["stored_bytes"] / MIB for g in gens], label="stored", marker="o", drawstyle="steps-post")
+        stored = [g["stored_bytes"] / MIB for g in gens]
         budgets = [(g["budget_bytes"] or 0) / MIB for g in gens]
-        ax.plot(xs, budgets, label="budget", linestyle="--", marker="_", color="black", drawstyle="steps-post")
+        ax.bar(xs, stored, width=0.6, label="stored", color=PALETTE[0])
+        ax.plot(xs, budgets, label="budget", linestyle="none", marker="_", markersize=24, markeredgewidth=2,
+                color="black")
         ax.set_xlabel("generation")
         ax.set_ylabel("MiB")
-        ax.set_ylim(bottom=0, top=max(budgets + [g["stored_bytes"] / MIB for g in gens]) * 1.15 or 1)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylim(0, max(budgets + stored) * 1.15 or 1)
+        ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+        if len(xs) <= 20:
+            ax.set_xticks(xs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(loc="lower right")
     return _svg(fig)
 
 
-def lattice_chart(plan: dict, ids: dict[str, str]) -> str:
+def lattice_chart(plan: dict, ids: dict[str, str], colours: dict) -> str:
     """Images ordered by inclusion of their package sets (Hasse diagram), configurations below the
     image that serves them, each edge labelled with what remains for RPM; `ids`: plan key -> image id."""
-    graph, labels = _lattice_graph(plan, ids)
+    graph, labels = _lattice_graph(plan, ids, colours)
     fig = Figure(figsize=(9, 1.6 + 1.3 * (max(nx.get_node_attributes(graph, "layer").values()) + 1)))
     ax = fig.subplots()
     ax.axis("off")
@@ -125,13 +134,13 @@ def _spread(graph: nx.DiGraph) -> dict:
     return {node: ((i + 1) / (len(nodes) + 1), -layer) for layer, nodes in rows.items() for i, node in enumerate(nodes)}
 
 
-def _lattice_graph(plan: dict, ids: dict[str, str]) -> tuple[nx.DiGraph, dict]:
+def _lattice_graph(plan: dict, ids: dict[str, str], colours: dict) -> tuple[nx.DiGraph, dict]:
     sets = {i["key"]: frozenset(i["packages"]) for i in plan["images"]}
     graph = nx.DiGraph()
     graph.add_node("", kind="root", fill="#dddddd")
     labels = {"": "packages only"}
     for key, pkgs in sets.items():
-        graph.add_node(key, kind="image", fill=colour(ids.get(key)))
+        graph.add_node(key, kind="image", fill=colours.get(ids.get(key), GREY))
         labels[key] = f"{key} {(ids.get(key) or '')[:8]}\n{len(pkgs)} packages"
     inclusion = nx.DiGraph((a, b) for a, b in itertools.permutations(sets, 2) if sets[a] < sets[b])
     inclusion.add_nodes_from(sets)
@@ -148,7 +157,7 @@ def _lattice_graph(plan: dict, ids: dict[str, str]) -> tuple[nx.DiGraph, dict]:
     if len(serve) <= MAX_LATTICE_CONFIGURATIONS:
         for name, how in sorted(serve.items(), key=lambda kv: (kv[1]["image"] or "", kv[0])):  # under their image
             node = f"conf:{name}"
-            graph.add_node(node, kind="conf", fill=colour(ids.get(how["image"])))
+            graph.add_node(node, kind="conf", fill=colours.get(ids.get(how["image"]), GREY))
             graph.add_edge(how["image"] or "", node, label=f"+{len(how['remainder'])}")
             labels[node], layer[node] = f"{name}\n{how['predicted_seconds']:.1f} s", confs_layer
     else:
@@ -156,20 +165,20 @@ def _lattice_graph(plan: dict, ids: dict[str, str]) -> tuple[nx.DiGraph, dict]:
                                               key=lambda n: serve[n]["image"] or ""):
             node = f"confs:{image}"
             count = len(list(names))
-            graph.add_node(node, kind="conf", fill=colour(ids.get(image)))
+            graph.add_node(node, kind="conf", fill=colours.get(ids.get(image), GREY))
             graph.add_edge(image, node)
             labels[node], layer[node] = f"{count} configurations", confs_layer
     nx.set_node_attributes(graph, layer, "layer")
     return graph, labels
 
 
-def predicted_chart(view: dict) -> str:
+def predicted_chart(view: dict, colours: dict) -> str:
     confs = sorted(view["plan"]["configurations"], key=lambda c: -c["predicted_seconds"])
     shown = confs[:MAX_BARS]
     fig = Figure(figsize=(8, 0.6 + 0.22 * len(shown)))
     ax = fig.subplots()
     ax.barh([c["name"] for c in shown][::-1], [c["predicted_seconds"] for c in shown][::-1],
-            color=[colour(c["image"]) for c in shown][::-1])
+            color=[colours.get(c["image"], GREY) for c in shown][::-1])
     ax.set_xlabel("predicted reinstall seconds")
     if len(confs) > len(shown):
         ax.set_title(f"the {len(shown)} slowest of {len(confs)} configurations", fontsize=9)

@@ -26,7 +26,6 @@ from ais.console.queries import HistoryReader
 from ais.console.views import cache_view, host_view, hosts_view, live_view, plan_view, published_ids
 from ais.model import Site
 
-PAGES = ("cache", "plan", "hosts", "host", "live")
 
 
 @dataclass
@@ -79,14 +78,15 @@ def view(page: str, sources: Sources, host: str | None = None) -> dict:
 def page_charts(page: str, data: dict, sources: Sources, memo: ChartMemo | None = None) -> dict[str, str]:
     memo = memo or ChartMemo()
     gen = sources.generation
+    colours = charts.palette(sources.manifest.get("images", {}))
     if page == "cache":
-        return {"budget": memo.get(gen, "budget", lambda: charts.budget_chart(data)),
+        return {"budget": memo.get(gen, "budget", lambda: charts.budget_chart(data, colours)),
                 "generations": memo.get(gen, "generations", lambda: charts.generations_chart(data))}
     if page == "plan" and data["plan"]:
         plan = sources.manifest["plan"]
-        return {"lattice": memo.get(gen, "lattice", lambda: charts.lattice_chart(plan, published_ids(sources.manifest))),
+        return {"lattice": memo.get(gen, "lattice", lambda: charts.lattice_chart(plan, published_ids(sources.manifest), colours)),
                 "objective": memo.get(gen, "objective", lambda: charts.objective_chart(data)),
-                "predicted": memo.get(gen, "predicted", lambda: charts.predicted_chart(data))}
+                "predicted": memo.get(gen, "predicted", lambda: charts.predicted_chart(data, colours))}
     if page == "host" and data["installs"]:
         return {"timeline": charts.timeline_chart(data["installs"][0])}
     return {}
