@@ -144,11 +144,15 @@ def signature_states(paths: list[Path], key_file: str | os.PathLike) -> dict[Pat
 
 
 def rpmsign(paths: list[Path], gnupg: str | os.PathLike, fingerprint: str) -> None:
-    """Sign the RPM files in place (any signature they had is replaced) with the key `fingerprint`
-    from the GnuPG home `gnupg` (no passphrase)."""
+    """Sign the RPM files in place (any signature they had is removed first) with the key `fingerprint`
+    from the GnuPG home `gnupg` (no passphrase). Removed first because rpmsign skips a file whose
+    signature names the same key ("already contains identical signature") even when that signature
+    is damaged."""
     if paths:
+        files = [os.fspath(p) for p in paths]
+        run(["rpmsign", "--delsign", *files])
         run(["rpmsign", "--define", f"__gpg {GPG}", "--define", f"_gpg_path {os.fspath(gnupg)}",
-             "--define", f"_gpg_name {fingerprint}", "--resign", *[os.fspath(p) for p in paths]],
+             "--define", f"_gpg_name {fingerprint}", "--addsign", *files],
             input="", env={"GNUPGHOME": os.fspath(gnupg)})
 
 
