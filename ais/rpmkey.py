@@ -70,15 +70,17 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
     if public.exists() and not rotate:
         raise UsageError(f"the site already has an RPM signing key ({public}); nothing was changed. To replace "
                          "it run `ais site init --rotate` (docs/server.md, \"Signed RPMs\")")
-    name = f"AIS site {socket.getfqdn()} <ais-site@{socket.getfqdn()}>"
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = f"AIS site {socket.getfqdn()} (RPM signing key, made {made}) <ais-site@{socket.getfqdn()}>"
     with gpg_home(cache) as home:
         before = _secret_fingerprints(home)
-        gpg(home, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", name, ALGORITHM, "sign",
-            "never")
-        made = [f for f in _secret_fingerprints(home) if f not in before]
-        if len(made) != 1:
-            raise WorldError(f"gpg made {len(made)} new keys in {home}, expected one")
-        armored = gpg(home, "--armor", "--export", made[0]).stdout
+        # --yes: a second key with the same user id (two rotations in one second) is wanted
+        gpg(home, "--yes", "--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", name, ALGORITHM,
+            "sign", "never")
+        new = [f for f in _secret_fingerprints(home) if f not in before]
+        if len(new) != 1:
+            raise WorldError(f"gpg made {len(new)} new keys in {home}, expected one")
+        armored = gpg(home, "--armor", "--export", new[0]).stdout
     kept = []
     try:
         if public.exists():
@@ -86,7 +88,7 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
         write_atomic(public, armored.encode(), mode=0o644)
     except OSError as err:
         raise WorldError(f"cannot write {public}: {describe_os_error(err)}") from err
-    return made[0], kept
+    return new[0], kept
 
 
 def _secret_fingerprints(home: Path) -> list[str]:
