@@ -109,10 +109,11 @@ def signature_problem(said: str) -> str:
 
 
 def import_keys(root: str | os.PathLike, key_files: list[str | os.PathLike]) -> None:
-    """Import armored OpenPGP public keys into root's rpmdb (again: a no-op)."""
+    """Import armored OpenPGP public keys into root's rpmdb (again: a no-op). Through rpmkeys:
+    `rpm --import` is only a popt alias for it (rpmpopt), which the boot environment does not carry."""
     if key_files:
         Path(root).mkdir(parents=True, exist_ok=True)
-        run(rpm_cmd(root, "--import", *[os.fspath(k) for k in key_files]))
+        run(["rpmkeys", "--root", os.fspath(root), *RPM_FLAGS, "--import", *[os.fspath(k) for k in key_files]])
 
 
 def installed_keys(root: str | os.PathLike) -> set[str]:

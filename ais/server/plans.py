@@ -181,7 +181,7 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
         }
     ordered, cycles = install_order(_remainder(conf, image_nevras))
     stored = image["stored_bytes"] if image else None
-    return conform({
+    plan = conform({
         "format": PLAN_FORMAT,
         "host": host.name,
         "scd": conf.name,
@@ -204,3 +204,6 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
                                                                  if p.nevra in image_nevras), 6),
         },
     }, HostPlan)
+    if not plan["rpm_keys"]:
+        del plan["rpm_keys"]  # a site that does not sign its RPMs: plans older clients still accept
+    return plan
