@@ -11,7 +11,9 @@
   by the site key with its signature bytes damaged. The server serves that very file (the
   repository's metadata is made again, so the plan's sha256 matches it and only the signature is
   wrong). Each bad one is refused by rpm: exit 1, a message naming the package and the reason, and
-  the target holds the image's packages, nothing of the remainder.
+  the target holds the image's packages, nothing of the remainder. The packages-only path (the
+  image file gone) imports the key into the fresh filesystem's rpmdb: signed installs, unsigned
+  is refused and the rpmdb holds no package.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def lab(keys, signed_repo, tmp_path_factory):
     manifest = publish_base_cache(descriptors, signed_repo, cache)
     image = manifest["images"][manifest["configurations"]["mail"]["image"]]
     return {"base": base, "descriptors": descriptors, "cache": cache, "image_packages": set(image["packages"]),
-            "site": load_site(descriptors, signed_repo)}
+            "image_file": image["file"], "site": load_site(descriptors, signed_repo)}
 
 
 def variant_repo(signed_repo: Path, where: Path, row: str, keys: dict) -> Path:
@@ -194,17 +196,22 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row, words", ROWS, ids=[r[0] for r in ROWS])
-def test_the_remainder_installs_only_when_signed_by_the_site_key(lab, keys, signed_repo, row, words, tmp_path):
-    repo = variant_repo(signed_repo, tmp_path, row, keys)
+def reinstall_facts(lab, repo: Path, tmp_path: Path) -> tuple:
+    """`ais client reinstall` of mail01 from a server over `repo`, pinning the site key; (the
+    process, the target's packages, its keys, rpm -Va, whether staging was left)."""
     with ServeProcess(lab["descriptors"], repo, lab["cache"], tmp_path / "history.sqlite") as server, \
             LoopDisk(tmp_path / "disk.img", 512) as disk:
         argv = reinstall_argv(server.url, "mail01", TOKEN, disk.device, tmp_path / "state",
                               "--site-key", str(lab["cache"] / "site" / "site-key.pub"))
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=240)
         with Mounted(disk.device) as root:
-            packages, keys_in, rpm_va = installed_nevras(root), installed_keys(root), verify(root)
-            staging_left = (root / ".ais-staging").exists()
+            return proc, installed_nevras(root), installed_keys(root), verify(root), (root / ".ais-staging").exists()
+
+
+@pytest.mark.parametrize("row, words", ROWS, ids=[r[0] for r in ROWS])
+def test_the_remainder_installs_only_when_signed_by_the_site_key(lab, keys, signed_repo, row, words, tmp_path):
+    repo = variant_repo(signed_repo, tmp_path, row, keys)
+    proc, packages, keys_in, rpm_va, staging_left = reinstall_facts(lab, repo, tmp_path)
     assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}  # the image carries the key
     assert not staging_left
     if words is None:
@@ -216,3 +223,24 @@ def test_the_remainder_installs_only_when_signed_by_the_site_key(lab, keys, sign
         assert words in proc.stderr and "installed none of the transaction" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
         assert packages == lab["image_packages"]  # the image's packages; nothing of the remainder
+
+
+@pytest.mark.parametrize("row, words", [ROWS[0], ROWS[1]], ids=[ROWS[0][0], ROWS[1][0]])
+def test_packages_only_imports_the_key_into_the_fresh_rpmdb(lab, keys, signed_repo, row, words, tmp_path):
+    """No image (its file is gone): the whole configuration is the remainder, onto a fresh filesystem."""
+    image = lab["cache"] / lab["image_file"]
+    saved = tmp_path / "saved.aisimg"
+    shutil.move(image, saved)
+    try:
+        proc, packages, keys_in, _, _ = reinstall_facts(lab, variant_repo(signed_repo, tmp_path, row, keys),
+                                                       tmp_path)
+    finally:
+        shutil.move(saved, image)
+    assert "packages-only" in proc.stderr or "fresh filesystem" in proc.stderr, proc.stderr
+    assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}
+    if words is None:
+        assert proc.returncode == 0, proc.stderr
+        assert packages == set(lab["site"].configuration("mail").nevras)
+    else:
+        assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+        assert packages == set()
