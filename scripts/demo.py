@@ -143,7 +143,7 @@ def copy_repo() -> None:
     shutil.rmtree(REPO, ignore_errors=True)
     shutil.copytree(SOURCE_REPO, REPO)
     marker.write_text(source + "\n")
-    print(f"copied {SOURCE_REPO.relative_to(ROOT)} to {REPO.relative_to(ROOT)} (signed next)", flush=True)
+    print(f"copied {SOURCE_REPO} to {REPO} (signed next)", flush=True)
 
 
 def boot_vm(site) -> bool:
