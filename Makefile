@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build
 REPO := $(BUILD)/repo
-DEBS := rpm python3-rpm createrepo-c busybox-static e2fsprogs zstd udpcast \
+DEBS := rpm python3-rpm createrepo-c gpg gpg-agent gpgconf busybox-static e2fsprogs zstd udpcast \
         shellcheck iproute2 util-linux sqlite3 lz4 libfuse3-3 qemu-system-x86 \
         dnsmasq-base extlinux chromium chromium-driver
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

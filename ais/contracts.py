@@ -298,6 +298,7 @@ class Manifest(Strict, kw_only=True):
 # ---------------------------------------------------------------- the host's install plan (server -> client)
 
 Mode = Annotated[str, msgspec.Meta(pattern="^[0-7]{3,4}$")]
+ArmoredKey = Annotated[str, msgspec.Meta(pattern="^-----BEGIN PGP PUBLIC KEY BLOCK-----", max_length=65536)]
 
 
 class PlanPackage(Strict, kw_only=True):
@@ -378,6 +379,9 @@ class HostPlan(Strict, kw_only=True):
     order_cycles: tuple[str, ...] = ()
     files: tuple[PlanFile, ...]
     predicted_seconds: PlanPrediction
+    # The site's OpenPGP public keys (armored) for RPMs: when given, the client imports them into the
+    # target's rpmdb and installs only packages signed by one of them (docs/server.md, "Signed RPMs").
+    rpm_keys: tuple[ArmoredKey, ...] = ()
 
 
 # ---------------------------------------------------------------- the install record and report (client -> server)

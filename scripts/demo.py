@@ -1,8 +1,9 @@
 """`make demo`: the whole AIS story on this machine, end to end.
 
 validate the descriptors -> calibrate the cost model (once) -> plan within the
-budget -> make the site key (once) -> build the image cache, its manifest
-signed -> `ais serve` on loopback -> reinstall two demo hosts of different
+budget -> make the site's keys (once) -> sign a copy of the demo repository
+(build/demo/repo; build/repo stays unsigned for the tests) -> build the image
+cache from it, its manifest signed, its images carrying the RPM key -> `ais serve` on loopback -> reinstall two demo hosts of different
 configurations onto loop-device disks with the real client, which pins the key
 -> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured
 -> build the boot environment, and boot a QEMU virtual machine from the network:
@@ -17,7 +18,9 @@ only strings them together and prints what happened. Needs root (loop devices).
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -31,9 +34,12 @@ from ais.descriptors import load_site  # noqa: E402
 from aislab.site import ServeProcess  # noqa: E402
 from aislab.net import ais_command  # noqa: E402
 
-DESCRIPTORS, REPO, CACHE = ROOT / "descriptors", ROOT / "build" / "repo", ROOT / "build" / "cache"
+DESCRIPTORS, CACHE = ROOT / "descriptors", ROOT / "build" / "cache"
 WORK = ROOT / "build" / "demo"
+SOURCE_REPO = ROOT / "build" / "repo"  # `make packages`: unsigned (the tests use it as it is)
+REPO = WORK / "repo"  # its copy, signed by `ais site sign-rpms`: what the demo builds from and serves
 SITE_KEY = CACHE / "site" / "site-key.pub"  # `ais site init`: plans are signed, clients pin this
+RPM_KEY = CACHE / "site" / "rpm-key.asc"  # `ais site init` too: signs the RPMs
 HOSTS = ("node01", "mail01")  # an HPC node (weighted heavily) and a mail server: different configurations
 DISK_MIB = 512
 VM_HOST = "node01"  # boots as a virtual machine at the end
@@ -87,11 +93,15 @@ def main() -> int:
     banner("3. plan the image cache within the budget in descriptors/cache-budget")
     budget = (DESCRIPTORS / "cache-budget").read_text().strip()
     ais("plan", "--budget", budget, "--explain", "hpc")
-    banner("4. build it (what cron runs), signed with the site key (made once)")
+    banner("4. build it (what cron runs): the site's keys (made once), its RPMs signed, the manifest signed")
     if not SITE_KEY.exists():
         ais("site", "init")
-    ais("rebuild")
-    ais("cache", "status")
+    elif not RPM_KEY.exists():
+        ais("site", "init", "--rpm-key")  # a demo cache made before RPMs were signed
+    copy_repo()
+    ais("site", "sign-rpms", "--repo", str(REPO.relative_to(ROOT)))
+    ais("rebuild", "--repo", str(REPO))
+    ais("cache", "status", "--repo", str(REPO))
     banner("5. serve, and reinstall two hosts onto loop-device disks full of garbage")
     site = load_site(DESCRIPTORS, REPO)
     with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", log_path=WORK / "serve.log") as server:
@@ -119,8 +129,21 @@ def main() -> int:
         return 1
     ais("history", VM_HOST, "--history", str(WORK / "history.sqlite"), "--limit", "1")
     banner("8. what an admin looks at: the console's pages as one static file (ais serve shows them live at /console/)")
-    ais("report", "--history", str(WORK / "history.sqlite"), "--out", str(WORK / "report.html"))
+    ais("report", "--repo", str(REPO), "--history", str(WORK / "history.sqlite"), "--out", str(WORK / "report.html"))
     return 0
+
+
+def copy_repo() -> None:
+    """build/repo copied to build/demo/repo when build/repo changed since the last copy (its metadata
+    differs), so that signing never touches the repository the tests use."""
+    source = hashlib.sha256((SOURCE_REPO / "repodata" / "repomd.xml").read_bytes()).hexdigest()
+    marker = WORK / "repo.source"
+    if REPO.is_dir() and marker.is_file() and marker.read_text().strip() == source:
+        return
+    shutil.rmtree(REPO, ignore_errors=True)
+    shutil.copytree(SOURCE_REPO, REPO)
+    marker.write_text(source + "\n")
+    print(f"copied {SOURCE_REPO} to {REPO} (signed next)", flush=True)
 
 
 def boot_vm(site) -> bool:

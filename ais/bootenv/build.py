@@ -18,7 +18,7 @@ failure names its step):
             site's public key as /etc/ais/site-key.pub when CACHE/site/site-key.pub
             exists (ais-boot pins it; the key is then one of the inputs)
   compile   Python bytecode (unchecked-hash .pyc: no timestamps)
-  check     chroot into the tree (as root): `ais client --help`, `rpm --version`,
+  check     chroot into the tree (as root): `ais client --help`, `rpm --version`, `rpmkeys --version`,
             `mke2fs -V`, an ed25519 verification (cryptography), busybox has every applet /init and ais-boot use
   pack      cpio newc (sorted, mtime 0, root-owned) compressed with zstd -> initrd.img;
             the kernel -> vmlinuz
@@ -332,7 +332,8 @@ def compile_python(tree: Path) -> tuple[None, str]:
 def check(tree: Path) -> tuple[None, str]:
     if os.geteuid() != 0:
         return None, "skipped: chroot needs root"
-    probes = (["/usr/bin/ais", "client", "--help"], ["/usr/bin/rpm", "--version"], ["/sbin/mke2fs", "-V"],
+    probes = (["/usr/bin/ais", "client", "--help"], ["/usr/bin/rpm", "--version"], ["/usr/bin/rpmkeys", "--version"],
+              ["/sbin/mke2fs", "-V"],
               ["/sbin/kexec", "--version"], ["/usr/bin/extlinux", "--version"],
               ["/usr/bin/python3.11", "-c", ED25519_PROBE], ["/bin/busybox", "--list"])
     outputs = [run(["chroot", str(tree), *argv], timeout=120).stdout for argv in probes]
@@ -343,7 +344,7 @@ def check(tree: Path) -> tuple[None, str]:
         for f in pyc.iterdir():
             if ".opt-" in f.name:
                 f.unlink()
-    return None, f"chroot: ais client, {outputs[1].strip()}, mke2fs, kexec, extlinux, ed25519, busybox applets"
+    return None, f"chroot: ais client, {outputs[1].strip()}, rpmkeys, mke2fs, kexec, extlinux, ed25519, busybox applets"
 
 
 def pack(tree: Path, out: Path, kernel_src: Path) -> tuple[dict, str]:

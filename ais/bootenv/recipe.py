@@ -9,7 +9,8 @@ client uses it (docs/client.md, "The boot environment"):
 - e2fsprogs (+ libext2fs2, libblkid1, libcom-err2, libuuid1): mkfs.ext4,
   resize2fs, tune2fs, e2fsck, dumpe2fs, the client's disk steps.
 - rpm, rpm-common (+ their libraries): the `rpm` program the install and
-  verify steps run (ais/rpmenv.py). The Python bindings (python3-rpm) are NOT
+  verify steps run (ais/rpmenv.py), and `rpmkeys`, which imports the site's
+  RPM key into the target's rpmdb (`rpm --import` is only a popt alias for it). The Python bindings (python3-rpm) are NOT
   carried: the client never imports them, and they pull librpmbuild and
   librpmsign, hence libfsverity, libcrypto, libmagic, libdw and libgomp.
 - python3.11-minimal, libpython3.11-minimal, libpython3.11-stdlib (+ zlib1g,
@@ -60,7 +61,7 @@ FILES = (
     "sbin/dumpe2fs", "etc/mke2fs.conf",
     "sbin/kexec",
     "usr/bin/extlinux",
-    "usr/bin/rpm", "usr/lib/rpm/rpmrc", "usr/lib/rpm/macros",
+    "usr/bin/rpm", "usr/bin/rpmkeys", "usr/lib/rpm/rpmrc", "usr/lib/rpm/macros",  # rpmkeys: the site's RPM key
     "usr/lib/rpm/platform/x86_64-linux/**", "usr/lib/rpm/platform/noarch-linux/**",
     "usr/bin/python3.11", "usr/lib/python3.11/**",
 )

@@ -4,7 +4,11 @@ Steps (each a small function, each timed):
 1. `install_root`: a fresh staging root under cache/tmp/<id>/root, one
    `rpm --root` transaction installing the whole set (rpm orders it; scriptlets
    run chrooted in the root; see ais.rpmenv), then the root's rpmdb must list
-   exactly the planned NEVRAs.
+   exactly the planned NEVRAs. When the site signs its RPMs (CACHE/site/rpm-key.asc,
+   ais.rpmkey), the key is imported into the root's rpmdb first and the transaction
+   runs with rpm's signature checking on: an RPM the site key did not sign cannot
+   enter an image, and every image carries the key (rpm's gpg-pubkey entry, which
+   is a key, not a package: ais.rpmenv.installed_nevras leaves it out).
 2. `make_fs`: `mke2fs -q -t ext4 -b 4096 -d ROOT -L LABEL` into tmp/<id>/fs.img,
    sized from the content with headroom (the client grows it later); retried
    larger if the content did not fit.
@@ -15,8 +19,8 @@ Steps (each a small function, each timed):
 
 Host tools: rpm, mke2fs, e2fsck, debugfs. Reads: Package records (their
 `filename` relative to the repository) and the repository directory.
-Fails with `BuildError` (missing RPM, wrong package set, failed fsck, disk
-full) or `ToolError` (a tool failed). Returns the manifest record of the image.
+Fails with `BuildError` (missing RPM, wrong package set, an RPM not signed by
+the site's key, failed fsck, disk full) or `ToolError` (a tool failed). Returns the manifest record of the image.
 Everything it writes outside images/ is under tmp/<id>/ and removed on success.
 """
 
@@ -31,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ais import rpmkey
 from ais.faults import pause_point
 from ais.cache.store import Store, image_id
 from ais.errors import BuildError, ToolError
 from ais.model import Package
-from ais.rpmenv import DBPATH, installed_nevras, rpm_install
+from ais.rpmenv import DBPATH, SignatureRefused, import_keys, installed_nevras, rpm_install
 from ais.run import run
 from ais.sizes import human
 
@@ -76,12 +81,18 @@ def check_set(found: set[str], planned: frozenset[str], where: str) -> None:
                          f"extra {extra[:5]}, missing {lacking[:5]}")
 
 
-def install_root(packages: list[Package], repo_dir: Path, root: Path) -> None:
-    """Install the whole set into a fresh root in one rpm transaction and check its rpmdb."""
+def install_root(packages: list[Package], repo_dir: Path, root: Path, rpm_key: Path | None = None) -> None:
+    """Install the whole set into a fresh root in one rpm transaction and check its rpmdb.
+    rpm_key: the site's RPM key file; imported first, and every package must be signed by it."""
     paths = rpm_paths(packages, repo_dir)
     root.mkdir(parents=True)
     pause_point("rpm")
-    rpm_install(root, paths)
+    if rpm_key is not None:
+        import_keys(root, [rpm_key])
+    try:
+        rpm_install(root, paths, signed=rpm_key is not None)
+    except SignatureRefused as err:
+        raise BuildError(f"{err}; sign the repository with `ais site sign-rpms --repo {repo_dir}`") from err
     check_set(installed_nevras(root), frozenset(p.nevra for p in packages), f"staging root {root}")
 
 
@@ -149,13 +160,14 @@ def check_fs(image: Path, planned: frozenset[str], scratch: Path) -> None:
     check_set(installed_nevras(scratch), planned, f"image {image}")
 
 
-def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str) -> BuiltFs:
+def build_fs(packages: list[Package], repo_dir: Path, work: Path, label: str,
+             rpm_key: Path | None = None) -> BuiltFs:
     """Steps 1-3 in work/ (which must be empty): a checked ext4 image of the installed set."""
     planned = frozenset(p.nevra for p in packages)
     seconds: dict[str, float] = {}
     started = time.monotonic()
     root = work / "root"
-    install_root(packages, repo_dir, root)
+    install_root(packages, repo_dir, root, rpm_key)
     seconds["rpm"] = time.monotonic() - started
     pause_point("mkfs")
     started = time.monotonic()
@@ -192,7 +204,9 @@ def build_image(store: Store, packages: list[Package], repo_dir: str | os.PathLi
     started = time.monotonic()
     try:
         doing(f"rpm, mke2fs, e2fsck ({len(packages)} packages)")
-        built = build_fs(packages, Path(repo_dir).absolute(), work, label=f"ais-{iid[:12]}")
+        site_rpm_key = rpmkey.public_path(store.root)
+        built = build_fs(packages, Path(repo_dir).absolute(), work, label=f"ais-{iid[:12]}",
+                         rpm_key=site_rpm_key if site_rpm_key.exists() else None)
         t0 = time.monotonic()
         packed = work / "image.aisimg"
         doing(f"pack ({human(built.fs_bytes)} filesystem)")

@@ -10,9 +10,17 @@ directory's rpms/ with the plan's size and sha256, is used from there), then ins
 `rpm --root` transaction, scriptlets running chrooted in the target, failing
 scriptlets caught. Both directories are removed afterwards.
 
+Signed RPMs: when the plan carries `rpm_keys` (the site's OpenPGP public keys; the plan itself
+is signed by the site key), they are imported into the target's rpmdb first (a no-op when the
+image carries them already; a fresh filesystem's new rpmdb otherwise), and the transaction runs
+with rpm's signature checking on: rpm reads every package and checks its signature against the
+rpmdb's keys before it installs any, so one unsigned, signed by another key, or with a signature
+that does not match makes rpm refuse the whole transaction (`ais.rpmenv.SignatureRefused`, exit 1,
+naming each package and why); the target's packages are then the image's, unchanged.
+
 Reads: the plan, the server (through `Api`). Fails with `ClientError` (a digest
-mismatch: nothing is installed; the image's rpmdb is not what the plan says)
-or `ToolError`/`BuildError` from rpm. Returns the NEVRAs installed.
+mismatch: nothing is installed; the image's rpmdb is not what the plan says; a package's
+signature refused) or `ToolError`/`BuildError` from rpm. Returns the NEVRAs installed.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from ais.client.session import say
 from ais.errors import ClientError
 from ais.faults import pause_point
 from ais.files import file_sha256
-from ais.rpmenv import installed_nevras, rpm_install
+from ais.rpmenv import import_keys, installed_nevras, rpm_install
 
 STAGING = ".ais-staging"
 
@@ -95,6 +103,16 @@ def check_room(plan: dict, root: str) -> None:
                           f"{space >> 20} MiB: use a larger disk")
 
 
+def write_keys(plan: dict, staging: Path) -> list[Path]:
+    """The plan's armored RPM keys as files in staging (what `rpm --import` reads)."""
+    paths = []
+    for n, text in enumerate(plan.get("rpm_keys") or ()):
+        path = staging / f"rpm-key-{n}.asc"
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
 def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = None,
                       progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Check the image's rpmdb, fetch (or find in `fetched`) and install the remainder; its NEVRAs.
@@ -107,8 +125,12 @@ def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = No
     try:
         paths = fetch_packages(api, plan, staging, fetched if fetched is not None and fetched.is_dir() else None,
                                progress)
-        say(f"rpm: installing {len(paths)} packages in one transaction")
-        rpm_install(root, paths)
+        keys = write_keys(plan, staging)
+        if keys:
+            import_keys(root, keys)
+        say(f"rpm: installing {len(paths)} packages in one transaction"
+            + (", each checked against the site's RPM key" if keys else ""))
+        rpm_install(root, paths, signed=bool(keys))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if fetched is not None:

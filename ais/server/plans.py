@@ -9,8 +9,9 @@ subset of the configuration, or to a packages-only install onto a fresh
 filesystem (image null), whichever the cost model predicts faster, and says
 why in `fallback`. The remainder (configuration minus image) is listed in
 install order (`ais.server.order`), each RPM with its URL and sha256; host
-files with path, mode, owner, group, size, sha256 and URL. docs/server.md
-shows the JSON.
+files with path, mode, owner, group, size, sha256 and URL; when the site signs
+its RPMs, `rpm_keys` carries the site's OpenPGP public key (the client installs
+only RPMs it signed). docs/server.md shows the JSON.
 
 Reads: a `Snapshot`, the `Host`, a `CostModel` (for fallback predictions), the
 stream endpoints to advertise. Fails on nothing a client can cause (the host
@@ -180,7 +181,7 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
         }
     ordered, cycles = install_order(_remainder(conf, image_nevras))
     stored = image["stored_bytes"] if image else None
-    return conform({
+    plan = conform({
         "format": PLAN_FORMAT,
         "host": host.name,
         "scd": conf.name,
@@ -191,6 +192,7 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
         "packages": [_package_entry(p) for p in ordered],
         "order_cycles": cycles,
         "files": _file_entries(host),
+        "rpm_keys": list(snapshot.rpm_keys),
         "predicted_seconds": {
             "total": round(choice.predicted_seconds, 6),
             "source": "server cost model" if choice.fallback else "manifest",
@@ -202,3 +204,6 @@ def host_plan(snapshot: Snapshot, host: Host, checker: ImageChecker, cost: CostM
                                                                  if p.nevra in image_nevras), 6),
         },
     }, HostPlan)
+    if not plan["rpm_keys"]:
+        del plan["rpm_keys"]  # a site that does not sign its RPMs: plans older clients still accept
+    return plan

@@ -13,6 +13,9 @@ Reads: the descriptors directory, the repository, cache/manifest.json.
 When the cache has a site key (CACHE/site/, `ais site init`), the manifest must
 be signed by it (`ais.sitekey.verify_manifest`): one that is not is refused like
 a broken manifest; the snapshot carries the private key, which signs plans.
+When the cache has an RPM key (CACHE/site/rpm-key.asc, `ais.rpmkey`), the snapshot
+carries its armored public half, which every plan carries (read with the manifest:
+a rotated RPM key is served from the next reload on, i.e. after `ais rebuild`).
 
 Fails: the first load raises what loading raises (`DescriptorError`,
 `BuildError` for an unreadable, unsigned or wrongly signed manifest), so `ais
@@ -31,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ais import sitekey
+from ais import rpmkey, sitekey
 from ais.cache import manifest as manifests
 from ais.cache.store import Store
 from ais.errors import AisError
@@ -54,6 +57,7 @@ class Snapshot:
     files: dict[str, Package] = field(default_factory=dict)  # by RPM file name
     nevras: dict[str, Package] = field(default_factory=dict)
     site_key: object | None = None  # the site's ed25519 private key: signs plans (ais.sitekey)
+    rpm_keys: tuple[str, ...] = ()  # the site's RPM key, armored (ais.rpmkey): plans carry it
 
     @property
     def generation(self) -> int:
@@ -85,9 +89,11 @@ def trusted_manifest(store: Store, manifest: dict):
     return private
 
 
-def make_snapshot(site: Site, manifest: dict, cache_dir: Path, repo_dir: Path, site_key=None) -> Snapshot:
+def make_snapshot(site: Site, manifest: dict, cache_dir: Path, repo_dir: Path, site_key=None,
+                  rpm_keys: tuple[str, ...] = ()) -> Snapshot:
     return Snapshot(
         site_key=site_key,
+        rpm_keys=rpm_keys,
         site=site,
         manifest=manifest,
         cache_dir=Path(cache_dir).absolute(),
@@ -142,7 +148,9 @@ class StateHolder:
         site = site or load_site(self.descriptors, self.repo)
         manifest = manifests.read(self.store)
         key = trusted_manifest(self.store, manifest)
-        return make_snapshot(site, manifest, self.store.root, self.repo, site_key=key)
+        rpm_key = rpmkey.read_public(self.store.root)
+        return make_snapshot(site, manifest, self.store.root, self.repo, site_key=key,
+                             rpm_keys=(rpm_key,) if rpm_key else ())
 
     def current(self) -> Snapshot:
         """The snapshot to answer with; reloads first if something changed."""

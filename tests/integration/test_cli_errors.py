@@ -95,6 +95,11 @@ CASES = [
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--update-key", "junk"], 2, "neither 64 hex digits nor a readable file"),
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--token-file", "{tmp}/no-token"], 2, "no token"),
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--idle-cpu", "-1"], 2, "expected a number >= 0"),
+    # signed RPMs: nothing is signed without the site's RPM key, and --repo is never defaulted
+    (["site", "sign-rpms", "--cache", "{tmp}/cache"], 2, "the following arguments are required: --repo"),
+    (["site", "sign-rpms", "--repo", "{tmp}/a-file", "--cache", "{tmp}/cache"], 2, "a-file: not a directory"),
+    (["site", "sign-rpms", "--repo", "{repo}", "--cache", "{tmp}/cache"], 2,
+     "the site has no RPM signing key"),
     # a negative fanout passed argparse and made random.sample raise inside the agent's gossip
     (["agent", "run", *AGENT, "--root", "{tmp}/root", "--fanout", "-1"], 2, "expected a whole number from 0"),
 ]
@@ -115,6 +120,7 @@ BAD_PLANS = [
         {"nevra": "a", "filename": "a.rpm", "size": 1, "installed_size": 1, "file_count": 1, "url": "/a"}]}).encode(),
      "sha256"),
     ("format 2", json.dumps({**GOOD_PLAN, "format": 2}).encode(), "$.format"),
+    ("an RPM key that is not one", json.dumps({**GOOD_PLAN, "rpm_keys": ["rm -rf /"]}).encode(), "$.rpm_keys"),
 ]
 
 

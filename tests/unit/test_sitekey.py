@@ -181,7 +181,7 @@ def test_the_server_answers_unsigned_without_a_key_or_a_nonce(key, nonce):
 # ------------------------------------------------------------------ plans: the client's side, over HTTP
 
 PLAN = {"format": 1, "host": "mail01", "scd": "mail", "generation": 7, "configuration": [], "image": None,
-        "fallback": None, "packages": [], "order_cycles": [], "files": [],
+        "fallback": None, "packages": [], "order_cycles": [], "files": [], "rpm_keys": [],
         "predicted_seconds": {"total": 1.0, "source": "model", "image": 0.0, "rpm": 1.0, "host_files": 0.0,
                               "finish": 0.0}}
 BODY = json.dumps(PLAN, sort_keys=True).encode() + b"\n"

@@ -135,3 +135,15 @@ def test_checker_remembers_per_file_version(small_site, cache, repo_dir):
     assert checker.check(snap, base_id(snap))[0] is header  # remembered, not re-read
     snap.image_path(base_id(snap)).write_bytes(b"AISIMG\r\ngarbage")
     assert checker.check(snap, base_id(snap))[0] is None  # a new file version is checked again
+
+
+ARMORED = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQGNBGk=\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+
+@pytest.mark.parametrize("keys, field", [((), None), ((ARMORED,), [ARMORED])], ids=["unsigned site", "signed RPMs"])
+def test_the_plan_carries_the_sites_rpm_key_only_when_it_has_one(small_site, cache, repo_dir, keys, field):
+    """Omitted when empty: clients older than signed RPMs refuse a field they do not know."""
+    manifest = manifests.read(Store(cache))
+    snap = make_snapshot(small_site, manifest, cache, repo_dir, rpm_keys=keys)
+    plan = host_plan(snap, snap.hosts["mail01"], ImageChecker(), CostModel(), ENDPOINTS)
+    assert plan.get("rpm_keys") == field
