@@ -1,4 +1,4 @@
-"""Small file helpers every phase needs: content digests and durable writes.
+"""Small file helpers every phase needs: content digests, durable writes, files set aside by time.
 
 Reads/writes: the paths given. Fails with OSError when the disk refuses (the
 temporary file is removed; the old file, if any, is left as it was). Returns
@@ -56,3 +56,26 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644,
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(final.parent)
+
+
+def set_aside(paths: list[Path], stem: str) -> list[Path]:
+    """Rename each existing path to `<stem>.<UTC time>[-n].<its extension>` in its directory, the same
+    name for all and never over an existing file (a rotated key kept for reference); the new names."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+    def aside(path: Path, n: int) -> Path:
+        return path.with_name(f"{stem}.{stamp}{f'-{n}' if n else ''}{path.suffix}")
+
+    n = 0
+    while any(aside(p, n).exists() for p in paths):
+        n += 1
+    kept = []
+    for path in paths:
+        if path.exists():
+            os.rename(path, aside(path, n))
+            kept.append(aside(path, n))
+    if kept:
+        fsync_dir(kept[0].parent)
+    return kept

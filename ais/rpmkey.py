@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ais.errors import UsageError, WorldError, describe_os_error
-from ais.files import fsync_dir, write_atomic
+from ais.files import set_aside, write_atomic
 from ais.run import run
 from ais.sitekey import site_dir
 
@@ -84,7 +84,7 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
     kept = []
     try:
         if public.exists():
-            kept = [_keep_old(public)]
+            kept = set_aside([public], "rpm-key")
         write_atomic(public, armored.encode(), mode=0o644)
     except OSError as err:
         raise WorldError(f"cannot write {public}: {describe_os_error(err)}") from err
@@ -107,17 +107,6 @@ def _fingerprints(colons: str) -> list[str]:
             found.append(fields[9])
             want = False
     return found
-
-
-def _keep_old(public: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    n, old = 0, public.with_name(f"rpm-key.{stamp}.asc")
-    while old.exists():
-        n += 1
-        old = public.with_name(f"rpm-key.{stamp}-{n}.asc")
-    os.rename(public, old)
-    fsync_dir(public.parent)
-    return old
 
 
 def read_public(cache: str | os.PathLike) -> str | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from datetime import datetime, timezone
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -39,7 +38,7 @@ import msgspec
 
 from ais.contracts import Manifest
 from ais.errors import AisError, BuildError, ClientError, UsageError, WorldError, describe_os_error
-from ais.files import fsync_dir, write_atomic
+from ais.files import set_aside, write_atomic
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -98,30 +97,12 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
         site_dir(cache).mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(site_dir(cache), 0o700)
         if exists:
-            kept = _keep_old(pem, pub)
+            kept = set_aside([pem, pub], "site-key")
         write_atomic(pem, data, mode=0o600)
         write_atomic(pub, (public_hex(key) + "\n").encode(), mode=0o644)
     except OSError as err:
         raise WorldError(f"cannot write the site key in {site_dir(cache)}: {describe_os_error(err)}") from err
     return public_hex(key), kept
-
-
-def _keep_old(pem: Path, pub: Path) -> list[Path]:
-    """Rename the old pair to site-key.<UTC time>.pem/.pub (never over an existing file)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    n, suffix = 0, ""
-    while (pem.with_name(f"site-key.{stamp}{suffix}.pem").exists()
-           or pem.with_name(f"site-key.{stamp}{suffix}.pub").exists()):
-        n += 1
-        suffix = f"-{n}"
-    kept = []
-    for path, ext in ((pem, "pem"), (pub, "pub")):
-        if path.exists():
-            old = path.with_name(f"site-key.{stamp}{suffix}.{ext}")
-            os.rename(path, old)
-            kept.append(old)
-    fsync_dir(pem.parent)
-    return kept
 
 
 def load_private(cache: str | os.PathLike) -> Ed25519PrivateKey | None:
