@@ -9,40 +9,16 @@ reported as "a bug in AIS".
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
+from aislab.canned import CannedServer
 from aislab.net import ais_command
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class HostileServer(http.server.ThreadingHTTPServer):
-    """Answers every GET with the given body (a server that is not AIS)."""
-
-    def __init__(self, body: bytes):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 NESTED = b"[" * 100_000 + b"]" * 100_000
@@ -126,14 +102,13 @@ BAD_PLANS = [
 
 @pytest.mark.parametrize("body, words", [c[1:] for c in BAD_PLANS], ids=[c[0] for c in BAD_PLANS])
 def test_client_refuses_a_malformed_plan(body, words, tmp_path):
-    hostile = HostileServer(body)
+    hostile = CannedServer(body)
     try:
         proc = subprocess.run(ais_command("client", "plan", "--server", hostile.url, "--host", "web01",
                                           "--target", str(tmp_path / "disk"), "--state", str(tmp_path / "state")),
                               capture_output=True, text=True, timeout=120)
     finally:
-        hostile.shutdown()
-        hostile.server_close()
+        hostile.close()
     assert proc.returncode == 1, proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     assert not (tmp_path / "disk").exists()
@@ -146,15 +121,14 @@ def test_error_exit_codes_and_messages(argv, code, words, repo_dir, tmp_path):
         (tmp_path / name).write_text(text + "\n")
         (tmp_path / name).chmod(mode)
     (tmp_path / "root" / "var" / "lib" / "rpm").mkdir(parents=True)  # an installed system, for `ais agent`
-    hostile = HostileServer(NESTED)
+    hostile = CannedServer(NESTED)
     try:
         filled = [a.format(tmp=tmp_path, hostile=hostile.url, repo=repo_dir) for a in argv]
         if filled[0] in ("rebuild", "cache", "plan"):
             filled += ["--repo", str(repo_dir), "--cache", str(tmp_path / "cache")]
         proc = subprocess.run(ais_command(*filled), cwd=ROOT, capture_output=True, text=True, timeout=300)
     finally:
-        hostile.shutdown()
-        hostile.server_close()
+        hostile.close()
     assert proc.returncode == code, proc.stderr
     assert words in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr

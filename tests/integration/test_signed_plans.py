@@ -8,11 +8,9 @@ did not sign. One real reinstall onto a loop disk with the key pinned still pass
 """
 
 import hashlib
-import http.server
 import json
 import shutil
 import subprocess
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 
 from ais import sitekey
 from ais.run import run
+from aislab.canned import CannedServer
 from aislab.disks import LoopDisk, reinstall_argv, target_facts
 from aislab.net import ais_command
 from aislab.site import ServeProcess, publish_base_cache, subset_descriptors
@@ -92,30 +91,6 @@ def test_a_server_without_the_key_is_refused(lab, tmp_path, target):
     assert_refused(proc, tmp_path / "state", target, "is not signed")
 
 
-class Replayer(http.server.ThreadingHTTPServer):
-    """Answers every GET with a captured answer: its body and headers, signature included."""
-
-    def __init__(self, body: bytes, headers: dict):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
 def test_a_replayed_plan_is_refused(lab, tmp_path, target):
     old_nonce = sitekey.new_nonce()
     request = urllib.request.Request(f"{lab['server'].url}/v1/hosts/mail01/plan",
@@ -123,12 +98,11 @@ def test_a_replayed_plan_is_refused(lab, tmp_path, target):
     with urllib.request.urlopen(request, timeout=30) as answer:
         body, headers = answer.read(), dict(answer.headers)
     sitekey.verify_plan(lab["public"], old_nonce, body, headers["X-AIS-Signature"])  # a genuine, signed answer
-    replayer = Replayer(body, {k: v for k, v in headers.items() if k.lower().startswith(("x-ais-", "content-type"))})
+    replayer = CannedServer(body, {k: v for k, v in headers.items() if k.lower().startswith(("x-ais-", "content-type"))})
     try:
         proc = client_plan(replayer.url, lab["public"], tmp_path / "state", target)
     finally:
-        replayer.shutdown()
-        replayer.server_close()
+        replayer.close()
     assert_refused(proc, tmp_path / "state", target, "a replayed plan")
 
 

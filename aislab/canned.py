@@ -1,0 +1,41 @@
+"""A server that is not AIS: it answers every GET with the same canned body and headers.
+
+For the tests of what a client does with a hostile or replaying server (a plan nested 100,000 deep,
+a captured plan and its signature replayed to another request). Runs on loopback in a thread.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+
+class CannedServer(http.server.ThreadingHTTPServer):
+    """Answers every GET with `body` and `headers` (Content-Length added); `url` is where it listens."""
+
+    def __init__(self, body: bytes, headers: dict | None = None):
+        canned = {"Content-Type": "application/json"} if headers is None else headers
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                for name, value in canned.items():
+                    if name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
