@@ -36,7 +36,7 @@ HOLDER_HCD = f"""<?xml version="1.0" encoding="UTF-8"?>
 </hcd>
 """
 EVENT_TIMEOUT = 240  # a safety net against a hung test, never a moment the test relies on
-WINDOW = re.compile(r"^reboot window: (\S+) (admitted|refused|released by [^(]*|asked again)", re.M)
+WINDOW = re.compile(r"^(?:\S+Z )?reboot window: (\S+) (admitted|refused|released by [^(]*|asked again)", re.M)
 ASK = """
 import json, sys, urllib.error, urllib.request
 method, url, token, body = sys.argv[1:5]
