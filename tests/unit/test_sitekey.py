@@ -3,11 +3,9 @@ as the client checks it (each way a plan can be wrong is refused, with its own m
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import stat
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +17,7 @@ from ais.client.api import Api
 from ais.errors import BuildError, ClientError, UsageError
 from ais.server.answers import Blob, HttpError, Json
 from ais.server.routes import Routes, signed_plan
+from aislab.canned import CannedServer
 
 # ------------------------------------------------------------------ the key files
 
@@ -218,28 +217,16 @@ def server():
     """A plan server on loopback answering as `server.answer` says; it records the nonces it was sent."""
     state = SimpleNamespace(answer=None, nonces=[])
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            nonce = self.headers.get("X-AIS-Nonce")
-            state.nonces.append(nonce)
-            body, headers = state.answer(nonce)
-            self.send_response(200)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(headers) -> tuple[bytes, dict]:
+        nonce = headers.get("X-AIS-Nonce")
+        state.nonces.append(nonce)
+        body, more = state.answer(nonce)
+        return body, {"Content-Type": "application/json", **more}
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd = CannedServer(answer=respond)
+    state.url = httpd.url
     yield state
-    httpd.shutdown()
-    httpd.server_close()
+    httpd.close()
 
 
 def test_a_plan_signed_by_the_site_key_is_taken(server):
