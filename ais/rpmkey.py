@@ -28,7 +28,7 @@ from typing import Iterator
 from ais.errors import UsageError, WorldError, describe_os_error
 from ais.files import set_aside, write_atomic
 from ais.run import run
-from ais.sitekey import site_dir
+from ais.sitekey import read_key_file, site_dir
 
 GNUPG = "gnupg"
 PUBLIC = "rpm-key.asc"
@@ -112,12 +112,9 @@ def _fingerprints(colons: str) -> list[str]:
 def read_public(cache: str | os.PathLike) -> str | None:
     """The armored public key of the site's RPM key, or None when the site has none."""
     path = public_path(cache)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    text = read_key_file(path, "the site's RPM key", text=True)
+    if text is None:
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise WorldError(f"cannot read the site's RPM key {path}: {err}") from err
     if ARMOR not in text:
         raise UsageError(f"{path}: not an armored OpenPGP public key (no {ARMOR!r} line)")
     return text

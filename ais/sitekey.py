@@ -105,18 +105,29 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
     return public_hex(key), kept
 
 
+def read_key_file(path: Path, what: str, *, text: bool = False) -> bytes | str | None:
+    """A key file's bytes (its text when `text`), None when it does not exist; WorldError naming it
+    when it cannot be read (or is not text)."""
+    try:
+        data = path.read_bytes()
+        return data.decode() if text else data
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise WorldError(f"cannot read {what}: {describe_os_error(err)}") from err
+    except UnicodeDecodeError as err:
+        raise WorldError(f"cannot read {what} {path}: {err}") from err
+
+
 def load_private(cache: str | os.PathLike) -> Ed25519PrivateKey | None:
     """The site's private key, or None when the site has none."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     path = private_path(cache)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    data = read_key_file(path, "the site key")
+    if data is None:
         return None
-    except OSError as err:
-        raise WorldError(f"cannot read the site key: {describe_os_error(err)}") from err
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as err:
@@ -129,12 +140,9 @@ def load_private(cache: str | os.PathLike) -> Ed25519PrivateKey | None:
 def read_public(cache: str | os.PathLike) -> str | None:
     """The site's public key (hex) from site-key.pub, or None when the site has none."""
     path = public_path(cache)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    text = read_key_file(path, "the site's public key", text=True)
+    if text is None:
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise WorldError(f"cannot read the site's public key {path}: {err}") from err
     value = text.strip()
     if not HEX64.fullmatch(value):
         raise UsageError(f"{path}: expected 64 lower-case hex digits (an ed25519 public key)")
