@@ -143,11 +143,13 @@ def lab_plan(images: dict[str, dict], confs: dict[str, dict], note: str) -> dict
 
 
 class ServeProcess:
-    """`ais serve` in a subprocess on ephemeral loopback ports."""
+    """`ais serve` in a subprocess on ephemeral loopback ports: plain HTTP (--plain-http), or HTTPS
+    with the site's certificate (CACHE/site/tls, `ais site cert`) when `tls`."""
 
     def __init__(self, descriptors: Path, repo: Path, cache: Path, history: Path, *extra: str,
-                 log_path: Path | None = None, timeout: float = 30.0):
-        argv = [*ais_command("serve"), "--descriptors", str(descriptors), "--repo", str(repo),
+                 log_path: Path | None = None, timeout: float = 30.0, tls: bool = False):
+        argv = [*ais_command("serve"), *([] if tls else ["--plain-http"]), "--descriptors", str(descriptors),
+                "--repo", str(repo),
                 "--cache", str(cache), "--history", str(history), "--listen", "127.0.0.1:0",
                 "--stream-listen", "127.0.0.1:0", "--poll", "0.2", *extra]
         self.log_path = Path(log_path or Path(history).with_suffix(".log"))

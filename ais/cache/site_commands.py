@@ -1,11 +1,13 @@
-"""`ais site init`, `ais site show` and `ais site sign-rpms`: the site's keys and its signed RPMs.
+"""`ais site init`, `show`, `cert` and `sign-rpms`: the site's keys, its CA, its signed RPMs.
 
 What it does: `init` makes CACHE/site/site-key.pem (ed25519, 0600, directory 0700) and
 site-key.pub (64 hex digits) through `ais.sitekey.init`, and the site's OpenPGP key for RPMs
 (CACHE/site/gnupg, its public half in rpm-key.asc) through `ais.rpmkey.init`, refusing when the
 keys exist unless `--rotate` (rotates both; the old files are kept, named by the UTC time); it
-prints the public key and what to do next. `init --rpm-key` makes (or with --rotate rotates) only
-the RPM key: a site made before RPMs were signed has a site key and no RPM key. `show` prints the
+prints the public key and what to do next. It also makes the site CA (CACHE/site/ca.pem and
+ca-key.pem, ais.siteca). `init --rpm-key` and `init --ca` make (or with --rotate rotate) only the
+RPM key or only the CA: a site made before RPMs were signed, or before TLS, lacks them. `cert
+--name N...` signs the server's TLS certificate (CACHE/site/tls/) with the CA. `show` prints the
 public key, the value clients pin (`ais client ... --site-key`, the boot environment's
 /etc/ais/site-key.pub). `sign-rpms --repo DIR` signs the repository's RPMs with the RPM key and
 refreshes its metadata (ais.repo.sign).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ais import rpmkey, sitekey
+from ais import rpmkey, siteca, sitekey
 from ais.errors import UsageError, WorldError
 
 
@@ -38,9 +40,22 @@ def register(subparsers) -> None:
                                    "the OpenPGP key that signs the site's RPMs (CACHE/site/gnupg, public half "
                                    "rpm-key.asc; `ais site sign-rpms`).")
     p.add_argument("--rotate", action="store_true", help="replace existing keys (the old public files are kept)")
-    p.add_argument("--rpm-key", action="store_true",
-                   help="only the RPM signing key (a site made before RPMs were signed); with --rotate: rotate it")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--rpm-key", action="store_true",
+                      help="only the RPM signing key (a site made before RPMs were signed); with --rotate: rotate it")
+    only.add_argument("--ca", action="store_true",
+                      help="only the site CA (a site made before TLS); with --rotate: rotate it")
     p.set_defaults(handler=cmd_init)
+    p = sub.add_parser("cert", help="sign the server's TLS certificate with the site CA",
+                       description="Write CACHE/site/tls/server.pem and server-key.pem (0600), signed by the site "
+                                   "CA, for the names hosts use to reach `ais serve` (its address in their "
+                                   "ais.server= URL). Run it again to renew; restart `ais serve` to use the new one.",
+                       epilog="Example: ais site cert --cache /srv/ais/cache --name 10.0.0.1 --name ais.example.org")
+    p.add_argument("--name", action="append", default=[], metavar="ADDRESS|DNS-NAME",
+                   help="an IP address or DNS name of the server (repeat for each)")
+    p.add_argument("--days", type=int, default=siteca.SERVER_DAYS, metavar="N",
+                   help="valid for N days from now [%(default)s]")
+    p.set_defaults(handler=cmd_cert)
     p = sub.add_parser("sign-rpms", help="sign a repository's RPMs with the site's RPM key, refresh its metadata",
                        description="Sign (rpmsign) every RPM under --repo that is not signed by the site's RPM key "
                                    "(unsigned, another key's, a damaged signature), each atomically, then run "
@@ -57,11 +72,15 @@ def register(subparsers) -> None:
 def cmd_init(args) -> int:
     if args.rpm_key:
         return init_rpm_key(args)
+    if args.ca:
+        return init_ca(args)
     has_site, has_rpm = sitekey.public_path(args.cache).exists(), rpmkey.public_path(args.cache).exists()
     if has_site and has_rpm and not args.rotate:
         raise UsageError(f"the site already has a key ({sitekey.private_path(args.cache)}) and an RPM signing key "
                          f"({rpmkey.public_path(args.cache)}); nothing was changed. To replace both run "
-                         "`ais site init --rotate` (docs/server.md, \"Rotating the site key\")")
+                         "`ais site init --rotate` (docs/server.md, \"Rotating the site key\")"
+                         + ("" if siteca.ca_path(args.cache).exists() else
+                            "; `ais site init --ca` makes the site CA it lacks"))
     if has_rpm and not args.rotate:
         rpmkey.init(args.cache)  # refuses, saying so
     if has_site and not args.rotate:
@@ -70,8 +89,11 @@ def cmd_init(args) -> int:
                          "`ais site init --rotate` to replace both (docs/server.md, \"Signed RPMs\")")
     public, kept = sitekey.init(args.cache, rotate=args.rotate)
     fpr, kept_rpm = rpmkey.init(args.cache, rotate=args.rotate)
+    ca_fpr, kept_ca = siteca.init(args.cache, rotate=args.rotate)
     print(public)
-    for path in kept + kept_rpm:
+    print(f"site: CA {ca_fpr[:16]}... made ({siteca.ca_path(args.cache)}); `ais site cert --name ADDRESS` signs "
+          "the server's TLS certificate with it", file=sys.stderr)
+    for path in kept + kept_rpm + kept_ca:
         print(f"site: the old key is kept as {path}", file=sys.stderr)
     print(f"site: RPM signing key {fpr} made in {rpmkey.gnupg_dir(args.cache)} (public: "
           f"{rpmkey.public_path(args.cache)}); `ais site sign-rpms --repo DIR` signs the site's RPMs with it",
@@ -95,6 +117,24 @@ def init_rpm_key(args) -> int:
     return 0
 
 
+def init_ca(args) -> int:
+    fpr, kept = siteca.init(args.cache, rotate=args.rotate)
+    print(fpr)
+    for path in kept:
+        print(f"site: the old CA is kept as {path}", file=sys.stderr)
+    print(f"site: CA made ({siteca.ca_path(args.cache)}). Next: `ais site cert --name ADDRESS` (the server's "
+          "certificate), then `ais bootenv build` (pins the CA in the boot environment)", file=sys.stderr)
+    return 0
+
+
+def cmd_cert(args) -> int:
+    path, until = siteca.issue_server(args.cache, args.name, args.days)
+    print(path)
+    print(f"site: TLS certificate for {', '.join(args.name)} valid until {until:%Y-%m-%d %H:%M} UTC; "
+          "`ais serve` uses it from its next start", file=sys.stderr)
+    return 0
+
+
 def cmd_sign_rpms(args) -> int:
     from ais.repo.sign import sign_repo
 
@@ -112,5 +152,7 @@ def cmd_show(args) -> int:
     if public is None:
         raise WorldError(f"the site has no key ({sitekey.public_path(args.cache)} does not exist): "
                          "run `ais site init`")
-    print(json.dumps({"public": public, "file": str(sitekey.public_path(args.cache))}) if args.json else public)
+    ca = siteca.ca_path(args.cache)
+    print(json.dumps({"public": public, "file": str(sitekey.public_path(args.cache)),
+                      "ca": str(ca) if ca.exists() else None}) if args.json else public)
     return 0

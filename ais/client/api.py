@@ -37,13 +37,15 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import ssl
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ais.contracts import HostPlan, decode, to_builtins
-from ais.errors import ClientError
+from ais.errors import ClientError, UsageError
 from ais.files import file_sha256
+from ais.siteca import client_context, refusal
 from ais.sitekey import NONCE_HEADER, SIGNATURE_HEADER, SIGNER_HEADER, new_nonce, verify_plan
 
 log = logging.getLogger("ais.client.api")
@@ -60,12 +62,26 @@ class ServerAnswer(ClientError):
 
 class Api:
     def __init__(self, server: str, token: str | None = None, *, retries: int = 5, retry_delay: float = 0.5,
-                 timeout: float = 30.0, patience: float = 3600.0, site_key: str | None = None):
+                 timeout: float = 30.0, patience: float = 3600.0, site_key: str | None = None,
+                 site_ca: str | Path | None = None):
         url = urlsplit(server if "://" in server else f"http://{server}")
-        if url.scheme != "http" or not url.hostname:
-            raise ClientError(f"server must be http://HOST[:PORT], not {server!r}")
-        self.server = f"http://{url.hostname}:{url.port or 80}"
-        self.host, self.port = url.hostname, url.port or 80
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ClientError(f"server must be https://HOST[:PORT] or http://HOST[:PORT], not {server!r}")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        self.server = f"{url.scheme}://{url.hostname}:{port}"
+        self.host, self.port = url.hostname, port
+        self.site_ca, self.tls = site_ca, None
+        if url.scheme == "https":
+            if site_ca is None:
+                raise UsageError(f"{self.server}: HTTPS needs the site CA to check the server by (--site-ca FILE, "
+                                 "the site's CACHE/site/ca.pem)")
+            self.tls = client_context(site_ca)
+        elif site_ca is not None:
+            raise ClientError(f"refusing plain {self.server}: the site CA is pinned ({site_ca}), so the server "
+                              "must be reached over https://; nothing was written")
+        else:
+            log.warning("WARNING: plain HTTP to %s: the host's token and files cross the network in clear "
+                        "(https:// and --site-ca turn TLS on)", self.server)
         self.token = token
         self.retries, self.retry_delay, self.timeout = max(1, retries), retry_delay, timeout
         self.patience = patience  # seconds a plan request waits for a place in the server's reboot window
@@ -86,6 +102,9 @@ class Api:
             try:
                 return attempt_once()
             except (OSError, http.client.HTTPException) as err:
+                if isinstance(err, ssl.SSLError) and not isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+                    # another CA, expired, another name, not TLS at all: final, never retried
+                    raise ClientError(refusal(err, self.server, self.site_ca)) from err
                 last = err
                 if attempt < self.retries:
                     log.warning("%s: %s (attempt %d of %d, again in %.1fs)", what, err, attempt, self.retries, delay)
@@ -94,9 +113,14 @@ class Api:
         raise ClientError(f"cannot reach the AIS server at {self.server} after {self.retries} attempts "
                           f"({what}): {last}")
 
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def _exchange(self, method: str, path: str, *, auth: bool, body: bytes | None = None,
                   headers: dict | None = None, timeout: float | None = None) -> tuple[int, dict, bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+        conn = self._connection(timeout or self.timeout)
         try:
             conn.request(method, path, body=body, headers={**self._headers(auth), **(headers or {})})
             resp = conn.getresponse()
@@ -161,7 +185,7 @@ class Api:
         """One attempt: stream the body to dest (appending after a Range answer)."""
         have = dest.stat().st_size if dest.exists() else 0
         extra = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if have else {}
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn = self._connection(self.timeout)
         try:
             conn.request("GET", url, headers={**self._headers(auth), **extra})
             resp = conn.getresponse()

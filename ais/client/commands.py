@@ -16,6 +16,8 @@ target). A failing step goes through `ais.client.steps.fail` (unmount, report
 
 `--site-key HEX|FILE` (plan, reinstall) pins the site's public key: a plan not
 signed with it over this request is refused before anything is written.
+`--site-ca FILE` pins the site CA: an https:// server must present a certificate it
+signed (checked at every request; kept in the session for the later steps).
 
 Reads: parsed arguments; the token from --token, --token-file or $AIS_TOKEN.
 Fails with `UsageError` for contradictory options, otherwise what the steps raise.
@@ -85,7 +87,11 @@ def register(subparsers) -> None:
 
 
 def _server_options(p) -> None:
-    p.add_argument("--server", required=True, metavar="URL", help="the AIS server, http://HOST:PORT")
+    p.add_argument("--server", required=True, metavar="URL",
+                   help="the AIS server, https://HOST:PORT (http:// only to a server run with --plain-http)")
+    p.add_argument("--site-ca", default=None, metavar="FILE",
+                   help="the site CA (CACHE/site/ca.pem): an https:// server must show a certificate it signed, "
+                        "for the name in --server, else nothing is written")
     p.add_argument("--host", default=None, metavar="NAME", help="this machine's host name or MAC (as in its HCD)")
     p.add_argument("--interface", default=None, metavar="IFACE",
                    help="identify by the MAC of this network interface when --host is not given")
@@ -155,7 +161,8 @@ def _session(args, state: str) -> Session:
     return steps.new_session(state, args.server, args.host, _token(args), os.path.abspath(args.target) if
                              not args.target.startswith("/dev/") else args.target,
                              transport=args.transport, interface=args.mcast_interface, root=args.root,
-                             dry_run=args.dry_run, seed_seconds=args.seed_seconds)
+                             dry_run=args.dry_run, seed_seconds=args.seed_seconds,
+                             site_ca=os.path.abspath(args.site_ca) if args.site_ca else None)
 
 
 def cmd_reinstall(args) -> int:

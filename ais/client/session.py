@@ -46,6 +46,7 @@ class Session:
     server: str
     host: str | None = None  # name or MAC given; plan.host is the name the server resolved
     token: str | None = None
+    site_ca: str | None = None  # the site CA file an https:// server is checked by (--site-ca)
     target: str | None = None
     root: str | None = None  # mount point of the target
     transport: str | None = None  # asked for (--transport, ais.transport=); None: the plan's

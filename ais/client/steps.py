@@ -48,13 +48,14 @@ MiB = 1 << 20
 
 def api_of(session: Session, retries: int = 5, retry_delay: float = 0.5, patience: float = 3600.0,
            site_key: str | None = None) -> "Api":
-    """The session's control API; `site_key` (hex) pins the key its plan must be signed with. The
+    """The session's control API (over TLS checked by the session's site CA for an https:// server);
+    `site_key` (hex) pins the key its plan must be signed with. The
     session's `notify` posts progress through it (ais.client.notify) unless the session has one already."""
     from ais.client.api import Api
     from ais.client.notify import Notifier
 
     api = Api(session.server, session.token, retries=retries, retry_delay=retry_delay, patience=patience,
-              site_key=site_key)
+              site_key=site_key, site_ca=session.site_ca)
     if session.notify is None:
         session.notify = Notifier(session, api)
     return api
@@ -309,11 +310,11 @@ def fail(session: Session, api: "Api | None", phase: str, err: BaseException) ->
 
 def new_session(state_dir: str, server: str, host: str | None, token: str | None, target: str | None, *,
                 transport: str | None = None, interface: str | None = None, root: str | None = None,
-                dry_run: bool = False, seed_seconds: float = 60.0) -> Session:
+                dry_run: bool = False, seed_seconds: float = 60.0, site_ca: str | None = None) -> Session:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
     if transport is not None and transport not in TRANSPORTS:
         raise ClientError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     return Session(state_dir=str(state_dir), server=server, host=host, token=token, target=target,
                    root=root, transport=transport, interface=interface, dry_run=dry_run,
-                   seed_seconds=seed_seconds)
+                   seed_seconds=seed_seconds, site_ca=site_ca)

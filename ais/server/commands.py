@@ -4,10 +4,12 @@ What it does: `register(subparsers)` adds `serve`; the handler builds a
 `ais.server.service.Config` from the options (plus the shared --descriptors,
 --repo, --cache), starts the server, prints one JSON line with the addresses
 it listens on (tests and scripts read it; ports 0 pick free ports), then runs
-until SIGTERM or SIGINT (or --seconds).
+until SIGTERM or SIGINT (or --seconds). It serves HTTPS with the certificate `ais site cert`
+made (CACHE/site/tls/, or --tls-cert/--tls-key), and plain HTTP only with --plain-http,
+which it logs as a warning.
 
 Reads: parsed arguments. Fails with `UsageError` (exit 2) for a malformed
-HOST:PORT or address, and with what `Server` raises (exit 1/2).
+HOST:PORT or address, a missing or expired TLS certificate, and with what `Server` raises (exit 1/2).
 Returns exit code 0 after a clean stop.
 """
 
@@ -25,6 +27,7 @@ from ais.errors import UsageError
 from ais.model import TRANSPORTS
 from ais.server.http import Limits
 from ais.server.service import Config, Server
+from ais.siteca import server_paths
 
 log = logging.getLogger("ais.server")
 
@@ -109,6 +112,14 @@ def register(subparsers) -> None:
     p.add_argument("--chain-gather", type=gather_seconds, default=2.0, metavar="SECONDS",
                    help="a new chain (transport chain) waits this long after its first host joins before "
                         "answering, so hosts booting together form one chain [%(default)s]")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                   help="the server's TLS certificate, signed by the site CA [CACHE/site/tls/server.pem, made by "
+                        "`ais site cert`]")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                   help="its private key [CACHE/site/tls/server-key.pem]")
+    p.add_argument("--plain-http", action="store_true",
+                   help="serve plain HTTP, without TLS: hosts' tokens, plans and host files cross the network in "
+                        "clear (logged as a warning at start); for a lab, or behind a TLS proxy")
     p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
                    help="stop after this long [run until SIGTERM/SIGINT]")
     p.set_defaults(handler=cmd_serve)
@@ -185,7 +196,18 @@ def default_transport(transport: str, multicast: str | None) -> str:
     return transport
 
 
+def tls_files(args) -> tuple[Path | None, Path | None]:
+    """(certificate, key) to serve with; (None, None) with --plain-http."""
+    if args.plain_http:
+        if args.tls_cert or args.tls_key:
+            raise UsageError("--plain-http serves without TLS: leave out --tls-cert and --tls-key")
+        return None, None
+    default_cert, default_key = server_paths(args.cache)
+    return args.tls_cert or default_cert, args.tls_key or default_key
+
+
 def config_from_args(args) -> Config:
+    tls_cert, tls_key = tls_files(args)
     return Config(
         descriptors=Path(args.descriptors), repo=Path(args.repo), cache=Path(args.cache),
         listen=host_port(args.listen, "--listen"),
@@ -198,6 +220,7 @@ def config_from_args(args) -> Config:
         boot_target=boot_target(args.boot_target), boot_append=boot_append(args.boot_append),
         reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,
         chain_gather=args.chain_gather, admin_token=admin_token(args.admin_token_file),
+        tls_cert=tls_cert, tls_key=tls_key,
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )
@@ -208,6 +231,10 @@ def cmd_serve(args) -> int:
     if config.boot_target:
         log.warning("boot scripts are on (--boot-target): each carries its host's token in clear to anyone "
                     "who asks by that host's MAC; serve them only on an isolated provisioning network")
+    if config.tls_cert is None:
+        log.warning("serving PLAIN HTTP (--plain-http): hosts' tokens, plans and host files cross the network in "
+                    "clear, and anyone on it can read them; `ais site cert` and a restart without --plain-http "
+                    "turn TLS on")
     server = Server(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

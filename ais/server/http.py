@@ -1,7 +1,8 @@
 """The control API over HTTP, on aiohttp's web server: routes, checks, Range, limits, one log line per request.
 
-What it does: `HttpServer(app, sock, limits)` serves, on an already bound
-listening socket, (docs/server.md has the details):
+What it does: `HttpServer(app, sock, limits, tls)` serves, on an already bound
+listening socket, over TLS when `tls` is an `ssl.SSLContext` (ais.siteca), else plain HTTP
+(docs/server.md has the details):
   GET  /v1/health                          generation, counts
   GET  /v1/hosts/<name-or-mac>/plan        the host's install plan   (token)
   GET  /v1/hosts/<name>/files/<n>          host file n, Range        (token)
@@ -330,8 +331,8 @@ class _AccessLog(AbstractAccessLogger):
 class HttpServer:
     """The control API on a bound socket, in an event loop on its own thread (start/stop)."""
 
-    def __init__(self, app, sock, limits: Limits):
-        self.sock, self.limits = sock, limits
+    def __init__(self, app, sock, limits: Limits, tls=None):
+        self.sock, self.limits, self.tls = sock, limits, tls
         self.api = Api(app, limits)
         self.executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="ais-serve-work")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -354,7 +355,7 @@ class HttpServer:
             auto_decompress=False)
         self.runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=5.0)
         await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
+        await web.SockSite(self.runner, self.sock, ssl_context=self.tls).start()
 
     def start(self) -> None:
         import threading

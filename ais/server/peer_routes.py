@@ -103,7 +103,7 @@ class PeerRoutes:
             raise HttpError(400, str(err)) from err
         self._servable(self.app.state.current(), req.image)
         board = self.app.swarm.join(req.image, host.name, req.listen, req.done)
-        return Json(200, {"peers": list(board.peers), "seed": f"http://{where}/v1/seed/{board.key}/",
+        return Json(200, {"peers": list(board.peers), "seed": f"{self.app.scheme}://{where}/v1/seed/{board.key}/",
                           "all_done": board.all_done})
 
     def seed(self, headers, key: str, name: str, index: str) -> Blob:

@@ -204,7 +204,7 @@ class Routes(PeerRoutes, UpdateRoutes):
             env = current(self.app.config.cache)
         except LookupError as err:
             raise HttpError(404, str(err)) from err
-        text = ipxe_script(env, host, f"http://{where}", target, self.app.config.boot_append)
+        text = ipxe_script(env, host, f"{self.app.scheme}://{where}", target, self.app.config.boot_append)
         return Blob(text.encode(), "text/plain", hashlib.sha256(text.encode()).hexdigest())
 
     def _local_boot(self, host) -> str | None:

@@ -5,7 +5,8 @@ broken site refuses to start), opens the history database, starts the
 streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
-bounded worker pool) and keeps the reboot window (`ais.server.window`: how
+bounded worker pool; HTTPS with the site CA's certificate when the
+config names one, ais.siteca) and keeps the reboot window (`ais.server.window`: how
 many hosts may reinstall at once), the chain board (`ais.server.chain`: who forwards an
 image to whom) and the board of BitTorrent swarms (`ais.server.swarm`: who shares which
 image, the web seed's keys; `stop()` logs `swarm statistics: {json}`), the live board
@@ -22,7 +23,8 @@ the control API no longer hands that image out (tests/integration/
 test_server_reload.py checks both).
 
 Reads: `Config`. Fails with `UsageError` for an advertised address that
-cannot work (binding 0.0.0.0 without --advertise), `StreamError`/`WorldError`
+cannot work (binding 0.0.0.0 without --advertise) and a TLS certificate that is
+missing, expired or not one, `StreamError`/`WorldError`
 when a port cannot be bound or the history cannot be opened, and whatever
 loading the site raises. Returns nothing; `addresses()` tells where it listens.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from ais.errors import UsageError, WorldError
 from ais.server.chain import ChainBoard
+from ais.siteca import server_context
 from ais.server.history import History
 from ais.server.http import HttpServer, Limits
 from ais.server.images import ImageChecker
@@ -77,6 +80,8 @@ class Config:
     window_lease: float = 1800.0  # seconds a place is held without an ok/failed report
     chain_gather: float = 2.0  # seconds a new chain gathers joins before answering them (ais.server.chain)
     admin_token: str | None = None  # opens the console to the network; None: loopback only (ais.server.console_routes)
+    tls_cert: Path | None = None  # HTTPS with this certificate and tls_key (ais.siteca); None: plain HTTP
+    tls_key: Path | None = None
 
 
 class Server:
@@ -108,7 +113,14 @@ class Server:
         except OSError as err:
             self.stream.stop()
             raise WorldError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {err}") from err
-        self.http = HttpServer(self, sock, config.limits)
+        try:
+            tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        except Exception:
+            self.stream.stop()
+            sock.close()
+            raise
+        self.http = HttpServer(self, sock, config.limits, tls)
+        self.scheme = "https" if tls else "http"
 
     def endpoints(self) -> Endpoints:
         host, port = self.stream.address
@@ -123,7 +135,7 @@ class Server:
     def addresses(self) -> dict:
         h_host, h_port = self.http.address
         s_host, s_port = self.stream.address
-        return {"http": f"{h_host}:{h_port}", "url": f"http://{h_host}:{h_port}",
+        return {"http": f"{h_host}:{h_port}", "url": f"{self.scheme}://{h_host}:{h_port}",
                 "stream_tcp": f"{s_host}:{s_port}",
                 "multicast": self.endpoints().multicast,
                 "generation": self.state.current().generation}

@@ -138,7 +138,7 @@ BAD_SERVE_OPTIONS = [
 
 @pytest.mark.parametrize("options, words", BAD_SERVE_OPTIONS)
 def test_bad_boot_options_exit_2(lab, tmp_path, repo_dir, options, words):
-    proc = run([*ais_command("serve", "--descriptors", str(lab["base"] / "descriptors"), "--repo", str(repo_dir),
+    proc = run([*ais_command("serve", "--plain-http", "--descriptors", str(lab["base"] / "descriptors"), "--repo", str(repo_dir),
                              "--cache", str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite"),
                              "--listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0", "--seconds", "0",
                              *options)], check=False, timeout=60)

@@ -60,7 +60,7 @@ def site(tmp_path_factory, repo_dir):
 def serve_in(lab, repo_dir, site, history, log):
     """`ais serve` inside host 0 of the lab; returns (process, control URL)."""
     address = lab.address(0)
-    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]),
+    argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(site["descriptors"]),
             "--repo", str(repo_dir), "--cache", str(site["base"] / "cache"), "--history", str(history),
             "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2",
             "--multicast", f"{GROUP}:{PORT}", "--multicast-interface", address, "--multicast-rate", RATE_MBPS]

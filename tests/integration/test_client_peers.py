@@ -51,7 +51,7 @@ def site(tmp_path_factory, repo_dir):
 
 def serve_in(lab, repo_dir, site, transport, history, log):
     address = lab.address(0)
-    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+    argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
             "--cache", str(site["base"] / "cache"), "--history", str(history), "--listen", f"{address}:0",
             "--stream-listen", f"{address}:0", "--poll", "0.2", "--transport", transport,
             "--chain-gather", "60"]  # all four are expected (their plans say chain): no 60 s wait

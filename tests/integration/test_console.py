@@ -281,7 +281,7 @@ def localhost_only(console):
     """A second server, without --admin-token-file, on every address of the server's namespace, asked for
     every path from the browser's namespace and from its own on 127.0.0.1: {path: (far, near)} answers."""
     lab = console["lab"]
-    argv = [*ais_command("serve"), "--descriptors", str(console["descriptors"]), "--repo", str(console["repo"]),
+    argv = [*ais_command("serve"), "--plain-http", "--descriptors", str(console["descriptors"]), "--repo", str(console["repo"]),
             "--cache", str(console["cache"]), "--history", str(console["history"]), "--listen", "0.0.0.0:0",
             "--stream-listen", "0.0.0.0:0", "--advertise", lab.address(SERVER), "--poll", "0.2"]
     log_path = console["base"] / "open.log"

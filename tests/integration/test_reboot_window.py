@@ -189,7 +189,7 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize("command, option, value, words", BAD_OPTIONS, ids=[f"{c[1]} {c[2]}" for c in BAD_OPTIONS])
 def test_bad_window_options_exit_2(site, repo_dir, tmp_path, command, option, value, words):
     if command == "serve":
-        argv = ["serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir), "--cache",
+        argv = ["serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir), "--cache",
                 str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite"), "--listen", "127.0.0.1:0",
                 "--stream-listen", "127.0.0.1:0", "--seconds", "0"]
     else:

@@ -525,7 +525,7 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize("option,value,words", BAD_OPTIONS, ids=[f"{o} {v[:10]}" for o, v, _ in BAD_OPTIONS])
 def test_bad_limit_options_exit_2(site, repo_dir, tmp_path, option, value, words):
     base, descriptors, _ = site
-    proc = subprocess.run(ais_command("serve", "--descriptors", str(descriptors), "--repo", str(repo_dir),
+    proc = subprocess.run(ais_command("serve", "--plain-http", "--descriptors", str(descriptors), "--repo", str(repo_dir),
                                       "--cache", str(base / "cache"), "--history", str(tmp_path / "h.sqlite"),
                                       "--listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0",
                                       option, value, "--seconds", "0"),

@@ -120,7 +120,7 @@ def test_serve_refuses_to_start_on_an_unsigned_manifest(lab, tmp_path):
     manifest = json.loads((cache / "manifest.json").read_text())
     del manifest["signature"]
     (cache / "manifest.json").write_text(json.dumps(manifest))
-    proc = subprocess.run([*ais_command("serve"), "--descriptors", str(lab["descriptors"]), "--repo",
+    proc = subprocess.run([*ais_command("serve"), "--plain-http", "--descriptors", str(lab["descriptors"]), "--repo",
                            str(lab["repo"]), "--cache", str(cache), "--history", str(tmp_path / "h.sqlite"),
                            "--listen", "127.0.0.1:0", "--stream-listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -69,7 +69,7 @@ class Server:
         address = lab.address(0)
         self.log_path = log_path
         self.log = open(log_path, "w")
-        argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+        argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
                 "--cache", str(site["base"] / "cache"), "--history", str(log_path.with_suffix(".sqlite")),
                 "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--chain-gather", gather]
         self.proc = lab.spawn(0, argv, stderr=self.log, cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})
@@ -255,7 +255,7 @@ BAD_GATHER = ["-1", "601", "nan", "inf", "soon"]
 
 @pytest.mark.parametrize("value", BAD_GATHER)
 def test_a_bad_chain_gather_exits_2_before_anything_is_made(site, repo_dir, tmp_path, value):
-    argv = ["serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir), "--cache",
+    argv = ["serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir), "--cache",
             str(tmp_path / "cache"), "--history", str(tmp_path / "h.sqlite"), "--listen", "127.0.0.1:0",
             "--stream-listen", "127.0.0.1:0", "--seconds", "0", f"--chain-gather={value}"]
     proc = run(ais_command(*argv), check=False, timeout=60)

@@ -63,7 +63,7 @@ def serve(lab, repo_dir, site, tmp_path):
     """`ais serve` inside host 0; returns (process, URL, log path)."""
     log_path = tmp_path / "serve.log"
     address = lab.address(0)
-    argv = [*ais_command(), "serve", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+    argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
             "--cache", str(site["base"] / "cache"), "--history", str(tmp_path / "history.sqlite"),
             "--listen", f"{address}:0", "--stream-listen", f"{address}:0", "--poll", "0.2"]
     proc = lab.spawn(0, argv, stderr=open(log_path, "w"), cwd=ROOT, env={"PYTHONUNBUFFERED": "1"})

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Shared foundation: every room may use these; they use no room.
 COMMON = {"errors", "run", "files", "sizes", "faults", "model", "contracts", "cost", "rpmenv", "progress",
-          "sitekey", "rpmkey"}
+          "sitekey", "rpmkey", "siteca"}
 # room -> rooms it must never import (at module level or inside a function)
 NEVER = {
     "repo": {"descriptors", "planner", "cache", "stream", "server", "client", "calibrate", "updates", "agent", "console"},
