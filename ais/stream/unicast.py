@@ -213,7 +213,8 @@ class UnicastServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread:  # shutdown() waits for a serve loop: there is none before start()
+            self._server.shutdown()
         self._server.close_clients()
         self._server.server_close()
         if self._thread:
