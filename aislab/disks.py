@@ -140,7 +140,8 @@ def serve_in(lab, i: int, descriptors, repo, cache, history, log, *extra: str, t
     from aislab.net import ais_command
 
     address = lab.address(i)
-    argv = [*ais_command("serve"), "--plain-http", "--descriptors", str(descriptors), "--repo", str(repo), "--cache", str(cache),
+    argv = [*ais_command("serve"), "--plain-http", "--descriptors", str(descriptors), "--repo", str(repo),
+            "--cache", str(cache),
             "--history", str(history), "--listen", f"{address}:0", "--stream-listen", f"{address}:0",
             "--poll", "0.2", *extra]
     proc = lab.spawn(i, argv, stderr=log, env={"PYTHONUNBUFFERED": "1"})

@@ -122,7 +122,8 @@ class UpdateFarm:
     def _serve(self) -> None:
         self.serve_log = open(self.base / "serve.log", "ab")
         address = self.lab.address(0)
-        argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(self.descriptors), "--repo", str(self.repo),
+        argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(self.descriptors),
+                "--repo", str(self.repo),
                 "--cache", str(self.base / "cache"), "--history", str(self.history), "--update-key",
                 str(self.key_path), "--listen", f"{address}:8470", "--stream-listen", f"{address}:0", "--poll", "0.5"]
         (self.base / "cache").mkdir(exist_ok=True)

@@ -297,7 +297,8 @@ class Server:
 
     def __init__(self, lab: NetLab, procs: Procs, descriptors: Path, image: Image, rowdir: Path, extra: list[str]):
         address = lab.address(0)
-        argv = lab.ais(0, "serve", "--plain-http", "--descriptors", str(descriptors), "--repo", str(image.repo), "--cache",
+        argv = lab.ais(0, "serve", "--plain-http", "--descriptors", str(descriptors), "--repo", str(image.repo),
+                       "--cache",
                        str(image.cache), "--history", str(rowdir / "history.sqlite"), "--listen", f"{address}:0",
                        "--stream-listen", f"{address}:0", "--poll", "0.2", *extra)
         with open(rowdir / "serve.log", "ab") as log:

@@ -3,7 +3,7 @@
 What it does: `boot_file(cache, name)` finds the kernel ("vmlinuz") or the
 initramfs ("initrd") of the boot environment CACHE/bootenv/current.json names
 (`ais bootenv build` writes it; ais.contracts.BootEnvironment), with its
-sha256 for the ETag. `ipxe_script(env, host, base_url, target, append)` writes
+sha256 for the ETag. `ipxe_script(env, host, boot_url, server_url, target, append)` writes
 the iPXE script that boots a host into it: the kernel command line carries
 the server, the target disk, the host's name and its token (docs/client.md,
 "The boot environment", says who can read it).
@@ -65,12 +65,14 @@ def kernel_arguments(base_url: str, host, target: str, append: str) -> list[str]
     return [*args, *append.split()]
 
 
-def ipxe_script(env: BootEnvironment, host, base_url: str, target: str, append: str) -> str:
-    args = " ".join(kernel_arguments(base_url, host, target, append))
+def ipxe_script(env: BootEnvironment, host, boot_url: str, server_url: str, target: str, append: str) -> str:
+    """The script: the kernel and initrd from `boot_url` (where the script was asked for), the client
+    then talks to `server_url` (the API: https:// when the server has TLS)."""
+    args = " ".join(kernel_arguments(server_url, host, target, append))
     return (f"#!ipxe\n"
-            f"# AIS: reinstall {host.name} from {base_url}, boot environment {env.key[:16]}\n"
-            f"kernel {base_url}/v1/boot/vmlinuz initrd=initrd.img {args}\n"
-            f"initrd --name initrd.img {base_url}/v1/boot/initrd\n"
+            f"# AIS: reinstall {host.name} from {server_url}, boot environment {env.key[:16]}\n"
+            f"kernel {boot_url}/v1/boot/vmlinuz initrd=initrd.img {args}\n"
+            f"initrd --name initrd.img {boot_url}/v1/boot/initrd\n"
             f"boot\n")
 
 

@@ -117,6 +117,10 @@ def register(subparsers) -> None:
                         "`ais site cert`]")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
                    help="its private key [CACHE/site/tls/server-key.pem]")
+    p.add_argument("--boot-listen", default=None, metavar="HOST:PORT",
+                   help="also serve the boot files and iPXE scripts (/v1/boot/ only) in plain HTTP here, for "
+                        "firmware that cannot check the site CA; the scripts point the client at the API's "
+                        "https:// address [off]")
     p.add_argument("--plain-http", action="store_true",
                    help="serve plain HTTP, without TLS: hosts' tokens, plans and host files cross the network in "
                         "clear (logged as a warning at start); for a lab, or behind a TLS proxy")
@@ -221,6 +225,7 @@ def config_from_args(args) -> Config:
         reboot_window=args.reboot_window, window_retry=args.window_retry, window_lease=args.window_lease,
         chain_gather=args.chain_gather, admin_token=admin_token(args.admin_token_file),
         tls_cert=tls_cert, tls_key=tls_key,
+        boot_listen=host_port(args.boot_listen, "--boot-listen") if args.boot_listen else None,
         limits=Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                       max_connections=args.max_connections, workers=args.workers),
     )

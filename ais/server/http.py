@@ -16,7 +16,8 @@ listening socket, over TLS when `tls` is an `ssl.SSLContext` (ais.siteca), else 
   GET  /v1/seed/<key>/<name>/<chunk>       the web seed: a chunk's stored bytes, Range (the swarm's key)
   GET  /v1/boot/vmlinuz, /v1/boot/initrd   the boot environment, Range (sendfile)
   GET  /v1/boot/ipxe/<mac>                 the iPXE script of the host with that MAC
-HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
+HEAD works wherever GET does. A boot listener (`boot_only`, `ais serve --boot-listen`)
+answers /v1/boot/* only, in plain HTTP, for firmware that cannot check the site CA. "(token)": `Authorization: Bearer <token>` must
 carry the token of the host's HCD. A plan asked for by MAC answers the same
 403, naming no host, for an unknown MAC and for a missing or wrong token.
 
@@ -62,6 +63,7 @@ from ais.server.routes import BODY_ROUTES, Routes, route_of
 
 log = logging.getLogger("ais.server.http")
 
+BOOT_PREFIX = "/v1/boot/"  # all a boot listener (--boot-listen) answers
 CONSOLE_BODY = 4096  # bytes of a console form (the login's token)
 DEFERRED_POLL = 0.05  # seconds between looks at a deferred answer's time, which may come sooner
 SERVER = {"Server": "ais-serve/1"}  # not aiohttp's name and version
@@ -161,13 +163,16 @@ class _DigestFileResponse(web.FileResponse):
 class Api:
     """The request handler aiohttp calls: reads, hands the blocking work to the pool, answers."""
 
-    def __init__(self, app, limits: Limits):
-        self.routes, self.limits = Routes(app), limits
+    def __init__(self, app, limits: Limits, *, scheme: str = "http", boot_only: bool = False):
+        self.routes, self.limits, self.scheme, self.boot_only = Routes(app), limits, scheme, boot_only
         self.console = ConsoleRoutes(app)
         self.max_report_bytes = app.max_report_bytes
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
+            if self.boot_only and not request.raw_path.startswith(BOOT_PREFIX):
+                raise HttpError(404, "this listener serves the boot files only (/v1/boot/...); the API is on "
+                                     "the server's other port, over TLS")
             if is_console(request.path):
                 answer = await self._console(request)
                 return await self._respond(request, answer)
@@ -178,7 +183,8 @@ class Api:
                 body = await self._read_body(request)
                 answer = await self._blocking(getattr(self.routes, handle), who, body)
             else:
-                answer = await self._blocking(getattr(self.routes, route), request.headers, *args)
+                extra = (self.scheme,) if route == "ipxe" else ()  # the script points back at this listener
+                answer = await self._blocking(getattr(self.routes, route), request.headers, *args, *extra)
             if isinstance(answer, Deferred):
                 while (wait := answer.at() - time.monotonic()) > 0:
                     await asyncio.sleep(min(wait, DEFERRED_POLL))
@@ -331,9 +337,9 @@ class _AccessLog(AbstractAccessLogger):
 class HttpServer:
     """The control API on a bound socket, in an event loop on its own thread (start/stop)."""
 
-    def __init__(self, app, sock, limits: Limits, tls=None):
+    def __init__(self, app, sock, limits: Limits, tls=None, *, boot_only: bool = False):
         self.sock, self.limits, self.tls = sock, limits, tls
-        self.api = Api(app, limits)
+        self.api = Api(app, limits, scheme="https" if tls else "http", boot_only=boot_only)
         self.executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="ais-serve-work")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runner: web.ServerRunner | None = None

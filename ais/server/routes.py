@@ -184,8 +184,10 @@ class Routes(PeerRoutes, UpdateRoutes):
         except (LookupError, FileNotFoundError) as err:
             raise HttpError(404, str(err)) from err
 
-    def ipxe(self, headers, mac: str) -> Blob:
-        """The host's iPXE script; the server's address in it is the one the request was sent to."""
+    def ipxe(self, headers, mac: str, scheme: str = "http") -> Blob:
+        """The host's iPXE script; the server's address in it is the one the request was sent to: the
+        boot files from that listener (`scheme`: the boot listener's is plain http), the API at the
+        same address on the API's port and scheme."""
         if not MAC.fullmatch(mac):
             raise HttpError(400, f"malformed MAC address {mac[:40]!r} (expected aa:bb:cc:dd:ee:ff)")
         target = self.app.config.boot_target
@@ -204,7 +206,8 @@ class Routes(PeerRoutes, UpdateRoutes):
             env = current(self.app.config.cache)
         except LookupError as err:
             raise HttpError(404, str(err)) from err
-        text = ipxe_script(env, host, f"{self.app.scheme}://{where}", target, self.app.config.boot_append)
+        text = ipxe_script(env, host, f"{scheme}://{where}", self.app.api_url(where), target,
+                           self.app.config.boot_append)
         return Blob(text.encode(), "text/plain", hashlib.sha256(text.encode()).hexdigest())
 
     def _local_boot(self, host) -> str | None:

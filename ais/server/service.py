@@ -82,6 +82,7 @@ class Config:
     admin_token: str | None = None  # opens the console to the network; None: loopback only (ais.server.console_routes)
     tls_cert: Path | None = None  # HTTPS with this certificate and tls_key (ais.siteca); None: plain HTTP
     tls_key: Path | None = None
+    boot_listen: tuple[str, int] | None = None  # plain HTTP for the boot files and iPXE scripts only; None: none
 
 
 class Server:
@@ -92,6 +93,7 @@ class Server:
         if config.stream_listen[0] in ("0.0.0.0", "") and not config.advertise:
             raise UsageError("the stream listens on all addresses: give --advertise ADDRESS "
                              "(the address clients dial)")
+        tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None  # refused before any port
         self.max_report_bytes = config.max_report_bytes
         self.state = StateHolder(config.descriptors, config.repo, config.cache, poll_seconds=config.poll_seconds)
         self.checker = ImageChecker()
@@ -113,14 +115,26 @@ class Server:
         except OSError as err:
             self.stream.stop()
             raise WorldError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {err}") from err
-        try:
-            tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
-        except Exception:
-            self.stream.stop()
-            sock.close()
-            raise
         self.http = HttpServer(self, sock, config.limits, tls)
         self.scheme = "https" if tls else "http"
+        self.boot_http = self._boot_listener(sock) if config.boot_listen else None
+
+    def _boot_listener(self, api_sock) -> HttpServer:
+        """Plain HTTP for what firmware fetches (iPXE scripts, kernel, initrd): stock iPXE cannot check
+        the site CA. Everything else asked there gets 404."""
+        try:
+            sock = socket.create_server(self.config.boot_listen, backlog=256)
+        except OSError as err:
+            self.stream.stop()
+            api_sock.close()
+            host, port = self.config.boot_listen
+            raise WorldError(f"cannot listen on {host}:{port} (--boot-listen): {err}") from err
+        return HttpServer(self, sock, self.config.limits, None, boot_only=True)
+
+    def api_url(self, where: str) -> str:
+        """The API's URL at the host part of `where` (a Host header: host[:port])."""
+        host = where if where.endswith("]") or ":" not in where else where.rsplit(":", 1)[0]
+        return f"{self.scheme}://{host}:{self.http.address[1]}"
 
     def endpoints(self) -> Endpoints:
         host, port = self.stream.address
@@ -138,11 +152,14 @@ class Server:
         return {"http": f"{h_host}:{h_port}", "url": f"{self.scheme}://{h_host}:{h_port}",
                 "stream_tcp": f"{s_host}:{s_port}",
                 "multicast": self.endpoints().multicast,
+                "boot_url": "http://{}:{}".format(*self.boot_http.address) if self.boot_http else None,
                 "generation": self.state.current().generation}
 
     def start(self) -> "Server":
         self.stream.start()
         self.http.start()
+        if self.boot_http:
+            self.boot_http.start()
         log.info("serving %s (stream tcp %s, multicast %s), manifest generation %d, reboot window %s",
                  self.addresses()["url"], self.endpoints().tcp, self.endpoints().multicast or "off",
                  self.state.current().generation, self._window_text())
@@ -155,6 +172,8 @@ class Server:
         return f"{c.reboot_window} hosts (retry {c.window_retry} s, lease {c.window_lease:g} s)"
 
     def stop(self) -> None:
+        if self.boot_http:
+            self.boot_http.stop()
         self.http.stop()
         self.stream.stop()
         if self.swarm.stats():
