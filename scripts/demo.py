@@ -1,15 +1,18 @@
 """`make demo`: the whole AIS story on this machine, end to end.
 
 validate the descriptors -> calibrate the cost model (once) -> plan within the
-budget -> make the site's keys (once) -> sign a copy of the demo repository
-(build/demo/repo; build/repo stays unsigned for the tests) -> build the image
-cache from it, its manifest signed, its images carrying the RPM key -> `ais serve` on loopback -> reinstall two demo hosts of different
-configurations onto loop-device disks with the real client, which pins the key
--> check what landed (rpm -qa, e2fsck, host files) -> predicted vs measured
--> build the boot environment, and boot a QEMU virtual machine from the network:
-it checks its plan's signature against the site key its boot environment pins,
-reinstalls its own disk, kexecs into the installed system, which reports
-"up" -> `ais history` of that host, boot to boot -> `ais report`: the
+budget -> make the site's keys and CA (once), the server's TLS certificate -> sign
+a copy of the demo repository (build/demo/repo; build/repo stays unsigned for the
+tests) -> build the image cache from it, its manifest signed, its images carrying
+the RPM key -> `ais serve` over TLS on loopback -> reinstall two demo hosts of
+different configurations onto loop-device disks with the real client, which pins
+the key and the CA -> check what landed (rpm -qa, e2fsck, host files) -> predicted
+vs measured -> build the boot environment, and boot a QEMU virtual machine from
+the network (iPXE fetches its script, kernel and initrd from the plain-HTTP boot
+listener): it checks the server's certificate against the site CA and its plan's
+signature against the site key, both pinned in its boot environment, reinstalls
+its own disk, kexecs into the installed system, which reports "up" over https
+-> `ais history` of that host, boot to boot -> `ais report`: the
 console's cache, plan and hosts pages as one HTML file (build/demo/report.html).
 
 Every step is the real command an admin or a booting machine runs; this script
@@ -40,6 +43,7 @@ SOURCE_REPO = ROOT / "build" / "repo"  # `make packages`: unsigned (the tests us
 REPO = WORK / "repo"  # its copy, signed by `ais site sign-rpms`: what the demo builds from and serves
 SITE_KEY = CACHE / "site" / "site-key.pub"  # `ais site init`: plans are signed, clients pin this
 RPM_KEY = CACHE / "site" / "rpm-key.asc"  # `ais site init` too: signs the RPMs
+SITE_CA = CACHE / "site" / "ca.pem"  # `ais site init` too: signs the server's TLS certificate, clients trust it
 HOSTS = ("node01", "mail01")  # an HPC node (weighted heavily) and a mail server: different configurations
 DISK_MIB = 512
 VM_HOST = "node01"  # boots as a virtual machine at the end
@@ -62,9 +66,9 @@ def reinstall(server: ServeProcess, site, host: str) -> dict:
     with LoopDisk(WORK / f"{host}.disk", DISK_MIB) as disk:
         disk.fill_random(8)  # a disk that held something else
         argv = reinstall_argv(server.url, host, token, disk.device, WORK / f"state-{host}",
-                              "--site-key", str(SITE_KEY))
+                              "--site-key", str(SITE_KEY), "--site-ca", str(SITE_CA))
         print(f"$ ais client reinstall --server {server.url} --host {host} --target {disk.device} --token ... "
-              f"--site-key {SITE_KEY.relative_to(ROOT)}", flush=True)
+              f"--site-key {SITE_KEY.relative_to(ROOT)} --site-ca {SITE_CA.relative_to(ROOT)}", flush=True)
         started = time.monotonic()
         if subprocess.run(argv, cwd=ROOT).returncode != 0:
             raise SystemExit(f"demo stopped: reinstall of {host} failed")
@@ -93,18 +97,23 @@ def main() -> int:
     banner("3. plan the image cache within the budget in descriptors/cache-budget")
     budget = (DESCRIPTORS / "cache-budget").read_text().strip()
     ais("plan", "--budget", budget, "--explain", "hpc")
-    banner("4. build it (what cron runs): the site's keys (made once), its RPMs signed, the manifest signed")
+    banner("4. build it (what cron runs): the site's keys and CA (made once), its RPMs signed, the manifest signed")
     if not SITE_KEY.exists():
         ais("site", "init")
     elif not RPM_KEY.exists():
         ais("site", "init", "--rpm-key")  # a demo cache made before RPMs were signed
+    if not SITE_CA.exists():
+        ais("site", "init", "--ca")  # a demo cache made before TLS
+    # the addresses hosts reach `ais serve` at: loopback here, 10.0.2.2 from the QEMU machine
+    ais("site", "cert", "--name", "127.0.0.1", "--name", "10.0.2.2")
     copy_repo()
     ais("site", "sign-rpms", "--repo", str(REPO.relative_to(ROOT)))
     ais("rebuild", "--repo", str(REPO))
     ais("cache", "status", "--repo", str(REPO))
-    banner("5. serve, and reinstall two hosts onto loop-device disks full of garbage")
+    banner("5. serve over TLS, and reinstall two hosts onto loop-device disks full of garbage")
     site = load_site(DESCRIPTORS, REPO)
-    with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", log_path=WORK / "serve.log") as server:
+    with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", log_path=WORK / "serve.log",
+                      tls=True) as server:
         print(f"ais serve listening at {server.url} (log: {WORK / 'serve.log'})", flush=True)
         results = [reinstall(server, site, host) for host in HOSTS]
     banner("6. what landed")
@@ -157,8 +166,8 @@ def boot_vm(site) -> bool:
         f.truncate(1 << 30)
     with ServeProcess(DESCRIPTORS, REPO, CACHE, WORK / "history.sqlite", "--advertise", "10.0.2.2",
                       "--boot-target", "/dev/vda", "--boot-append", "console=ttyS0 ais.final=poweroff",
-                      log_path=WORK / "serve.log") as server:
-        port = server.url.rsplit(":", 1)[1]
+                      "--boot-listen", "127.0.0.1:0", log_path=WORK / "serve.log", tls=True) as server:
+        port = server.info["boot_url"].rsplit(":", 1)[1]  # the firmware's iPXE fetches in plain HTTP there
         mac = next(h.macs[0] for h in site.hosts if h.name == VM_HOST)
         url = f"http://10.0.2.2:{port}/v1/boot/ipxe/{mac}"
         print(f"$ qemu-system-x86_64 -boot n ... (its DHCP hands out {url}; console: {WORK / 'vm' / 'console.log'})")
@@ -171,9 +180,11 @@ def boot_vm(site) -> bool:
             console = vm.console()
     came_up = f'firstboot: report_up: the server stored "up" for {VM_HOST}' in console
     checked = "[ais] plan: signed by the site key" in console  # the boot environment pins the site key
+    tls = "[ais] plan: over TLS, the server's certificate signed by the site CA" in console  # and the site CA
     print(f"\n{VM_HOST} {'came back up' if came_up else 'did NOT come back up: see the console log'}; its plan's "
-          f"signature {'was checked against the pinned site key' if checked else 'was NOT checked'}")
-    return came_up and checked
+          f"signature {'was checked against the pinned site key' if checked else 'was NOT checked'}; the server's "
+          f"certificate {'was checked against the pinned site CA' if tls else 'was NOT checked'}")
+    return came_up and checked and tls
 
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")

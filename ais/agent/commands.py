@@ -35,7 +35,10 @@ def register(subparsers) -> None:
                     "peers first, the server last, each checked against its sha256 before rpm sees it.",
         epilog="Example: ais agent run --server http://10.0.0.1:8470 --host web01 --listen 10.0.0.21:8472 "
                "--update-key /etc/ais/update-key.pub")
-    p.add_argument("--server", required=True, metavar="URL", help="the AIS server (http://HOST:PORT)")
+    p.add_argument("--server", required=True, metavar="URL",
+                   help="the AIS server (https://HOST:PORT; http:// only to a server run with --plain-http)")
+    p.add_argument("--site-ca", type=Path, default=None, metavar="FILE",
+                   help="the site CA (CACHE/site/ca.pem): an https:// server must show a certificate it signed")
     p.add_argument("--host", required=True, metavar="NAME", help="this host's name (its HCD)")
     p.add_argument("--token-file", type=Path, default=Path("/etc/ais/token"), metavar="FILE",
                    help="the host's token [%(default)s, else $AIS_TOKEN]")
@@ -121,6 +124,17 @@ def cmd_transaction(args) -> int:
     return main(str(args.root))
 
 
+def _server(url: str, site_ca: Path | None) -> str:
+    """The server URL: https:// needs the site CA, and a pinned CA needs https://."""
+    if url.startswith("https://") and site_ca is None:
+        raise UsageError(f"--server {url}: HTTPS needs the site CA to check the server by (--site-ca FILE)")
+    if url.startswith("http://") and site_ca is not None:
+        raise UsageError(f"--server {url}: the site CA is pinned (--site-ca), so the server must be https://")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--server {url[:60]!r}: expected https://HOST:PORT (or http:// with a --plain-http server)")
+    return url
+
+
 def cmd_agent(args) -> int:
     import asyncio  # here, not above: `agent transaction`, a child per update, should start fast
 
@@ -134,7 +148,8 @@ def cmd_agent(args) -> int:
     if not (args.root / "var/lib/rpm").is_dir():
         raise UsageError(f"--root {args.root}: no rpm database at var/lib/rpm (not an installed system)")
     config = AgentConfig(
-        host=args.host, server=args.server, token=_token(args.token_file), root=args.root.resolve(),
+        host=args.host, server=_server(args.server, args.site_ca), token=_token(args.token_file),
+        root=args.root.resolve(), site_ca=args.site_ca,
         state=Path(args.state).resolve(),
         listen=_listen(args.listen), update_key=read_public(args.update_key) if args.update_key else None,
         cgroup=args.cgroup, fanout=args.fanout, sync_seconds=args.sync_seconds,

@@ -8,7 +8,8 @@ nobody waits for it). `random_peers(group, k)` picks k online peers of a group;
 `tree_children(tree, me)` the children of this host in an urgent update's
 distribution tree (a binary tree over the list the submitter chose, an away child
 replaced by its own children). `Wire` is the HTTP side (aiohttp's client): the
-server's init and status requests, a peer's notify and sync, a package download.
+server's init and status requests (over TLS checked by the site CA when it is given: the server
+must then be https://), a peer's notify and sync, a package download.
 
 Reads: the layout dict ({"members": {host: {"address", "online", "groups"}}}).
 Fails with `PeerUnreachable` (a peer or the server did not answer, or answered an
@@ -18,10 +19,12 @@ error). Returns host names, addresses, JSON answers and bytes.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import aiohttp
 
 from ais.errors import WorldError
+from ais.siteca import client_context
 
 MAX_PACKAGE = 1 << 30
 
@@ -72,15 +75,18 @@ def tree_children(tree: list[str], me: str) -> list[str]:
 class Wire:
     """HTTP to the server and to peers (one aiohttp session)."""
 
-    def __init__(self, server: str, host: str, token: str, timeout: float = 5.0):
+    def __init__(self, server: str, host: str, token: str, timeout: float = 5.0, site_ca: Path | None = None):
         self.server = server.rstrip("/")
+        # an https:// server must show a certificate the site CA signed (ais.siteca); peers speak plain HTTP
+        self.tls = client_context(site_ca) if site_ca else None
         self.host = host
         self.auth = {"Authorization": f"Bearer {token}"}
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=self.timeout, connector=aiohttp.TCPConnector(limit=32))
+        connector = aiohttp.TCPConnector(limit=32, ssl=self.tls or True)
+        self.session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
 
     async def close(self) -> None:
         if self.session:

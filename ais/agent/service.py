@@ -59,6 +59,7 @@ class AgentConfig:
     state: Path
     listen: tuple[str, int]
     update_key: str | None = None  # pinned public key; None: the server's, on first contact
+    site_ca: Path | None = None  # the site CA an https:// server's certificate is checked by
     cgroup: str = ""
     thresholds: Thresholds = field(default_factory=Thresholds)
     fanout: int = 3
@@ -78,7 +79,7 @@ class Agent(PeerApi, Installer):
         self.db = InstallDb(config.state)
         self.repo = LocalRepo(config.state / "packages")
         self.idle = IdleDetector(Load(config.cgroup), config.thresholds)
-        self.wire = Wire(config.server, config.host, config.token)
+        self.wire = Wire(config.server, config.host, config.token, site_ca=config.site_ca)
         self.members = Members({}, config.host)
         self.groups: list[str] = []
         self.key = config.update_key

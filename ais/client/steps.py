@@ -104,6 +104,8 @@ def plan(session: Session, api: "Api") -> None:
         f"{len(p['files'])} host files, predicted {p['predicted_seconds']['total']:.2f}s")
     if api.site_key:
         say(f"plan: signed by the site key {api.site_key[:16]}... over this request's nonce: checked")
+    if api.tls is not None:
+        say(f"plan: over TLS, the server's certificate signed by the site CA ({api.site_ca}): checked")
     if p.get("fallback"):
         say(f"fallback: {p['fallback']['reason']} -> {p['fallback']['chosen']}")
 

@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import ssl
 from pathlib import Path
@@ -233,3 +234,27 @@ def test_a_reinstall_over_tls_across_the_network_that_a_neighbour_cannot_read(si
     assert len(secret_heard) > 1 << 20  # the neighbour heard the install: the image and the packages went by
     assert TOKEN.encode() not in secret_heard and SECRET.encode() not in secret_heard
     assert TOKEN.encode() in all_heard[len(secret_heard):]  # and it does hear what crosses in clear
+
+
+@pytest.mark.parametrize("server,trusted", [("good", True), ("other_ca", False)])
+def test_the_agent_trusts_the_site_ca_only(site, servers, server, trusted):
+    import asyncio
+
+    from ais.agent.peers import PeerUnreachable, Wire
+
+    async def init():
+        wire = Wire(servers[server].url, "mail01", TOKEN, site_ca=site["ca"])
+        await wire.open()
+        try:
+            return await wire.init()
+        finally:
+            await wire.close()
+
+    try:
+        answer, why = asyncio.run(init()), ""
+    except PeerUnreachable as err:
+        answer, why = None, str(err)
+    if trusted:
+        assert answer is not None or re.search(r": 4\d\d ", why), why  # TLS passed: the server's own answer
+    else:
+        assert answer is None and "certificate verify failed" in why, why

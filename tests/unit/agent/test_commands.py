@@ -42,7 +42,7 @@ def args(root, tmp_path, **changes):
     values = dict(server="http://10.0.0.1:8470", host="web01", token_file=token, listen="10.0.0.21:8472", root=root,
                   state=tmp_path / "state", update_key=None, cgroup="", idle_cpu=0.5, idle_memory=0.9, idle_net=10.0,
                   idle_seconds=10.0, fanout=3, sync_seconds=10.0, refresh_seconds=30.0, sample_seconds=1.0,
-                  seconds=None)
+                  seconds=None, site_ca=None)
     values.update(changes)
     return argparse.Namespace(**values)
 
@@ -74,6 +74,22 @@ def test_root_without_an_rpm_database(tmp_path, started):
 def test_bad_listen(root, tmp_path, started, listen):
     with pytest.raises(UsageError, match="--listen"):
         cmd_agent(args(root, tmp_path, listen=listen))
+    assert started == []
+
+
+# (server URL, the site CA given, words of the refusal)
+BAD_SERVERS = [
+    ("https://10.0.0.1:8470", None, "HTTPS needs the site CA"),
+    ("http://10.0.0.1:8470", "ca.pem", "must be https://"),
+    ("10.0.0.1:8470", None, "expected https://HOST:PORT"),
+    ("ftp://10.0.0.1", None, "expected https://HOST:PORT"),
+]
+
+
+@pytest.mark.parametrize("server, ca, words", BAD_SERVERS)
+def test_bad_server(root, tmp_path, started, server, ca, words):
+    with pytest.raises(UsageError, match=words):
+        cmd_agent(args(root, tmp_path, server=server, site_ca=tmp_path / ca if ca else None))
     assert started == []
 
 

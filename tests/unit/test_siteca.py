@@ -1,0 +1,136 @@
+"""The site CA (ais.siteca): its files and modes, no overwrite, rotation; server certificates and the
+names they carry; what `ais serve` refuses to serve with; the client's context and its words for a
+refused handshake. `ais site init --ca` and `ais site cert` as an admin runs them, bad input as a table."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+import stat
+
+import pytest
+from cryptography import x509
+
+from ais import siteca
+from ais.cli import main
+from ais.errors import UsageError
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_init_makes_a_ca_that_signs_server_certificates_only(tmp_path):
+    fingerprint, kept = siteca.init(tmp_path)
+    assert kept == [] and len(fingerprint) == 64
+    assert mode(siteca.ca_key_path(tmp_path)) == 0o600 and mode(siteca.ca_path(tmp_path)) == 0o644
+    cert = x509.load_pem_x509_certificate(siteca.ca_path(tmp_path).read_bytes())
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    assert siteca.fingerprint(cert) == fingerprint
+
+
+def test_init_refuses_to_replace_and_rotation_keeps_the_old_ca(tmp_path):
+    first, _ = siteca.init(tmp_path)
+    with pytest.raises(UsageError, match="already has a CA.*--rotate"):
+        siteca.init(tmp_path)
+    assert siteca.fingerprint(siteca.load_certificate(siteca.ca_path(tmp_path), "ca")) == first
+    second, kept = siteca.init(tmp_path, rotate=True)
+    assert second != first and sorted(p.name.split(".")[-1] for p in kept) == ["pem", "pem"]
+    assert all(p.exists() for p in kept)
+
+
+def test_a_server_certificate_names_addresses_and_dns_names_and_verifies(tmp_path):
+    siteca.init(tmp_path)
+    path, until = siteca.issue_server(tmp_path, ["10.0.0.1", "ais.example.org", "::1"], days=30)
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in alt.get_values_for_type(x509.IPAddress)] == ["10.0.0.1", "::1"]
+    assert alt.get_values_for_type(x509.DNSName) == ["ais.example.org"]
+    assert 29 <= (until - NOW).days <= 30
+    assert mode(siteca.server_paths(tmp_path)[1]) == 0o600
+    context = siteca.server_context(*siteca.server_paths(tmp_path))
+    assert isinstance(context, ssl.SSLContext)
+    client = siteca.client_context(siteca.ca_path(tmp_path))
+    assert client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
+    assert client.get_ca_certs()[0]["subject"] == ((("commonName", "AIS site CA"),), (("organizationName", "AIS"),))
+    assert len(client.get_ca_certs()) == 1  # no system store: the site CA only
+
+
+def write(tmp_path, names, start, days):
+    ca_cert, ca_key = siteca.load_ca(tmp_path)
+    cert, key = siteca.make_certificate(ca_cert, ca_key, names, start, start + datetime.timedelta(days=days))
+    (tmp_path / "c.pem").write_bytes(cert)
+    (tmp_path / "k.pem").write_bytes(key)
+    return tmp_path / "c.pem", tmp_path / "k.pem"
+
+
+def test_serve_refuses_an_expired_certificate_and_warns_before(tmp_path, caplog):
+    siteca.init(tmp_path)
+    with pytest.raises(UsageError, match="expired on .* `ais site cert"):
+        siteca.server_context(*write(tmp_path, ["10.0.0.1"], NOW - datetime.timedelta(days=20), 10))
+    siteca.server_context(*write(tmp_path, ["10.0.0.1"], NOW - datetime.timedelta(days=1), 5))
+    assert "expires in 3 days" in caplog.text
+
+
+# (what is wrong, the call, words of the UsageError)
+BAD = [
+    ("no CA to sign with", lambda p: siteca.issue_server(p / "none", ["10.0.0.1"]), "has no CA"),
+    ("no name", lambda p: siteca.issue_server(p, []), "name the server"),
+    ("a name with a space", lambda p: siteca.issue_server(p, ["ais server"]), "neither an IP address nor a DNS"),
+    ("a name with a slash", lambda p: siteca.issue_server(p, ["10.0.0.1/24"]), "neither an IP address nor a DNS"),
+    ("0 days", lambda p: siteca.issue_server(p, ["10.0.0.1"], days=0), "at least 1 day"),
+    ("no certificate to serve", lambda p: siteca.server_context(p / "no.pem", p / "no-key.pem"), "no TLS certificate"),
+    ("a certificate that is not one", lambda p: siteca.server_context(p / "site" / "ca-key.pem", p / "k"),
+     "not a PEM certificate"),
+    ("a CA file that does not exist", lambda p: siteca.client_context(p / "missing.pem"), "no such file"),
+    ("a CA file that is not a certificate", lambda p: siteca.client_context(p / "site" / "ca-key.pem"),
+     "not a PEM certificate"),
+]
+
+
+@pytest.mark.parametrize("case,call,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_usage_error(tmp_path, case, call, words):
+    siteca.init(tmp_path)
+    with pytest.raises(UsageError, match=words):
+        call(tmp_path)
+
+
+def verification_error(message: str) -> ssl.SSLCertVerificationError:
+    err = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message}")
+    err.verify_message = message
+    return err
+
+
+@pytest.mark.parametrize("message,words", [
+    ("unable to get local issuer certificate", "is not signed by the site CA in ca.pem"),
+    ("self-signed certificate", "is not signed by the site CA in ca.pem"),
+    ("certificate has expired", "has expired"),
+    ("IP address mismatch, certificate is not valid for '10.0.0.9'.", "does not name that server"),
+])
+def test_refusals_say_what_was_wrong(message, words):
+    text = siteca.refusal(verification_error(message), "https://10.0.0.9:8470", "ca.pem")
+    assert words in text and "https://10.0.0.9:8470" in text and text.endswith("nothing was written")
+
+
+def test_a_server_that_is_not_tls_is_named_as_such():
+    err = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    err.reason = "WRONG_VERSION_NUMBER"
+    assert "is it serving HTTPS" in siteca.refusal(err, "https://10.0.0.9:8470", None)
+
+
+def test_the_cli_makes_a_ca_then_a_certificate(tmp_path, capsys):
+    cache = str(tmp_path)
+    assert main(["site", "init", "--ca", "--cache", cache]) == 0
+    assert len(capsys.readouterr().out.strip()) == 64
+    assert main(["site", "init", "--ca", "--cache", cache]) == 2
+    assert "already has a CA" in capsys.readouterr().err
+    assert main(["site", "cert", "--cache", cache, "--name", "10.0.0.1"]) == 0
+    assert capsys.readouterr().out.strip() == str(siteca.server_paths(tmp_path)[0])
+    assert main(["site", "cert", "--cache", cache, "--name", "not a name"]) == 2
+    assert main(["site", "cert", "--cache", str(tmp_path / "elsewhere"), "--name", "10.0.0.1"]) == 2
+    assert "ais site init" in capsys.readouterr().err
