@@ -26,6 +26,7 @@ from aislab.lines import next_line
 from aislab.net import NetLab, ais_command
 from aislab.site import publish_base_cache, stored_reports, subset_descriptors
 from ais.cost import CostModel, save_calibration
+from ais import siteca
 from ais.descriptors import load_site
 from ais.stream.format import read_header
 
@@ -49,9 +50,13 @@ def site(tmp_path_factory, repo_dir):
             "site": loaded, "tokens": {h.name: h.token for h in loaded.hosts}}
 
 
-def serve_in(lab, repo_dir, site, transport, history, log):
+def serve_in(lab, repo_dir, site, transport, history, log, tls=False):
     address = lab.address(0)
-    argv = [*ais_command(), "serve", "--plain-http", "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
+    if tls:
+        if not siteca.ca_path(site["base"] / "cache").exists():
+            siteca.init(site["base"] / "cache")
+        siteca.issue_server(site["base"] / "cache", [address])
+    argv = [*ais_command(), "serve", *([] if tls else ["--plain-http"]), "--descriptors", str(site["descriptors"]), "--repo", str(repo_dir),
             "--cache", str(site["base"] / "cache"), "--history", str(history), "--listen", f"{address}:0",
             "--stream-listen", f"{address}:0", "--poll", "0.2", "--transport", transport,
             "--chain-gather", "60"]  # all four are expected (their plans say chain): no 60 s wait
@@ -89,11 +94,14 @@ def remainder_bytes(site, repo_dir, host: str) -> int:
 
 
 STRANGER = """
-import http.client, sys
+import http.client, ssl, sys
 url, path = sys.argv[1], sys.argv[2]
 host, port = url.split("//")[1].split(":")
 for headers in ({}, {"Authorization": "Bearer " + "0" * 32}):
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    if url.startswith("https"):  # a stranger checks no certificate
+        conn = http.client.HTTPSConnection(host, int(port), timeout=30, context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
     conn.request("GET", path, headers=headers)
     print(conn.getresponse().status)
 """
@@ -106,17 +114,20 @@ def stranger_statuses(lab, i: int, url: str, path: str) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-@pytest.mark.parametrize("transport", ["chain", "bittorrent"])
-def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport):
+@pytest.mark.parametrize("transport,tls", [("chain", False), ("bittorrent", False), ("bittorrent", True)],
+                         ids=["chain", "bittorrent", "bittorrent-over-tls"])
+def test_four_reinstalls_pass_the_image_on(site, repo_dir, tmp_path, transport, tls):
+    """tls: the server's API (plans, torrents, the web seed) over https, checked by the site CA."""
     hist, log_path = tmp_path / "history.sqlite", tmp_path / "serve.log"
     disks = [LoopDisk(tmp_path / f"disk{i}.img", 512) for i in range(len(HOSTS))]
     try:
         with NetLab(len(HOSTS) + 1, tag=f"aip{transport[0]}{os.getpid() % 10000}", rate="1gbit") as lab, \
                 open(log_path, "w") as log:
             lab.shape(0, "200mbit")  # the server's uplink is the narrow one
-            server, url = serve_in(lab, repo_dir, site, transport, hist, log)
+            server, url = serve_in(lab, repo_dir, site, transport, hist, log, tls)
+            ca = ["--site-ca", str(siteca.ca_path(site["base"] / "cache"))] if tls else []
             clients = [lab.spawn(i, reinstall_argv(url, host, site["tokens"][host], disk.device, tmp_path / f"st{i}",
-                                                   "--local-address", lab.address(i)))
+                                                   "--local-address", lab.address(i), *ca))
                        for i, (host, disk) in enumerate(zip(HOSTS, disks), 1)]
             outputs = [proc.communicate(timeout=EVENT_TIMEOUT) for proc in clients]
             rpm = site["manifest"]["configurations"]["db"]["remainder"][0]
