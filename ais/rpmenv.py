@@ -15,7 +15,9 @@ rpm reads and checks every package of the transaction before it installs any, an
 the whole transaction when one has no signature, a signature by a key not in the rpmdb,
 or a signature that does not match (`SignatureRefused`, naming each package and why).
 `signature_states(paths, key_file)` is `rpmkeys -K` against a throw-away rpmdb holding
-only that key; `rpmsign(paths, gnupg, fingerprint)` (re)signs files in place.
+only that key; `header_signatures(paths, keys)` checks only the header signature, which needs only
+an RPM's first `header_length(prefix)` bytes (the client checks every package so before it
+writes anything); `rpmsign(paths, gnupg, fingerprint)` (re)signs files in place.
 
 Reads: a target root directory and RPM file paths. Fails with `ToolError` when
 rpm fails, with `SignatureRefused` (a `ClientError`, exit 1) when rpm refused a
@@ -29,6 +31,7 @@ import functools
 import os
 import re
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -47,6 +50,8 @@ GPG = "/usr/bin/gpg"  # Debian's rpm calls %__gpg /usr/bin/gpg2, which Debian do
 #   "package NAME-V-R.A does not verify: no signature"
 #   "package NAME-V-R.A does not verify: Header V4 RSA/SHA512 Signature, key ID 1234abcd: NOKEY"
 #   "error: FILE: Header V4 RSA/SHA512 Signature, key ID 1234abcd: BAD" + "error: FILE cannot be installed"
+HEADER_SIGNATURE = re.compile(r"Header V\d .*Signature, key ID \w+: ")  # one line of `rpmkeys -Kv`
+RPM_LEAD_MAGIC, RPM_LEAD_BYTES, HEADER_MAGIC = b"\xed\xab\xee\xdb", 96, b"\x8e\xad\xe8"
 DOES_NOT_VERIFY = re.compile(r"package (\S+) does not verify: (.*)")
 BAD_SIGNATURE = re.compile(r"error: (\S+): (.*Signature, key ID \w+): BAD")
 
@@ -120,6 +125,55 @@ def installed_keys(root: str | os.PathLike) -> set[str]:
     """The OpenPGP keys in root's rpmdb, as rpm names them (gpg-pubkey-<key id>-<created>)."""
     out = run(rpm_cmd(root, "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}\\n")).stdout
     return {line.strip() for line in out.splitlines() if line.startswith(KEY_PREFIX)}
+
+
+def header_length(prefix: bytes) -> int | None:
+    """Bytes from an RPM file's start to the end of its main header (the lead, the signature header
+    padded to 8, the header): all a header signature covers. None when `prefix` is too short to
+    tell; ValueError when it is not an RPM."""
+    if len(prefix) < 4:
+        return None
+    if prefix[:4] != RPM_LEAD_MAGIC:
+        raise ValueError("not an RPM file (no RPM lead)")
+    offset = RPM_LEAD_BYTES
+    for header in ("signature header", "header"):
+        if len(prefix) < offset + 16:
+            return None
+        if prefix[offset:offset + 3] != HEADER_MAGIC:
+            raise ValueError(f"not an RPM file (no {header} at byte {offset})")
+        entries, data = struct.unpack(">II", prefix[offset + 8:offset + 16])
+        if entries > 1 << 16 or data > 1 << 28:
+            raise ValueError(f"not an RPM file (a {header} of {entries} entries and {data} bytes)")
+        offset += 16 + 16 * entries + data
+        if header == "signature header":
+            offset += -offset % 8
+    return offset
+
+
+def header_signatures(paths: list[Path], key_files: list[str | os.PathLike]) -> dict[Path, str]:
+    """Each file's header signature against the keys (`rpmkeys -Kv --nodigest`, a throw-away rpmdb
+    holding only them): "signed", or why not, in signature_problem's words. The files may hold only
+    an RPM's first `header_length` bytes: the header signature covers the header, whose digests
+    cover the payload (checked later, with the whole file)."""
+    states: dict[Path, str] = {}
+    with tempfile.TemporaryDirectory(prefix="ais-rpmkeys-") as db:
+        run(["rpmkeys", "--dbpath", db, "--import", *[os.fspath(k) for k in key_files]])
+        for start in range(0, len(paths), 200):
+            batch = paths[start:start + 200]
+            out = run(["rpmkeys", "--dbpath", db, "-Kv", "--nodigest", *[os.fspath(p) for p in batch]],
+                      check=False).stdout
+            said: dict[str, list[str]] = {}
+            current = None
+            for line in out.splitlines():
+                if not line.startswith((" ", "\t")) and line.endswith(":"):
+                    current = said.setdefault(line[:-1], [])
+                elif current is not None and HEADER_SIGNATURE.search(line):
+                    current.append(line.strip())
+            for path in batch:
+                lines = said.get(os.fspath(path), [])
+                states[path] = ("signed" if any(line.endswith(": OK") for line in lines)
+                                else signature_problem(lines[0] if lines else "no signature"))
+    return states
 
 
 def signature_states(paths: list[Path], key_file: str | os.PathLike) -> dict[Path, str]:

@@ -7,7 +7,8 @@ nonce and the exact body, checked before anything is decoded; without one a
 loud warning says the plan is not verified), joins an image's chain (POST
 /v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
-size BEFORE the file is used, fetches an image's .torrent and joins its BitTorrent
+size BEFORE the file is used, reads an RPM's header only (`rpm_header`: Range requests up to
+the end of its header, for the signature check before anything is written), fetches an image's .torrent and joins its BitTorrent
 swarm (`torrent`, `swarm`: for ais.stream.swarm), fetches an RPM's .torrent (`package_torrent`:
 for ais.stream.rpmswarm), and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
@@ -49,6 +50,7 @@ from ais.siteca import client_context, refusal
 from ais.sitekey import NONCE_HEADER, SIGNATURE_HEADER, SIGNER_HEADER, new_nonce, verify_plan
 
 log = logging.getLogger("ais.client.api")
+HEADER_PROBE = 64 << 10  # bytes asked for at once when reading an RPM's header
 MAX_WINDOW_WAIT = 60  # seconds: the longest Retry-After the client honours as given
 
 
@@ -169,6 +171,31 @@ class Api:
                         "/etc/ais/site-key.pub in the boot environment)")
         return to_builtins(decode(body, HostPlan, f"the plan the server sent for {host}", ClientError,
                                   "is the server an AIS server of this version?"))
+
+    def rpm_header(self, url: str) -> bytes:
+        """An RPM's first bytes, up to the end of its header (ais.rpmenv.header_length), by Range: what
+        its header signature covers, without the payload."""
+        data = b""
+        while (need := self._header_need(url, data)) > len(data):
+            want = f"bytes={len(data)}-{max(need, len(data) + HEADER_PROBE) - 1}"
+            status, _, body = self._retrying(f"the header of {url}", lambda: self._exchange(
+                "GET", url, auth=False, headers={"Range": want}))
+            if status not in (200, 206):
+                raise self._error(status, body, url)
+            data = body if status == 200 else data + body  # 200: the server sent it all
+            if not body:
+                break
+        return data
+
+    @staticmethod
+    def _header_need(url: str, data: bytes) -> int:
+        from ais.rpmenv import header_length
+
+        try:
+            length = header_length(data)
+        except ValueError as err:
+            raise ClientError(f"{url}: {err}; refusing it before anything is written") from err
+        return len(data) + HEADER_PROBE if length is None else length
 
     def download(self, url: str, dest: Path, *, sha256: str, size: int | None = None, auth: bool = False) -> None:
         """Fetch url into dest; resume with Range after a drop; check sha256 before returning."""

@@ -11,7 +11,9 @@ directory's rpms/ with the plan's size and sha256, is used from there), then ins
 scriptlets caught. Both directories are removed afterwards.
 
 Signed RPMs: when the plan carries `rpm_keys` (the site's OpenPGP public keys; the plan itself
-is signed by the site key), they are imported into the target's rpmdb first (a no-op when the
+is signed by the site key), `check_signatures` checks every package's header signature against
+them right after the plan, before anything is written (only each RPM's header is fetched); at
+install they are imported into the target's rpmdb first (a no-op when the
 image carries them already; a fresh filesystem's new rpmdb otherwise), and the transaction runs
 with rpm's signature checking on: rpm reads every package and checks its signature against the
 rpmdb's keys before it installs any, so one unsigned, signed by another key, or with a signature
@@ -35,7 +37,7 @@ from ais.client.session import say
 from ais.errors import ClientError
 from ais.faults import pause_point
 from ais.files import file_sha256
-from ais.rpmenv import import_keys, installed_nevras, rpm_install
+from ais.rpmenv import SignatureRefused, import_keys, installed_nevras, rpm_install
 
 STAGING = ".ais-staging"
 
@@ -111,6 +113,33 @@ def write_keys(plan: dict, staging: Path) -> list[Path]:
         path.write_text(text)
         paths.append(path)
     return paths
+
+
+def check_signatures(api: Api, plan: dict, workdir: Path) -> int:
+    """Before anything is written: every package's header signature against the plan's RPM keys (only
+    each RPM's header is fetched: ais.rpmenv.header_length), so an unsigned package, one signed by
+    another key or with a damaged signature stops the reinstall while the target is untouched. The
+    payload is covered by the header's digests, which rpm checks again at install. The number checked."""
+    if not plan.get("rpm_keys") or not plan["packages"]:
+        return 0
+    from ais.rpmenv import header_signatures
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        keys = write_keys(plan, workdir)
+        headers = []
+        for pkg in plan["packages"]:
+            path = workdir / f"{Path(pkg['filename']).name}.header"
+            path.write_bytes(api.rpm_header(pkg["url"]))
+            headers.append(path)
+        states = header_signatures(headers, keys)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    refused = [f"{path.name.removesuffix('.header')}: {state}" for path, state in states.items() if state != "signed"]
+    if refused:
+        raise SignatureRefused(f"{len(refused)} of {len(headers)} packages of the plan are not signed by the site's "
+                               f"RPM key, so nothing was written: {'; '.join(refused[:10])}")
+    return len(headers)
 
 
 def install_remainder(api: Api, plan: dict, root: str, fetched: Path | None = None,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ais.client import disk
+from ais.client.packages import check_signatures, install_remainder
 from ais.client.reboot import write_firstboot
 from ais.client.record import make_record, report_body, write_record
 from ais.client.session import Session, say
@@ -95,8 +96,9 @@ def identify(session: Session, interface: str | None = None) -> None:
 
 def plan(session: Session, api: "Api") -> None:
     with session.phase("plan", f"asking {api.server}"):
-        session.plan = api.plan(session.host)
-    p = session.plan
+        p = api.plan(session.host)
+        checked = check_signatures(api, p, Path(session.state_dir, "rpm-headers"))  # before it is kept
+        session.plan = p
     if p["image"]:
         session.transport = chosen_transport(session.transport, p["image"]["stream"])
     image = p["image"]["id"][:12] if p["image"] else "none (packages only)"
@@ -106,6 +108,8 @@ def plan(session: Session, api: "Api") -> None:
         say(f"plan: signed by the site key {api.site_key[:16]}... over this request's nonce: checked")
     if api.tls is not None:
         say(f"plan: over TLS, the server's certificate signed by the site CA ({api.site_ca}): checked")
+    if checked:
+        say(f"rpm: the {checked} packages' header signatures are the site's RPM key's: checked before writing")
     if p.get("fallback"):
         say(f"fallback: {p['fallback']['reason']} -> {p['fallback']['chosen']}")
 
@@ -197,8 +201,6 @@ def mount(session: Session) -> None:
 
 
 def install(session: Session, api: "Api") -> None:
-    from ais.client.packages import install_remainder
-
     p = session.need_plan()
     if session.dry_run:
         return say(f"would install {len(p['packages'])} RPMs in one transaction: "

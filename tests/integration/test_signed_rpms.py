@@ -10,15 +10,18 @@
   (a) signed by the site key: installed; (b) unsigned; (c) re-signed with another key; (d) signed
   by the site key with its signature bytes damaged. The server serves that very file (the
   repository's metadata is made again, so the plan's sha256 matches it and only the signature is
-  wrong). Each bad one is refused by rpm: exit 1, a message naming the package and the reason, and
-  the target holds the image's packages, nothing of the remainder. The packages-only path (the
-  image file gone) imports the key into the fresh filesystem's rpmdb: signed installs, unsigned
-  is refused and the rpmdb holds no package.
+  wrong). Each bad one is refused right after the plan, from the RPMs' headers alone, before
+  anything is written: exit 1, a message naming the package and the reason, the target's bytes
+  unchanged. The packages-only path (the image file gone) imports the key into the fresh
+  filesystem's rpmdb: signed installs, unsigned is refused before the filesystem is made.
+- rpm itself refuses them too (the second line of defence, `rpm_install(signed=True)` in a root
+  holding the key): the whole transaction, each bad package named.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,7 +34,8 @@ from ais.descriptors import load_site
 from ais.errors import BuildError
 from ais.repo import metadata
 from ais.repo.solver import RepoPool
-from ais.rpmenv import installed_keys, installed_nevras, rpmsign, signature_states, verify
+from ais.rpmenv import (SignatureRefused, import_keys, installed_keys, installed_nevras, rpm_install, rpmsign,
+                        signature_states, verify)
 from ais.files import file_sha256
 from ais.run import run
 from aislab.disks import LoopDisk, Mounted, reinstall_argv
@@ -190,20 +194,29 @@ def variant_repo(signed_repo: Path, where: Path, row: str, keys: dict) -> Path:
 
 ROWS = [
     ("signed by the site key", None),
-    ("unsigned", "postfix-3.7.5-1.x86_64: not signed (no signature at all"),
-    ("re-signed with another key", "postfix-3.7.5-1.x86_64: not signed by the site's key"),
+    ("unsigned", f"{POSTFIX}: not signed (no signature at all"),
+    ("re-signed with another key", f"{POSTFIX}: not signed by the site's key"),
     ("signature damaged", f"{POSTFIX}: bad signature"),
 ]
 
 
+GARBAGE = b"not a filesystem " * 64  # the disk's first bytes before the reinstall
+
+
 def reinstall_facts(lab, repo: Path, tmp_path: Path) -> tuple:
     """`ais client reinstall` of mail01 from a server over `repo`, pinning the site key; (the
-    process, the target's packages, its keys, rpm -Va, whether staging was left)."""
+    process, then the target's packages, its keys, rpm -Va, whether staging was left) or, when the
+    client refused before writing, (the process, whether the disk's first bytes are unchanged)."""
     with ServeProcess(lab["descriptors"], repo, lab["cache"], tmp_path / "history.sqlite") as server, \
             LoopDisk(tmp_path / "disk.img", 512) as disk:
+        with open(disk.device, "r+b") as dev:
+            dev.write(GARBAGE)
         argv = reinstall_argv(server.url, "mail01", TOKEN, disk.device, tmp_path / "state",
                               "--site-key", str(lab["cache"] / "site" / "site-key.pub"))
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+        if proc.returncode != 0 and "so nothing was written" in proc.stderr:
+            with open(disk.device, "rb") as dev:
+                return proc, dev.read(len(GARBAGE)) == GARBAGE
         with Mounted(disk.device) as root:
             return proc, installed_nevras(root), installed_keys(root), verify(root), (root / ".ais-staging").exists()
 
@@ -211,18 +224,19 @@ def reinstall_facts(lab, repo: Path, tmp_path: Path) -> tuple:
 @pytest.mark.parametrize("row, words", ROWS, ids=[r[0] for r in ROWS])
 def test_the_remainder_installs_only_when_signed_by_the_site_key(lab, keys, signed_repo, row, words, tmp_path):
     repo = variant_repo(signed_repo, tmp_path, row, keys)
-    proc, packages, keys_in, rpm_va, staging_left = reinstall_facts(lab, repo, tmp_path)
-    assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}  # the image carries the key
-    assert not staging_left
+    proc, *facts = reinstall_facts(lab, repo, tmp_path)
     if words is None:
+        packages, keys_in, rpm_va, staging_left = facts
         assert proc.returncode == 0, proc.stderr
-        assert packages == set(lab["site"].configuration("mail").nevras) and rpm_va == ""
+        assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}  # the image carries the key
+        assert packages == set(lab["site"].configuration("mail").nevras) and rpm_va == "" and not staging_left
+        assert "header signatures are the site's RPM key's: checked before writing" in proc.stderr
         assert "each checked against the site's RPM key" in proc.stderr
     else:
         assert proc.returncode == 1, proc.stderr
-        assert words in proc.stderr and "installed none of the transaction" in proc.stderr, proc.stderr
+        assert words in proc.stderr and "so nothing was written" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
-        assert packages == lab["image_packages"]  # the image's packages; nothing of the remainder
+        assert facts == [True]  # the disk's bytes are as they were: nothing was written
 
 
 @pytest.mark.parametrize("row, words", [ROWS[0], ROWS[1]], ids=[ROWS[0][0], ROWS[1][0]])
@@ -232,15 +246,32 @@ def test_packages_only_imports_the_key_into_the_fresh_rpmdb(lab, keys, signed_re
     saved = tmp_path / "saved.aisimg"
     shutil.move(image, saved)
     try:
-        proc, packages, keys_in, _, _ = reinstall_facts(lab, variant_repo(signed_repo, tmp_path, row, keys),
-                                                       tmp_path)
+        proc, *facts = reinstall_facts(lab, variant_repo(signed_repo, tmp_path, row, keys), tmp_path)
     finally:
         shutil.move(saved, image)
-    assert "packages-only" in proc.stderr or "fresh filesystem" in proc.stderr, proc.stderr
-    assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}
     if words is None:
+        packages, keys_in, _, _ = facts
+        assert "packages-only" in proc.stderr or "fresh filesystem" in proc.stderr, proc.stderr
+        assert {k.split("-")[2] for k in keys_in} == {key_id(keys["site"])}
         assert proc.returncode == 0, proc.stderr
         assert packages == set(lab["site"].configuration("mail").nevras)
     else:
         assert proc.returncode == 1 and words in proc.stderr, proc.stderr
-        assert packages == set()
+        assert facts == [True] and "fresh filesystem" not in proc.stderr
+
+
+@pytest.mark.parametrize("row, words", ROWS[1:], ids=[r[0] for r in ROWS[1:]])
+def test_rpm_itself_refuses_them_too(lab, keys, signed_repo, row, words, tmp_path):
+    """The second line of defence: rpm's own check in the transaction, with the key in the rpmdb."""
+    repo = variant_repo(signed_repo, tmp_path, row, keys)
+    root = tmp_path / "root"
+    import_keys(root, [rpmkey.public_path(keys["site"])])
+    files = [rpms_of(repo) / (re.sub(r"^(.*)-\d+:(.*)$", r"\1-\2", nevra) + ".rpm")
+             for nevra in lab["site"].configuration("mail").nevras]  # the whole configuration: its dependencies
+    assert rpms_of(repo) / POSTFIX in files
+    with pytest.raises(SignatureRefused) as refused:
+        rpm_install(root, files, signed=True)
+    message = str(refused.value)
+    assert words.replace(POSTFIX, "postfix-3.7.5-1.x86_64") in message or words in message, message
+    assert "installed none of the transaction" in message
+    assert installed_nevras(root) == set()

@@ -86,3 +86,31 @@ def test_rpm_refusals_name_the_package_and_the_reason(stderr, words):
 
 def test_other_rpm_failures_are_not_called_signature_refusals():
     _raise_refused("error: Failed dependencies:\n\tlibc is needed by postfix-3.7.5-1.x86_64\n", [])
+
+
+# ------------------------------------------------------------------ an RPM's header, without its payload
+
+def test_header_length_ends_where_the_header_does(repo_dir):
+    from ais.rpmenv import header_length
+
+    rpm_file = next((repo_dir / "RPMS" / "x86_64").glob("logrotate-*.rpm"))
+    data = rpm_file.read_bytes()
+    length = header_length(data)
+    assert 96 < length < len(data)
+    assert header_length(data[:length]) == length  # the prefix alone is enough to tell
+    assert header_length(data[:100]) is None and header_length(b"") is None
+    payload_magic = data[length:length + 4]  # what follows the header is the compressed payload
+    assert payload_magic in (b"\x28\xb5\x2f\xfd", b"\x1f\x8b\x08\x00"[:4], b"\xfd7zX")
+
+
+@pytest.mark.parametrize("prefix,words", [
+    (b"\x7fELF" + b"\0" * 200, "no RPM lead"),
+    (b"\xed\xab\xee\xdb" + b"\0" * 200, "no signature header at byte 96"),
+    (b"\xed\xab\xee\xdb" + b"\0" * 92 + b"\x8e\xad\xe8\x01" + b"\0" * 4 + b"\xff" * 8 + b"\0" * 64,
+     "a signature header of"),
+])
+def test_header_length_refuses_what_is_not_an_rpm(prefix, words):
+    from ais.rpmenv import header_length
+
+    with pytest.raises(ValueError, match=words):
+        header_length(prefix)
