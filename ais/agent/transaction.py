@@ -5,6 +5,9 @@ What it does: `ais agent transaction ROOT` (`main`) reads {"install": [rpm paths
 bindings (the rpm command line cannot mix -U and -e): dependencies and conflicts
 are checked first (`ts.check`), then a test run, then the real run with
 scriptlets. Nothing is applied when the check or the test run finds a problem.
+When the root's rpmdb holds the site's RPM key (a site that signs its RPMs), rpm's
+signature checking is on (`_pkgverify_level signature`): a package unsigned, signed by
+another key or with a damaged signature is refused and nothing is applied.
 It prints {"ok": bool, "problems": [...], "script_errors": [...]}.
 It is a child process, not a call in the agent, because rpm chroots the whole
 process for a transaction (the agent's other threads would see the root's files)
@@ -32,8 +35,12 @@ def transact(root: str, install: list[str], erase: list[str]) -> dict:
     import rpm  # only the child pays for the bindings
 
     rpm.addMacro("_dbpath", DBPATH)
+    signed = signed_site(rpm.TransactionSet(root))
+    if signed:  # the site's RPM key is in the rpmdb: only packages it signed are installed
+        rpm.addMacro("_pkgverify_level", "signature")  # read when a transaction set is made
     ts = rpm.TransactionSet(root)
-    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES)  # digests were checked by the agent (issue 16 adds signatures)
+    if not signed:
+        ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES)  # a site that does not sign: digests, checked by the agent too
     # An update may take a package back to an older version; after a power cut half-way through an
     # upgrade (old and new both in the database) the agent installs the new one again, replacing both.
     ts.setProbFilter(rpm.RPMPROB_FILTER_OLDPACKAGE | rpm.RPMPROB_FILTER_REPLACEPKG)
@@ -72,6 +79,12 @@ def transact(root: str, install: list[str], erase: list[str]) -> dict:
     ts.setFlags(0)
     problems = [str(p) for p in ts.run(callback, "") or []]
     return {"ok": not problems and not script_errors, "problems": problems, "script_errors": script_errors}
+
+
+def signed_site(ts) -> bool:
+    """Whether the root's rpmdb holds an OpenPGP key (gpg-pubkey: the site's RPM key, which images and the
+    client import when the site signs its RPMs)."""
+    return any(True for _ in ts.dbMatch("name", "gpg-pubkey"))
 
 
 def apply(root: str, install: list[str], erase: list[str], timeout: float = 600.0) -> dict:

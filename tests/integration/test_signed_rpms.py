@@ -275,3 +275,23 @@ def test_rpm_itself_refuses_them_too(lab, keys, signed_repo, row, words, tmp_pat
     assert words.replace(POSTFIX, "postfix-3.7.5-1.x86_64") in message or words in message, message
     assert "installed none of the transaction" in message
     assert installed_nevras(root) == set()
+
+
+@pytest.mark.parametrize("row, words", [("signed by the site key", None), ("unsigned", "does not verify"),
+                                        ("re-signed with another key", "public key not available")])
+def test_the_agent_installs_only_signed_updates_on_a_signed_host(lab, keys, signed_repo, row, words, tmp_path):
+    """An agent's transaction (a child running the rpm bindings) on a root whose rpmdb holds the site key."""
+    from ais.agent.transaction import apply
+
+    repo = variant_repo(signed_repo, tmp_path, row, keys)
+    root = tmp_path / "root"
+    import_keys(root, [rpmkey.public_path(keys["site"])])
+    files = [str(rpms_of(repo) / (re.sub(r"^(.*)-\d+:(.*)$", r"\1-\2", nevra) + ".rpm"))
+             for nevra in lab["site"].configuration("mail").nevras]
+    answer = apply(str(root), files, [])
+    if words is None:
+        assert answer["ok"], answer
+        assert installed_nevras(root) == set(lab["site"].configuration("mail").nevras)
+    else:
+        assert not answer["ok"] and any(words in p for p in answer["problems"]), answer
+        assert installed_nevras(root) == set()
