@@ -4,6 +4,7 @@ What it does: `init(cache)` makes the site's certificate authority, `CACHE/site/
 self-signed ECDSA P-256 certificate, 10 years, CA with path length 0: it signs server
 certificates only) and `CACHE/site/ca-key.pem` (mode 0600); like the site key it refuses to
 replace one unless asked to rotate (the old pair is kept as `ca.<UTC time>.pem`, ...).
+`read_ca(cache)` is the CA's PEM text, which `ais bootenv build` pins in the boot environment.
 `issue_server(cache, names, days)` signs a server certificate for `ais serve`,
 `CACHE/site/tls/server.pem` and `server-key.pem` (0600), valid for the names given (IP addresses
 and DNS names: whatever the hosts write in their server URL). `make_certificate` is the pure
@@ -56,6 +57,21 @@ DNS_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z
 
 def ca_path(cache: str | os.PathLike) -> Path:
     return site_dir(cache) / CA_CERT
+
+
+def read_ca(cache: str | os.PathLike) -> str | None:
+    """The site CA certificate's PEM text (what a boot environment pins), None when the site has none."""
+    from cryptography import x509
+
+    path = ca_path(cache)
+    text = read_key_file(path, "the site CA", text=True)
+    if text is None:
+        return None
+    try:
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError as err:
+        raise UsageError(f"{path}: not a PEM certificate ({err})") from err
+    return text
 
 
 def ca_key_path(cache: str | os.PathLike) -> Path:
