@@ -10,8 +10,10 @@ replace one unless asked to rotate (the old pair is kept as `ca.<UTC time>.pem`,
 and DNS names: whatever the hosts write in their server URL). `make_certificate` is the pure
 part, used with explicit times by the tests (an expired certificate) and by nobody else.
 
-`server_context(cert, key)` is the `ssl.SSLContext` `ais serve` answers with (TLS 1.2 or later),
-refusing a certificate that has expired and warning when it expires within `WARN_DAYS`.
+`server_context(cert, key)` is the `ssl.SSLContext` `ais serve` answers with (TLS 1.2 or later,
+ECDHE with AES-GCM or ChaCha20 only; a SHA-1 signature only for a client that offers nothing
+better, as busybox wget does), refusing a certificate that has expired and warning when it
+expires within `WARN_DAYS`.
 `client_context(ca)` is the context of every client: it trusts the site CA in that file and
 nothing else (no system store), and checks the name. `refusal(err, url, ca)` says in words why
 a TLS connection was refused: another CA, expired, another name, not TLS at all.
@@ -50,6 +52,7 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
 CA_DAYS = 3650
 SERVER_DAYS = 397  # what browsers accept for a server certificate; `ais site cert --days` changes it
+SERVER_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=0"  # TLS 1.2; see server_context
 WARN_DAYS = 14  # `ais serve` warns when its certificate expires sooner than this
 DNS_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
                       re.IGNORECASE)
@@ -253,6 +256,12 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
                     cert_file, left.days, f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # busybox wget's own TLS (the first-boot report of an installed system that has only busybox)
+    # sends no signature_algorithms extension, so TLS 1.2 signs its key exchange with ECDSA-SHA1,
+    # which OpenSSL refuses above security level 0. Level 0 with forward-secret AEAD suites only:
+    # a client that sends the extension (Python, curl, OpenSSL: none offers SHA-1) still gets SHA-256
+    # or better, and TLS 1.3 is untouched.
+    context.set_ciphers(SERVER_CIPHERS)
     try:
         context.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as err:
