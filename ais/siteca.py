@@ -4,13 +4,16 @@ What it does: `init(cache)` makes the site's certificate authority, `CACHE/site/
 self-signed ECDSA P-256 certificate, 10 years, CA with path length 0: it signs server
 certificates only) and `CACHE/site/ca-key.pem` (mode 0600); like the site key it refuses to
 replace one unless asked to rotate (the old pair is kept as `ca.<UTC time>.pem`, ...).
+`read_ca(cache)` is the CA's PEM text, which `ais bootenv build` pins in the boot environment.
 `issue_server(cache, names, days)` signs a server certificate for `ais serve`,
 `CACHE/site/tls/server.pem` and `server-key.pem` (0600), valid for the names given (IP addresses
 and DNS names: whatever the hosts write in their server URL). `make_certificate` is the pure
 part, used with explicit times by the tests (an expired certificate) and by nobody else.
 
-`server_context(cert, key)` is the `ssl.SSLContext` `ais serve` answers with (TLS 1.2 or later),
-refusing a certificate that has expired and warning when it expires within `WARN_DAYS`.
+`server_context(cert, key)` is the `ssl.SSLContext` `ais serve` answers with (TLS 1.2 or later,
+ECDHE with AES-GCM or ChaCha20 only; a SHA-1 signature only for a client that offers nothing
+better, as busybox wget does), refusing a certificate that has expired and warning when it
+expires within `WARN_DAYS`.
 `client_context(ca)` is the context of every client: it trusts the site CA in that file and
 nothing else (no system store), and checks the name. `refusal(err, url, ca)` says in words why
 a TLS connection was refused: another CA, expired, another name, not TLS at all.
@@ -49,6 +52,7 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server-key.pem"
 CA_DAYS = 3650
 SERVER_DAYS = 397  # what browsers accept for a server certificate; `ais site cert --days` changes it
+SERVER_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=0"  # TLS 1.2; see server_context
 WARN_DAYS = 14  # `ais serve` warns when its certificate expires sooner than this
 DNS_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
                       re.IGNORECASE)
@@ -56,6 +60,21 @@ DNS_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z
 
 def ca_path(cache: str | os.PathLike) -> Path:
     return site_dir(cache) / CA_CERT
+
+
+def read_ca(cache: str | os.PathLike) -> str | None:
+    """The site CA certificate's PEM text (what a boot environment pins), None when the site has none."""
+    from cryptography import x509
+
+    path = ca_path(cache)
+    text = read_key_file(path, "the site CA", text=True)
+    if text is None:
+        return None
+    try:
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError as err:
+        raise UsageError(f"{path}: not a PEM certificate ({err})") from err
+    return text
 
 
 def ca_key_path(cache: str | os.PathLike) -> Path:
@@ -237,6 +256,12 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
                     cert_file, left.days, f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # busybox wget's own TLS (the first-boot report of an installed system that has only busybox)
+    # sends no signature_algorithms extension, so TLS 1.2 signs its key exchange with ECDSA-SHA1,
+    # which OpenSSL refuses above security level 0. Level 0 with forward-secret AEAD suites only:
+    # a client that sends the extension (Python, curl, OpenSSL: none offers SHA-1) still gets SHA-256
+    # or better, and TLS 1.3 is untouched.
+    context.set_ciphers(SERVER_CIPHERS)
     try:
         context.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as err:

@@ -8,7 +8,8 @@ failure names its step):
   key       sha256 over the inputs: those packages (name, version, SHA256),
             every file of the ais package and of the wheels it copies, the
             recipe and builder sources, the Python that compiles the bytecode,
-            the site's public key (CACHE/site/site-key.pub) when there is one.
+            the site's public key (CACHE/site/site-key.pub) and the site CA
+            (CACHE/site/ca.pem) when there are.
             CACHE/bootenv/<key>/ already built: nothing else is done.
   fetch     `apt-get download` each .deb into CACHE/bootenv/debs/ (kept, SHA256 checked)
   unpack    `dpkg-deb -x` every package into a scratch root (no maintainer scripts)
@@ -16,18 +17,21 @@ failure names its step):
             need (DT_NEEDED, followed to the end), the kernel modules and what
             they depend on (.modinfo), the client's Python, /init, and the
             site's public key as /etc/ais/site-key.pub when CACHE/site/site-key.pub
-            exists (ais-boot pins it; the key is then one of the inputs)
+            exists, the site CA as /etc/ais/site-ca.pem when CACHE/site/ca.pem exists
+            (ais-boot pins both; each is then one of the inputs)
   compile   Python bytecode (unchecked-hash .pyc: no timestamps)
   check     chroot into the tree (as root): `ais client --help`, `rpm --version`, `rpmkeys --version`,
-            `mke2fs -V`, an ed25519 verification (cryptography), busybox has every applet /init and ais-boot use
+            `mke2fs -V`, an ed25519 verification (cryptography), `import ssl` and a TLS client
+            context on the pinned CA when there is one, busybox has every applet /init and ais-boot use
   pack      cpio newc (sorted, mtime 0, root-owned) compressed with zstd -> initrd.img;
             the kernel -> vmlinuz
   publish   rename the finished directory to CACHE/bootenv/<key>/ (atomic), then
             CACHE/bootenv/current.json names it (written atomically); `ais serve` serves it
 
 Reads: apt's package lists, the ais package, the installed msgspec, zstandard,
-cryptography and cffi, CACHE/site/site-key.pub. Fails with `UsageError` (exit 2, nothing done) for a --cache that is
-not a directory, and with `WorldError`/`ToolError` (exit 1) naming the step: an
+cryptography and cffi, CACHE/site/site-key.pub, CACHE/site/ca.pem. Fails with `UsageError`
+(exit 2, nothing done) for a --cache that is not a directory or a site key or CA that is not
+one, and with `WorldError`/`ToolError` (exit 1) naming the step: an
 unknown package, a download whose SHA256 differs, a library no package of the
 recipe provides, a module that does not exist, a check that fails. Returns a
 `Built` record (key, paths, whether it was built now).
@@ -49,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ais
-from ais import sitekey
+from ais import siteca, sitekey
 from ais.bootenv import apt, elf, recipe
 from ais.bootenv.cpio import write_newc
 from ais.contracts import BootEnvironment, encode
@@ -62,10 +66,14 @@ log = logging.getLogger("ais.bootenv")
 FORMAT = 1
 HERE = Path(__file__).resolve().parent
 SITE_KEY_FILE = "etc/ais/site-key.pub"  # CACHE/site/site-key.pub, when the site has a key: ais-boot pins it
+SITE_CA_FILE = "etc/ais/site-ca.pem"  # CACHE/site/ca.pem, when the site has a CA: ais-boot trusts it and no other
 # The client's signature check works in the tree: RFC 8032's first test vector (empty message).
 ED25519_PROBE = ("from ais.sitekey import verifies; assert verifies("
                  "'d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', "
                  "'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b', b'')")
+# TLS works in the tree: the ssl module (_ssl, libssl), and a client context on the pinned CA when there is one.
+TLS_PROBE = ("import ssl, sys, http.client; ssl.create_default_context(cafile=sys.argv[1]) if len(sys.argv) > 1 "
+             "else ssl.create_default_context(); print(ssl.OPENSSL_VERSION)")
 BUILDER_SOURCES = ("recipe.py", "build.py", "cpio.py", "elf.py", "apt.py", "init.sh", "udhcpc.sh")
 CURRENT = "current.json"
 APPLETS = ("sh", "mount", "umount", "insmod", "ip", "ifconfig", "route", "udhcpc", "tail", "sleep", "cat",
@@ -142,7 +150,8 @@ def python_files() -> dict[str, Path]:
     return out
 
 
-def input_key(debs: dict[str, apt.Deb], python: dict[str, Path], site_key: str | None = None) -> tuple[str, str]:
+def input_key(debs: dict[str, apt.Deb], python: dict[str, Path], site_key: str | None = None,
+              site_ca: str | None = None) -> tuple[str, str]:
     inputs = {
         "format": FORMAT,
         "debs": {n: [d.version, d.sha256] for n, d in sorted(debs.items())},
@@ -152,8 +161,11 @@ def input_key(debs: dict[str, apt.Deb], python: dict[str, Path], site_key: str |
     }
     if site_key is not None:  # the pinned site key is content: a new key, a new boot environment
         inputs["site_key"] = site_key
+    if site_ca is not None:  # so is the pinned CA: a new CA, a new boot environment
+        inputs["site_ca"] = site_ca
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     pinned = f", site key {site_key[:16]}..." if site_key else ", no site key"
+    pinned += f", site CA {hashlib.sha256(site_ca.encode()).hexdigest()[:16]}..." if site_ca else ", no site CA"
     return digest, f"{digest[:16]} ({len(python)} Python files{pinned})"
 
 
@@ -282,7 +294,7 @@ def module_order(moddir: Path, wanted: tuple[str, ...]) -> list[str]:
 
 
 def assemble(pkgroot: Path, tree: Path, python: dict[str, Path], key: str, kernel_pkg: str,
-             site_key: str | None = None) -> tuple[dict, str]:
+             site_key: str | None = None, site_ca: str | None = None) -> tuple[dict, str]:
     t = Tree(pkgroot, tree)
     for rel in package_files(pkgroot):
         t.copy(rel)
@@ -304,6 +316,8 @@ def assemble(pkgroot: Path, tree: Path, python: dict[str, Path], key: str, kerne
     t.add("etc/ais/bootenv-key", f"{key[:16]}\n".encode())
     if site_key is not None:  # ais-boot pins it: plans not signed by it are refused
         t.add(SITE_KEY_FILE, f"{site_key}\n".encode())
+    if site_ca is not None:  # ais-boot pins it: an https:// server must show a certificate it signed
+        t.add(SITE_CA_FILE, site_ca.encode())
     t.add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     t.add("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
     for d in ("dev", "proc", "sys", "run", "tmp", "root", "var/tmp"):
@@ -332,10 +346,13 @@ def compile_python(tree: Path) -> tuple[None, str]:
 def check(tree: Path) -> tuple[None, str]:
     if os.geteuid() != 0:
         return None, "skipped: chroot needs root"
+    pinned_ca = (tree / SITE_CA_FILE).exists()
     probes = (["/usr/bin/ais", "client", "--help"], ["/usr/bin/rpm", "--version"], ["/usr/bin/rpmkeys", "--version"],
               ["/sbin/mke2fs", "-V"],
               ["/sbin/kexec", "--version"], ["/usr/bin/extlinux", "--version"],
-              ["/usr/bin/python3.11", "-c", ED25519_PROBE], ["/bin/busybox", "--list"])
+              ["/usr/bin/python3.11", "-c", ED25519_PROBE],
+              ["/usr/bin/python3.11", "-c", TLS_PROBE, *([f"/{SITE_CA_FILE}"] if pinned_ca else [])],
+              ["/bin/busybox", "--list"])
     outputs = [run(["chroot", str(tree), *argv], timeout=120).stdout for argv in probes]
     missing = sorted(set(APPLETS) - set(outputs[-1].split()))
     if missing:
@@ -344,7 +361,9 @@ def check(tree: Path) -> tuple[None, str]:
         for f in pyc.iterdir():
             if ".opt-" in f.name:
                 f.unlink()
-    return None, f"chroot: ais client, {outputs[1].strip()}, rpmkeys, mke2fs, kexec, extlinux, ed25519, busybox applets"
+    tls = f"{outputs[-2].strip()}{' with the site CA' if pinned_ca else ''}"
+    return None, (f"chroot: ais client, {outputs[1].strip()}, rpmkeys, mke2fs, kexec, extlinux, ed25519, {tls}, "
+                  "busybox applets")
 
 
 def pack(tree: Path, out: Path, kernel_src: Path) -> tuple[dict, str]:
@@ -388,7 +407,8 @@ def build(cache: Path, *, quiet: bool = False) -> Built:
     debs, _ = steps.run("resolve", resolve)
     python = python_files()
     site_key = sitekey.read_public(cache)
-    key, _ = steps.run("key", input_key, debs, python, site_key)
+    site_ca = siteca.read_ca(cache)
+    key, _ = steps.run("key", input_key, debs, python, site_key, site_ca)
     final = base / key
     if (final / "bootenv.json").exists():
         info = json.loads((final / "bootenv.json").read_text())
@@ -405,7 +425,7 @@ def build(cache: Path, *, quiet: bool = False) -> Built:
             d.mkdir()
         steps.run("unpack", unpack_all, paths, pkgroot)
         kernel_pkg = next(n for n in debs if n.startswith("linux-image-"))
-        info, _ = steps.run("assemble", assemble, pkgroot, tree, python, key, kernel_pkg, site_key)
+        info, _ = steps.run("assemble", assemble, pkgroot, tree, python, key, kernel_pkg, site_key, site_ca)
         steps.run("compile", compile_python, tree)
         steps.run("check", check, tree)
         kernel_src = pkgroot / "boot" / f"vmlinuz-{info['kernel_release']}"

@@ -9,7 +9,9 @@
 #   install_applets  busybox's applets as symlinks (the tools of e2fsprogs and rpm stay)
 #   load_modules     disk, NIC and ext4 modules, in dependency order (/etc/ais/modules)
 #   network_up       the boot interface (ais.interface=, else the first that appears) by DHCP
-#   find_server      GET <ais.server>/v1/health answers 200, bounded retries (10 x 2 s)
+#   find_server      GET <ais.server>/v1/health answers 200, bounded retries (10 x 2 s); an
+#                    https:// server must show a certificate the pinned site CA
+#                    (/etc/ais/site-ca.pem) signed
 #   wait_for_target  the disk ais.target= exists, bounded wait
 #   run_ais_boot     ais-boot (settings from the kernel command line, docs/client.md)
 # When ais-boot returns (after a reinstall it kexecs into the installed system, or reboots,
@@ -21,6 +23,18 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 FINAL=shell
 SERVER_UP=
+# Python's connection to <ais.server>: https:// trusts the pinned site CA and nothing else.
+CONNECT='import http.client, os, ssl, sys, urllib.parse
+def connect(server, timeout):
+    url = urllib.parse.urlsplit(server)
+    if url.scheme != "https":
+        return http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+    if not os.path.exists("/etc/ais/site-ca.pem"):
+        sys.exit(server + ": https:// needs the site CA, and this boot environment has none (/etc/ais/site-ca.pem: "
+                 "ais site init, then ais bootenv build)")
+    context = ssl.create_default_context(cafile="/etc/ais/site-ca.pem")
+    return http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=timeout, context=context)
+'
 
 say() {
     echo "ais-init: $*"
@@ -57,11 +71,10 @@ tell_server() {
     host=$(cmdline_value ais.host)
     token=$(cmdline_value ais.token)
     [ -n "$SERVER_UP" ] && [ -n "$host" ] && [ -n "$token" ] || return 1
-    AIS_TOKEN=$token python3.11 -I -c 'import http.client, json, os, sys, urllib.parse
+    AIS_TOKEN=$token python3.11 -I -c "$CONNECT"'import json
 server, host, phase, message = sys.argv[1:5]
-url = urllib.parse.urlsplit(server)
 body = json.dumps({"status": "failed", "phase": phase, "message": message[:4000]}).encode()
-conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+conn = connect(server, 10)
 conn.request("POST", "/v1/hosts/" + urllib.parse.quote(host) + "/report", body=body,
              headers={"Authorization": "Bearer " + os.environ["AIS_TOKEN"], "Content-Type": "application/json"})
 answer = conn.getresponse()
@@ -139,9 +152,8 @@ network_up() {
 
 # GET <server>/v1/health with Python's http.client (busybox-static's wget crashes in glibc's resolver).
 health() {
-    python3.11 -I -c 'import http.client, sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=5)
+    python3.11 -I -c "$CONNECT"'
+conn = connect(sys.argv[1], 5)
 conn.request("GET", "/v1/health")
 answer = conn.getresponse()
 print(answer.read().decode(errors="replace").strip())

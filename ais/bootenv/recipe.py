@@ -17,6 +17,9 @@ client uses it (docs/client.md, "The boot environment"):
   libexpat1, libbz2, liblzma5, libffi8, libuuid1): the interpreter of
   `ais client`; the wheels of msgspec and zstandard and the client's part of
   the ais package are copied from the builder's own Python environment.
+- libssl3 (libssl.so.3, libcrypto.so.3): Python's `ssl` module (_ssl), by which
+  the client speaks HTTPS to the server and trusts only the site CA pinned at
+  /etc/ais/site-ca.pem (ais.siteca). About 5 MB unpacked.
 - the wheels of cryptography and cffi (its Rust module loads _cffi_backend; both
   link OpenSSL and libffi statically) and libgcc-s1 (libgcc_s.so.1, which the
   Rust module needs): the client checks the plan's ed25519 signature by the site
@@ -47,6 +50,7 @@ PACKAGES = (
     "libgcrypt20", "libgpg-error0", "libzstd1",
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
     "zlib1g", "libexpat1", "libbz2-1.0", "liblzma5", "libffi8",
+    "libssl3",
     "kexec-tools", "libxenmisc4.17", "libxencall1", "libxendevicemodel1", "libxenevtchn1",
     "libxenforeignmemory1", "libxengnttab1", "libxentoolcore1", "libxentoollog1",
     "extlinux",
@@ -67,14 +71,14 @@ FILES = (
 )
 
 # Parts of the standard library the client never uses (and the extension modules that
-# would drag in libssl, ncurses, readline, sqlite, gdbm): left out.
+# would drag in ncurses, readline, sqlite, gdbm): left out. _ssl stays: the client speaks HTTPS.
 PYTHON_EXCLUDED = (
     "usr/lib/python3.11/test/**", "usr/lib/python3.11/idlelib/**", "usr/lib/python3.11/tkinter/**",
     "usr/lib/python3.11/turtledemo/**", "usr/lib/python3.11/ensurepip/**", "usr/lib/python3.11/lib2to3/**",
     "usr/lib/python3.11/pydoc_data/**", "usr/lib/python3.11/distutils/**", "usr/lib/python3.11/sqlite3/**",
     "usr/lib/python3.11/curses/**", "usr/lib/python3.11/dbm/**", "usr/lib/python3.11/venv/**",
     *(f"usr/lib/python3.11/lib-dynload/{m}.cpython-311-x86_64-linux-gnu.so" for m in (
-        "_hashlib", "_ssl", "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "readline", "nis",
+        "_hashlib", "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "readline", "nis",
         "ossaudiodev", "audioop", "_crypt", "_ctypes_test", "xxlimited", "xxlimited_35", "_xxsubinterpreters",
         "_xxtestfuzz", "_testbuffer", "_testcapi", "_testclinic", "_testimportmultiple",
         "_testinternalcapi", "_testmultiphase")),

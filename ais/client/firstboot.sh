@@ -2,19 +2,24 @@
 # /usr/lib/ais/firstboot: the installed system's first process after an AIS reinstall.
 #
 # `ais client record` writes this script and /var/lib/ais/firstboot.conf (mode 0600:
-# server, host, token, image, generation) into the target; the boot environment then
-# kexecs into the installed kernel with init=/usr/lib/ais/firstboot. In order:
+# server, host, token, image, generation), and the site CA as /var/lib/ais/site-ca.pem when
+# the reinstall had one, into the target; the boot environment then kexecs into the
+# installed kernel with init=/usr/lib/ais/firstboot. In order:
 #   mount_pseudo  /proc, /sys, /dev, /run, /tmp (what the initramfs did not hand over)
 #   network_up    the first network interface by DHCP (busybox udhcpc; this script is
 #                 also its hook: udhcpc calls it with $1 = deconfig | bound | renew ...)
 #   report_up     POST {"status": "up", image, generation, phases: [{"name": "up",
-#                 "start": kernel start, "end": now}]} to the server with the host's token
+#                 "start": kernel start, "end": now}]} to the server with the host's token.
+#                 An https:// server: with curl, which trusts the site CA only (--cacert);
+#                 else with busybox wget, whose own TLS does not check the server's
+#                 certificate (said on the console; a busybox that hands TLS to an openssl
+#                 on PATH gets SSL_CERT_FILE=the site CA). An http:// server: busybox nc.
 #   hand_over     ais.final=poweroff|reboot on the command line: that; else exec the
 #                 system's init (ais.init= on the command line, else /sbin/init), else a
 #                 shell on the console. PID 1 never exits.
 # A failure to report is said on the console ("firstboot: ...") and does not stop the boot.
 # Tools: busybox (/usr/bin/busybox or /bin/busybox) when the system has one, else the
-# system's own commands (ip, udhcpc, nc) by name.
+# system's own commands (ip, udhcpc, nc, wget) by name; curl when the system has it.
 
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -69,6 +74,52 @@ network_up() {
     return 1
 }
 
+# POST $body to the server's report route once: 0 when it answered 201; $answer says what came back.
+post_report() {
+    url="$SERVER_URL/v1/hosts/$HOST_PATH/report"
+    case $SERVER_SCHEME:$VIA in
+        https:curl)
+            answer=$(curl -sS --max-time 20 --cacert "$SITE_CA" -o /dev/null -w 'HTTP %{http_code}' \
+                -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" --data-binary "$body" \
+                "$url" 2>&1)
+            [ "$answer" = "HTTP 201" ] && return 0
+            # no answer at all (HTTP 000): curl's first line says why (its next ones, how to fix it)
+            [ "$answer" = "${answer%HTTP 000}" ] || answer=$(printf '%s\n' "$answer" | $BB head -n 1)
+            return 1
+            ;;
+        https:wget)
+            # busybox wget fails (exit 1, "server returned error: HTTP/1.1 ...") on anything but 2xx
+            # (busybox 1.35's wget has no -T: timeout bounds it)
+            answer=$(SSL_CERT_FILE=$SITE_CA $BB timeout 30 $BB wget -q -O - --header "Authorization: Bearer $TOKEN" \
+                --header "Content-Type: application/json" --post-data "$body" "$url" 2>&1) &&
+                case $answer in *'"stored"'*) ;; *) false ;; esac
+            ;;
+        *)
+            # nc half-closes the connection at the end of its input; `ais serve` still answers.
+            answer=$(printf 'POST /v1/hosts/%s/report HTTP/1.0\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
+                "$HOST_PATH" "$SERVER_ADDRESS" "$SERVER_PORT" "$TOKEN" "${#body}" "$body" |
+                $BB nc -w 10 "$SERVER_ADDRESS" "$SERVER_PORT" 2>&1 | $BB head -n 1)
+            case $answer in "HTTP/1."?" 201"*) ;; *) false ;; esac
+            ;;
+    esac
+}
+
+# How an https:// report goes: curl with the site CA when there are both, else busybox wget.
+choose_client() {
+    VIA=nc
+    [ "$SERVER_SCHEME" = https ] || return 0
+    if command -v curl > /dev/null 2>&1 && [ -r "$SITE_CA" ]; then
+        VIA=curl
+        return 0
+    fi
+    VIA=wget
+    if command -v openssl > /dev/null 2>&1 && [ -r "$SITE_CA" ]; then
+        say "report_up: no curl: busybox wget, through openssl s_client with SSL_CERT_FILE=$SITE_CA"
+    else
+        say "report_up: busybox wget does not check the server's certificate (no curl with the site CA here)"
+    fi
+}
+
 report_up() {
     # shellcheck disable=SC1090  # written by `ais client record`
     . "$CONF" || return 1
@@ -76,15 +127,14 @@ report_up() {
     now=$($BB date +%s)
     start=$($BB awk "BEGIN { printf \"%.3f\", $now - $up }")
     body="{\"status\":\"up\",\"image\":$IMAGE_JSON,\"generation\":$GENERATION_JSON,\"phases\":[{\"name\":\"up\",\"start\":$start,\"end\":$now}]}"
-    request=$(printf 'POST /v1/hosts/%s/report HTTP/1.0\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
-        "$HOST_PATH" "$SERVER_ADDRESS" "$SERVER_PORT" "$TOKEN" "${#body}" "$body")
+    choose_client
     tries=0
     while :; do
-        # nc half-closes the connection at the end of its input; `ais serve` still answers.
-        answer=$(printf '%s' "$request" | $BB nc -w 10 "$SERVER_ADDRESS" "$SERVER_PORT" 2>&1 | $BB head -n 1)
-        case $answer in
-            "HTTP/1."?" 201"*) say "report_up: the server stored \"up\" for $HOST"; return 0 ;;
-        esac
+        if post_report; then
+            say "report_up: the server stored \"up\" for $HOST"
+            return 0
+        fi
+        answer=$(printf '%s' "$answer" | $BB tail -n 1)
         tries=$((tries + 1))
         [ "$tries" -lt 5 ] || { say "report_up: the server did not take the report: ${answer:-no answer}"; return 1; }
         $BB sleep 2

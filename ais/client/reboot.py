@@ -3,8 +3,10 @@
 What it does:
 - `write_firstboot(root, session)` (the record step) puts the installed system's first process
   into the target: /usr/lib/ais/firstboot (ais/client/firstboot.sh) and its settings
-  /var/lib/ais/firstboot.conf (mode 0600: server, host, token, image, generation). The
-  settings are shell assignments, every value quoted.
+  /var/lib/ais/firstboot.conf (mode 0600: server URL, scheme, address and port, host, token,
+  image, generation, the site CA's path). The settings are shell assignments, every value
+  quoted. When the session pinned a site CA (--site-ca), a copy goes to
+  /var/lib/ais/site-ca.pem (0644): firstboot's https:// report trusts it.
 - `leave(session, api, mode)` (the reboot step), after the success report:
   - "kexec" (ais.reboot=kexec, the default): mount the target read-only, check that its install
     record is the one this session wrote (never kexec into a half-written disk), `kexec -l` its newest
@@ -18,7 +20,8 @@ What it does:
   Reports here are best effort: a server that cannot be told never keeps the machine from
   rebooting; the console says so.
 
-Reads: the session, the target, /proc/cmdline. Fails with `ClientError` for an unknown mode;
+Reads: the session, its site CA file, the target, /proc/cmdline. Fails with `ClientError` for an
+unknown mode or a site CA file that cannot be read;
 a failing reboot itself (`reboot -f` returned) is a `ToolError`. Returns nothing (on success
 the process does not survive `kexec -e` or `reboot -f`).
 """
@@ -34,12 +37,13 @@ from urllib.parse import quote, urlsplit
 
 from ais.client import disk
 from ais.client.session import Session, say
-from ais.errors import AisError, ClientError, ToolError
+from ais.errors import AisError, ClientError, ToolError, describe_os_error
 from ais.files import write_atomic
 from ais.run import run
 
 FIRSTBOOT = "/usr/lib/ais/firstboot"
 FIRSTBOOT_CONF = "/var/lib/ais/firstboot.conf"
+FIRSTBOOT_CA = "/var/lib/ais/site-ca.pem"
 MODES = ("kexec", "firmware", "no")
 CARRIED_WORDS = ("console=", "ais.final=", "ais.init=", "earlyprintk=")
 
@@ -47,22 +51,42 @@ CARRIED_WORDS = ("console=", "ais.final=", "ais.init=", "earlyprintk=")
 def write_firstboot(root: str, session: Session) -> None:
     plan = session.need_plan()
     url = urlsplit(session.server)
+    scheme = "https" if url.scheme == "https" else "http"
+    port = url.port or (443 if scheme == "https" else 80)
     image = (plan.get("image") or {}).get("id")
+    ca = None
+    if session.site_ca:
+        try:
+            ca = Path(session.site_ca).read_bytes()
+        except OSError as err:
+            raise ClientError(f"cannot copy the site CA {session.site_ca} into the installed system: "
+                              f"{describe_os_error(err)}") from err
     settings = {
         "HOST": plan["host"],
         "HOST_PATH": quote(plan["host"], safe=""),
         "TOKEN": session.token or "",
+        "SERVER_SCHEME": scheme,
+        "SERVER_URL": f"{scheme}://{_url_host(url.hostname or '')}:{port}",
         "SERVER_ADDRESS": url.hostname or "",
-        "SERVER_PORT": str(url.port or 80),
+        "SERVER_PORT": str(port),
+        "SITE_CA": FIRSTBOOT_CA if ca is not None else "",
         "IMAGE_JSON": f'"{image}"' if image else "null",
         "GENERATION_JSON": str(plan["generation"]) if plan.get("generation") is not None else "null",
     }
     text = "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items())
     script = Path(__file__).with_name("firstboot.sh").read_bytes()
-    for path, data, mode in ((FIRSTBOOT_CONF, text.encode(), 0o600), (FIRSTBOOT, script, 0o755)):
+    files = [(FIRSTBOOT_CONF, text.encode(), 0o600), (FIRSTBOOT, script, 0o755)]
+    if ca is not None:
+        files.append((FIRSTBOOT_CA, ca, 0o644))
+    for path, data, mode in files:
         final = Path(root, path.lstrip("/"))
         final.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(final, data, mode, 0, 0)
+
+
+def _url_host(hostname: str) -> str:
+    """A host as a URL writes it: an IPv6 address in brackets."""
+    return f"[{hostname}]" if ":" in hostname else hostname
 
 
 def installed_kernel(root: Path) -> tuple[Path, Path | None]:

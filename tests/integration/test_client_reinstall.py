@@ -5,16 +5,21 @@ must be empty (mail and db have no scriptlet-written %config files), host files 
 byte-identical with the planned mode and owner, `e2fsck -fn` must pass, and the install
 record inside the target must equal the record the server's history stored. The same
 holds for a disk holding the previous configuration, a disk of random garbage, the
-packages-only path, ais-boot driven by a kernel command line, and a dry run writes nothing.
+packages-only path, ais-boot driven by a kernel command line, ais-boot over HTTPS with the site
+CA pinned (and the installed system's first-boot report over TLS, from a chroot of the target),
+and a dry run writes nothing.
 """
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from aislab.disks import LoopDisk, reinstall_argv, target_facts
+from aislab.disks import LoopDisk, Mounted, reinstall_argv, target_facts
+from ais import siteca
 from ais.descriptors import load_site
 from ais.cost import CostModel, save_calibration
 from ais.run import run
@@ -145,6 +150,70 @@ def test_ais_boot_from_a_kernel_command_line(lab, disk, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "reinstalled; staying up" in proc.stderr
     assert_installed(lab, "db01", disk)
+
+
+def test_ais_boot_over_https_pins_the_site_ca_and_the_installed_system_reports_up_over_tls(lab, disk, tmp_path,
+                                                                                           repo_dir):
+    """The site gets a CA and a certificate for 127.0.0.1; `ais serve` answers over HTTPS only. ais-boot
+    pins the CA from its default file (as a boot environment carries it), the reinstall goes over
+    TLS, the target gets the CA and https:// settings, and the installed system's own first-boot
+    report (busybox only: busybox wget) reaches the server from a chroot of the target."""
+    cache = tmp_path / "cache"  # a copy: the module's plain-HTTP server keeps its own
+    shutil.copytree(lab["base"] / "cache", cache, symlinks=True)
+    run(ais_command("site", "init", "--cache", str(cache), "--ca"))
+    run(ais_command("site", "cert", "--cache", str(cache), "--name", "127.0.0.1"))
+    ca = siteca.ca_path(cache)
+    history_db = tmp_path / "history.sqlite"
+    with ServeProcess(lab["descriptors"], repo_dir, cache, history_db, tls=True) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        cmdline = tmp_path / "cmdline"
+        cmdline.write_text(f"quiet ais.server={server.url} ais.target={disk.device} ais.host=db01 "
+                           f"ais.token={TOKENS['db01']} ais.transport=unicast\n")
+        proc = run(["sh", str(ROOT / "ais/client/ais-boot"), "--cmdline", str(cmdline), "--state",
+                    str(tmp_path / "st"), "--no-reboot"], env={"AIS": ais_command()[0], "AIS_SITE_CA_FILE": str(ca)},
+                   check=False, timeout=240)
+        assert proc.returncode == 0, proc.stderr
+        assert f"site CA {ca}" in proc.stderr and "reinstalled; staying up" in proc.stderr
+        assert "plain HTTP" not in proc.stderr
+        (status, report), = stored_reports(history_db, "db01")
+        assert status == "ok" and report["record"]["server"] == server.url
+        with Mounted(disk.device, readonly=False) as root:
+            copied = root / "var/lib/ais/site-ca.pem"
+            assert copied.read_bytes() == ca.read_bytes() and copied.stat().st_mode & 0o777 == 0o644
+            conf = (root / "var/lib/ais/firstboot.conf").read_text()
+            assert f"SERVER_SCHEME=https\nSERVER_URL={server.url}\n" in conf and "SITE_CA=/var/lib/ais/site-ca.pem" in conf
+            assert not any((root / d / "curl").exists() for d in ("bin", "usr/bin"))  # the demo's system: busybox
+            console = first_boot_report(root)
+    assert "firstboot: report_up: busybox wget does not check the server's certificate" in console, console
+    assert 'firstboot: report_up: the server stored "up" for db01' in console, console
+    (status, up), = stored_reports(history_db, "db01")[1:]
+    assert status == "up" and (up["image"], up["generation"]) == (report["image"], report["generation"])
+
+
+def first_boot_report(root: Path) -> str:
+    """firstboot's report_up, run in a chroot of the installed target (its busybox, its settings,
+    this host's network, /proc and /dev mounted as firstboot's mount_pseudo does); what it said."""
+    functions = (root / "usr/lib/ais/firstboot").read_text().split("\ncase ${1:-} in\n", 1)[0]
+    (root / "tmp/report-up").write_text(functions + '\nsay() { echo "firstboot: $*"; }\nreport_up\n')
+    for d, kind in (("proc", "proc"), ("dev", "devtmpfs")):
+        (root / d).mkdir(exist_ok=True)
+        run(["mount", "-t", kind, kind, str(root / d)])
+    try:
+        return run(["chroot", str(root), "/bin/sh", "/tmp/report-up"], check=False, timeout=120).stdout
+    finally:
+        # busybox timeout's watcher outlives wget by up to a second, inside the chroot
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_root_of(pid) == str(root) for pid in os.listdir("/proc")):
+            time.sleep(0.2)
+        for d in ("dev", "proc"):
+            run(["umount", str(root / d)])
+
+
+def _root_of(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/root") if pid.isdigit() else None
+    except OSError:
+        return None
 
 
 BAD_SETTINGS = [

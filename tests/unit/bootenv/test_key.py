@@ -1,11 +1,16 @@
-"""The boot environment's key: the same inputs give the same key; any changed input a new one."""
+"""The boot environment's key: the same inputs give the same key; any changed input a new one.
+And what it carries: the client's files, what checks a signature, what speaks TLS."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ais.bootenv import elf, recipe
 from ais.bootenv.apt import Deb
-from ais.bootenv.build import input_key, python_files
+from ais.bootenv.build import input_key, matches, python_files
+from ais.run import run
 
 
 def inputs(tmp_path):
@@ -65,3 +70,31 @@ def test_the_boot_environment_carries_what_checks_a_signature():
     site = "usr/lib/python3/dist-packages"
     assert {f"{site}/ais/sitekey.py", f"{site}/cryptography/hazmat/bindings/_rust.abi3.so",
             f"{site}/_cffi_backend.cpython-311-x86_64-linux-gnu.so"} <= rels
+
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----\n"
+
+
+def test_the_pinned_site_ca_is_an_input(tmp_path):
+    debs, python = inputs(tmp_path)
+    keys = {input_key(debs, python, None, ca)[0] for ca in (None, CA_PEM.format("a"), CA_PEM.format("b"))}
+    assert len(keys) == 3
+    # a key and a CA are separate inputs: the same text in the other place is another boot environment
+    assert input_key(debs, python, "a" * 64, None)[0] != input_key(debs, python, None, "a" * 64)[0]
+    assert "no site CA" in input_key(debs, python)[1] and "site CA " in input_key(debs, python, None, CA_PEM)[1]
+
+
+SSL_MODULE = "usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so"
+
+
+def test_the_boot_environment_carries_pythons_ssl_and_the_libraries_it_needs():
+    assert any(matches(SSL_MODULE, p) for p in recipe.FILES)
+    assert not any(matches(SSL_MODULE, p) for p in recipe.PYTHON_EXCLUDED)
+    host_module = Path("/") / SSL_MODULE  # the builder's own Debian Python: which package holds each soname
+    if not host_module.exists():
+        pytest.skip(f"no {host_module} on this machine to read its DT_NEEDED from")
+    needed = set(elf.needed(host_module)) - {"libc.so.6"}
+    assert {"libssl.so.3", "libcrypto.so.3"} <= needed
+    for soname in needed:
+        owner = run(["dpkg", "-S", f"*/{soname}"]).stdout.split(":", 1)[0]
+        assert owner in recipe.PACKAGES, f"{soname} comes from {owner}, which the recipe does not carry"

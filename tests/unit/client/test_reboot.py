@@ -2,11 +2,14 @@
 
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from ais.client import reboot
 from ais.client.reboot import (
     FIRSTBOOT,
+    FIRSTBOOT_CA,
     FIRSTBOOT_CONF,
     check_record,
     installed_kernel,
@@ -16,6 +19,7 @@ from ais.client.reboot import (
 )
 from ais.client.session import Session
 from ais.errors import ClientError
+from ais.run import run
 
 KERNELS = [  # (files in /boot, the kernel chosen, its initrd or None)
     (["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-28-amd64", "initrd.img-6.1.0-28-amd64"],
@@ -70,10 +74,42 @@ def test_firstboot_settings_are_quoted_shell_and_private(tmp_path, plan, image, 
     conf = root / FIRSTBOOT_CONF.lstrip("/")
     assert conf.stat().st_mode & 0o777 == 0o600
     assert (root / FIRSTBOOT.lstrip("/")).stat().st_mode & 0o777 == 0o755
-    script = f". {shlex.quote(str(conf))}; printf '%s|' \"$HOST\" \"$HOST_PATH\" \"$TOKEN\" \"$SERVER_ADDRESS\" " \
-             "\"$SERVER_PORT\" \"$IMAGE_JSON\" \"$GENERATION_JSON\""
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out == f"db 01|db%2001|t0k'en|10.0.2.2|8080|{image}|{generation}|"
+    assert settings(conf) == f"db 01|db%2001|t0k'en|http|http://10.0.2.2:8080|10.0.2.2|8080||{image}|{generation}|"
+    assert not (root / FIRSTBOOT_CA.lstrip("/")).exists()  # no site CA in this session: none to copy
+
+
+def settings(conf) -> str:
+    script = f". {shlex.quote(str(conf))}; printf '%s|' \"$HOST\" \"$HOST_PATH\" \"$TOKEN\" \"$SERVER_SCHEME\" " \
+             "\"$SERVER_URL\" \"$SERVER_ADDRESS\" \"$SERVER_PORT\" \"$SITE_CA\" \"$IMAGE_JSON\" \"$GENERATION_JSON\""
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("server, url, port", [("https://10.0.2.2:8443", "https://10.0.2.2:8443", "8443"),
+                                               ("https://ais.example", "https://ais.example:443", "443")])
+def test_an_https_session_gives_the_installed_system_its_site_ca(tmp_path, server, url, port):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nthe site CA\n-----END CERTIFICATE-----\n")
+    s = session(tmp_path)
+    s.server, s.site_ca = server, str(ca)
+    root = tmp_path / "root"
+    write_firstboot(str(root), s)
+    copied = root / FIRSTBOOT_CA.lstrip("/")
+    assert copied.read_bytes() == ca.read_bytes() and copied.stat().st_mode & 0o777 == 0o644
+    conf = root / FIRSTBOOT_CONF.lstrip("/")
+    assert conf.stat().st_mode & 0o777 == 0o600  # the token stays private
+    host = url.split("://")[1].rsplit(":", 1)[0]
+    assert settings(conf) == f"db 01|db%2001|t0k'en|https|{url}|{host}|{port}|{FIRSTBOOT_CA}|\"img-1\"|7|"
+
+
+def test_a_site_ca_that_cannot_be_read_fails_the_record_step_by_name(tmp_path):
+    s = session(tmp_path)
+    s.server, s.site_ca = "https://10.0.2.2:8443", str(tmp_path / "gone.pem")
+    with pytest.raises(ClientError, match="cannot copy the site CA .*gone.pem into the installed system"):
+        write_firstboot(str(tmp_path / "root"), s)
+
+
+def test_the_firstboot_script_is_posix_sh_and_shellcheck_clean():
+    run(["shellcheck", "-s", "sh", str(Path(reboot.__file__).with_name("firstboot.sh"))])
 
 
 def test_an_unknown_mode_is_refused_before_anything(tmp_path):
