@@ -272,11 +272,13 @@ class _Connection(RequestHandler):
     answers for clients that half-close after their request (busybox nc, the installed system's
     firstboot report): aiohttp lets asyncio close the transport at the client's EOF, so the answer
     to a complete request was lost; returning True keeps the sending side open (the idle
-    keep-alive timeout still closes such a connection)."""
+    keep-alive timeout still closes such a connection). Plain HTTP only: over TLS a half-close ends
+the connection (asyncio's SSL transport allows nothing else)."""
 
     def eof_received(self) -> bool:
         super().eof_received()
-        return True
+        # Over TLS asyncio closes at the peer's EOF whatever this says (and logs a warning if it is True).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
