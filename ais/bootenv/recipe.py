@@ -71,14 +71,16 @@ FILES = (
 )
 
 # Parts of the standard library the client never uses (and the extension modules that
-# would drag in ncurses, readline, sqlite, gdbm): left out. _ssl stays: the client speaks HTTPS.
+# would drag in ncurses, readline, sqlite, gdbm): left out. _ssl stays: the client speaks HTTPS;
+# _hashlib too: libcrypto is there for _ssl, and its sha256 checks chunks about 7x faster than
+# Python's own (1,666 against 238 MB/s on this machine).
 PYTHON_EXCLUDED = (
     "usr/lib/python3.11/test/**", "usr/lib/python3.11/idlelib/**", "usr/lib/python3.11/tkinter/**",
     "usr/lib/python3.11/turtledemo/**", "usr/lib/python3.11/ensurepip/**", "usr/lib/python3.11/lib2to3/**",
     "usr/lib/python3.11/pydoc_data/**", "usr/lib/python3.11/distutils/**", "usr/lib/python3.11/sqlite3/**",
     "usr/lib/python3.11/curses/**", "usr/lib/python3.11/dbm/**", "usr/lib/python3.11/venv/**",
     *(f"usr/lib/python3.11/lib-dynload/{m}.cpython-311-x86_64-linux-gnu.so" for m in (
-        "_hashlib", "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "readline", "nis",
+        "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "readline", "nis",
         "ossaudiodev", "audioop", "_crypt", "_ctypes_test", "xxlimited", "xxlimited_35", "_xxsubinterpreters",
         "_xxtestfuzz", "_testbuffer", "_testcapi", "_testclinic", "_testimportmultiple",
         "_testinternalcapi", "_testmultiphase")),
