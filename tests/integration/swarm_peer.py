@@ -24,7 +24,6 @@ Modes (ARGS_JSON holds url, host, token, image, aisimg, staging, listen_ip and t
 
 import json
 import logging
-import os
 import sys
 import threading
 from pathlib import Path

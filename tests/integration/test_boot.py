@@ -161,7 +161,7 @@ def test_a_vm_boots_from_the_network_reinstalls_its_disk_and_comes_back_up(lab, 
         in console
     for line in ("ais-init: network_up: eth0 has 10.0.2.15", "ais-init: find_server:", "reinstalled db01",
                  "leaving the boot environment (ais.reboot=kexec)", "kexec: loading vmlinuz-",
-                 f"Command line: root=/dev/vda rw init=/usr/lib/ais/firstboot console=ttyS0 ais.final=poweroff",
+                 "Command line: root=/dev/vda rw init=/usr/lib/ais/firstboot console=ttyS0 ais.final=poweroff",
                  "firstboot: the installed system is up", 'firstboot: report_up: the server stored "up" for db01',
                  "firstboot: powering off"):
         assert line in console, console[-3000:]

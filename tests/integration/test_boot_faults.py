@@ -41,7 +41,6 @@ test ends; every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

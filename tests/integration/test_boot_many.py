@@ -67,7 +67,7 @@ def test_three_vms_on_one_segment_reinstall_by_multicast_and_come_back_up(site, 
         for line in (f"ais.host={host}", "by multicast", f"reinstalled {host}", "kexec: loading vmlinuz-",
                      f'firstboot: report_up: the server stored "up" for {host}'):
             assert line in console, f"{host}: {line!r} missing:\n{console[-3000:]}"
-        assert f"DHCPACK(eth0) " in dhcp_log and mac in dhcp_log  # its addresses came from dnsmasq
+        assert "DHCPACK(eth0) " in dhcp_log and mac in dhcp_log  # its addresses came from dnsmasq
 
         hcd = next(h for h in site["site"].hosts if h.name == host)
         facts = target_facts(str(disks[host]), [f.path for f in hcd.files])

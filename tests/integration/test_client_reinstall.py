@@ -10,7 +10,6 @@ CA pinned (and the installed system's first-boot report over TLS, from a chroot 
 and a dry run writes nothing.
 """
 
-import json
 import os
 import shutil
 import time

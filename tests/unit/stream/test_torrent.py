@@ -1,7 +1,6 @@
 """The torrent of an image: piece i is chunk i, the hashes are libtorrent's own, the name is salted."""
 
 import hashlib
-import shutil
 
 import libtorrent as lt
 import pytest
