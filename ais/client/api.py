@@ -4,12 +4,13 @@ What it does: `Api(server, token, site_key=HEX)` asks for a host's plan
 (GET /v1/hosts/<name-or-mac>/plan, with a fresh `X-AIS-Nonce`; with a pinned
 site key the answer's `X-AIS-Signature` must be the site key's over that
 nonce and the exact body, checked before anything is decoded; without one a
-loud warning says the plan is not verified), joins an image's chain (POST
+loud warning says the plan is not verified; over https:// with `site_ca`, a TLS context
+that trusts that CA only: ais.siteca, whose refusals are final, never retried), joins an image's chain (POST
 /v1/hosts/<name>/chain, for `ais.stream.chain`), downloads a URL of the plan into a file
 (resuming with Range after a dropped connection) and checks its sha256 and
-size BEFORE the file is used, reads an RPM's header only (`rpm_header`: Range requests up to
-the end of its header, for the signature check before anything is written), fetches an image's .torrent and joins its BitTorrent
-swarm (`torrent`, `swarm`: for ais.stream.swarm), fetches an RPM's .torrent (`package_torrent`:
+size BEFORE the file is used, reads an RPM's header only (`rpm_header`: Range requests up
+to the end of its header, for the signature check before anything is written), fetches an
+image's .torrent and joins its BitTorrent swarm (`torrent`, `swarm`: for ais.stream.swarm), fetches an RPM's .torrent (`package_torrent`:
 for ais.stream.rpmswarm), and posts the install report. Every request is
 retried a bounded number of times with exponential back-off when the server
 cannot be reached or the connection drops; an answer from the server (a 4xx
@@ -81,9 +82,6 @@ class Api:
         elif site_ca is not None:
             raise ClientError(f"refusing plain {self.server}: the site CA is pinned ({site_ca}), so the server "
                               "must be reached over https://; nothing was written")
-        else:
-            log.warning("WARNING: plain HTTP to %s: the host's token and files cross the network in clear "
-                        "(https:// and --site-ca turn TLS on)", self.server)
         self.token = token
         self.retries, self.retry_delay, self.timeout = max(1, retries), retry_delay, timeout
         self.patience = patience  # seconds a plan request waits for a place in the server's reboot window

@@ -108,6 +108,9 @@ def plan(session: Session, api: "Api") -> None:
         say(f"plan: signed by the site key {api.site_key[:16]}... over this request's nonce: checked")
     if api.tls is not None:
         say(f"plan: over TLS, the server's certificate signed by the site CA ({api.site_ca}): checked")
+    else:
+        say(f"WARNING: plain HTTP to {api.server}: the host's token and files cross the network in clear "
+            "(https:// and --site-ca turn TLS on)")
     if checked:
         say(f"rpm: the {checked} packages' header signatures are the site's RPM key's: checked before writing")
     if p.get("fallback"):

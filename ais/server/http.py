@@ -16,10 +16,11 @@ listening socket, over TLS when `tls` is an `ssl.SSLContext` (ais.siteca), else 
   GET  /v1/seed/<key>/<name>/<chunk>       the web seed: a chunk's stored bytes, Range (the swarm's key)
   GET  /v1/boot/vmlinuz, /v1/boot/initrd   the boot environment, Range (sendfile)
   GET  /v1/boot/ipxe/<mac>                 the iPXE script of the host with that MAC
-HEAD works wherever GET does. A boot listener (`boot_only`, `ais serve --boot-listen`)
-answers /v1/boot/* only, in plain HTTP, for firmware that cannot check the site CA. "(token)": `Authorization: Bearer <token>` must
+HEAD works wherever GET does. "(token)": `Authorization: Bearer <token>` must
 carry the token of the host's HCD. A plan asked for by MAC answers the same
-403, naming no host, for an unknown MAC and for a missing or wrong token.
+403, naming no host, for an unknown MAC and for a missing or wrong token. A boot
+listener (`boot_only`, `ais serve --boot-listen`) answers /v1/boot/* only, in plain HTTP,
+for firmware that cannot check the site CA.
 
 The routes themselves (what each request answers, tokens, the report's
 schema) are `ais.server.routes`; this module is the HTTP side.
@@ -272,8 +273,8 @@ class _Connection(RequestHandler):
     answers for clients that half-close after their request (busybox nc, the installed system's
     firstboot report): aiohttp lets asyncio close the transport at the client's EOF, so the answer
     to a complete request was lost; returning True keeps the sending side open (the idle
-    keep-alive timeout still closes such a connection). Plain HTTP only: over TLS a half-close ends
-the connection (asyncio's SSL transport allows nothing else)."""
+    keep-alive timeout still closes such a connection). Plain HTTP only: over TLS a half-close
+    ends the connection (asyncio's SSL transport allows nothing else)."""
 
     def eof_received(self) -> bool:
         super().eof_received()

@@ -101,6 +101,7 @@ def test_the_site_server_is_trusted(site, servers, tmp_path, target):
     assert servers["good"].url.startswith("https://")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "state" / "session.json").read_text())["plan"]["host"] == "mail01"
+    assert "certificate signed by the site CA" in proc.stderr and "plain HTTP to" not in proc.stderr
     assert "PLAIN HTTP" not in servers["good"].log() and "PLAIN HTTP" in servers["plain"].log()
     assert "eof_received" not in servers["good"].log()  # asyncio's warning when TLS and half-close meet
 
@@ -230,7 +231,7 @@ def test_a_reinstall_over_tls_across_the_network_that_a_neighbour_cannot_read(si
         proc = run(lab.argv(1, [*ais_command("client", "plan"), "--server", plain_url, "--host", "mail01",
                                 "--token", TOKEN, "--target", str(tmp_path / "t.img"), "--state",
                                 str(tmp_path / "plain-state")]), check=False, timeout=60)
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 0 and "WARNING: plain HTTP to" in proc.stderr, proc.stderr
         all_heard = heard.read_bytes()
     assert len(secret_heard) > 1 << 20  # the neighbour heard the install: the image and the packages went by
     assert TOKEN.encode() not in secret_heard and SECRET.encode() not in secret_heard
