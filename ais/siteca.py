@@ -64,17 +64,10 @@ def ca_path(cache: str | os.PathLike) -> Path:
 
 def read_ca(cache: str | os.PathLike) -> str | None:
     """The site CA certificate's PEM text (what a boot environment pins), None when the site has none."""
-    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
-    path = ca_path(cache)
-    text = read_key_file(path, "the site CA", text=True)
-    if text is None:
-        return None
-    try:
-        x509.load_pem_x509_certificate(text.encode())
-    except ValueError as err:
-        raise UsageError(f"{path}: not a PEM certificate ({err})") from err
-    return text
+    cert = load_certificate(ca_path(cache), "the site CA")
+    return None if cert is None else cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def ca_key_path(cache: str | os.PathLike) -> Path:
@@ -111,7 +104,7 @@ def _write_pair(cert_file: Path, cert_pem: bytes, key_file: Path, key_pem: bytes
 def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[Path]]:
     """Make the site CA; (its SHA-256 fingerprint, the files the old one was kept as when rotating)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -135,8 +128,6 @@ def init(cache: str | os.PathLike, *, rotate: bool = False) -> tuple[str, list[P
                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(ski, critical=False)
             .sign(key, hashes.SHA256()))
-    from cryptography.hazmat.primitives import serialization
-
     kept = set_aside([cert_file, key_file], "ca") if exists else []
     site_dir(cache).mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_pair(cert_file, cert.public_bytes(serialization.Encoding.PEM), key_file, _pem_key(key))
