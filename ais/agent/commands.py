@@ -33,8 +33,8 @@ def register(subparsers) -> None:
         description="Run the update agent of an installed host (Clumpt's protocols, docs/updates.md). Updates are "
                     "signed by the server's update key and checked before anything is kept; packages come from "
                     "peers first, the server last, each checked against its sha256 before rpm sees it.",
-        epilog="Example: ais agent run --server http://10.0.0.1:8470 --host web01 --listen 10.0.0.21:8472 "
-               "--update-key /etc/ais/update-key.pub")
+        epilog="Example: ais agent run --server https://10.0.0.1:8470 --site-ca /etc/ais/site-ca.pem --host web01 "
+               "--listen 10.0.0.21:8472 --update-key /etc/ais/update-key.pub")
     p.add_argument("--server", required=True, metavar="URL",
                    help="the AIS server (https://HOST:PORT; http:// only to a server run with --plain-http)")
     p.add_argument("--site-ca", type=Path, default=None, metavar="FILE",
