@@ -13,7 +13,7 @@ DEBS := rpm python3-rpm createrepo-c gpg gpg-agent gpgconf busybox-static e2fspr
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all setup debs venv packages demo test test-unit test-integration lock test-latest \
-        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot bench-fanout bench-updates bench-console clean \
+        bench-planner bench-cache bench-stream bench-install bench-startup bench-boot bench-fanout bench-updates bench-console bench-tls clean \
         real-site demo-real apt-lists
 
 all: test
@@ -139,6 +139,11 @@ bench-updates: setup
 # JSON) timed against 1 s (docs/console.md); ARGS="--hosts 2000 --runs 3" or "--json" go to bench/console.py.
 bench-console: setup
 	$(PY) bench/console.py $(ARGS)
+
+# What TLS costs (docs/server.md, "What TLS costs"): plain HTTP vs HTTPS, run by run, server and client
+# in network namespaces, unshaped and at 1 Gbit/s; ARGS="--runs 5" and the like go to bench/tls.py.
+bench-tls: setup
+	$(PY) bench/tls.py $(ARGS)
 
 bench-startup: setup
 	$(PY) bench/startup.py
