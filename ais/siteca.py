@@ -14,6 +14,8 @@ part, used with explicit times by the tests (an expired certificate) and by nobo
 ECDHE with AES-GCM or ChaCha20 only; a SHA-1 signature only for a client that offers nothing
 better, as busybox wget does), refusing a certificate that has expired and warning when it
 expires within `WARN_DAYS`.
+`certificate_status(cache)` is what `ais cache status` says of that certificate (names,
+expiry, and what is wrong: missing, expired, expiring soon, not signed by the site CA).
 `client_context(ca)` is the context of every client: it trusts the site CA in that file and
 nothing else (no system store), and checks the name. `refusal(err, url, ca)` says in words why
 a TLS connection was refused: another CA, expired, another name, not TLS at all.
@@ -262,6 +264,48 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     except OSError as err:
         raise WorldError(f"cannot read {key_file}: {describe_os_error(err)}") from err
     return context
+
+
+def certificate_status(cache: str | os.PathLike) -> dict:
+    """What `ais cache status` says of the server's certificate: its names, when it expires, and what
+    is wrong with it (missing, expired, expiring within WARN_DAYS, not signed by the site CA: a CA
+    rotated since), or None."""
+    from cryptography import x509
+
+    cert_file, _ = server_paths(cache)
+    try:
+        cert = load_certificate(cert_file, "the server's TLS certificate")
+        ca = load_certificate(ca_path(cache), "the site CA")
+    except (UsageError, WorldError) as err:
+        return {"certificate": str(cert_file), "names": [], "not_after": None, "days_left": None,
+                "problem": str(err)}
+    if cert is None:
+        return {"certificate": None, "names": [], "not_after": None, "days_left": None,
+                "problem": "no server certificate: `ais site cert --name ADDRESS` (ais serve refuses to start "
+                           "without one unless --plain-http)"}
+    names = [str(n.value) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
+    left = (cert.not_valid_after_utc - _now()).days
+    problem = None
+    if ca is None:
+        problem = "the site has no CA (`ais site init --ca`), so no client can check this certificate"
+    elif not _issued_by(cert, ca):
+        problem = "not signed by the site CA (rotated since?): clients refuse it; run `ais site cert` again"
+    elif cert.not_valid_after_utc <= _now():
+        problem = "EXPIRED: ais serve refuses to start; run `ais site cert` again"
+    elif left < WARN_DAYS:
+        problem = f"expires in {left} days: renew with `ais site cert`, then restart ais serve"
+    return {"certificate": str(cert_file), "names": names, "not_after": f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}",
+            "days_left": left, "problem": problem}
+
+
+def _issued_by(cert, ca) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):  # another issuer name, key type or signature
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ clients

@@ -4,14 +4,16 @@ Reads: the cache (manifest.json, images/), and, to say what a rebuild would do,
 the descriptors and repository (validate + plan, read-only: no lock, nothing
 written). Every published image's hashes are verified, so a corrupted file is
 reported (and `ais rebuild` replaces it); so is the manifest's signature by the
-site key (ais.sitekey): signed, by which key, or why `ais serve` would refuse it. Fails: never because the descriptors
+site key (ais.sitekey): signed, by which key, or why `ais serve` would refuse it; and the
+server's TLS certificate (ais.siteca): its names, its expiry, and whether the site CA signed it.
+Fails: never because the descriptors
 are bad (that is reported as part of the status); `BuildError` only if the
 manifest itself is unreadable. Returns a JSON-able dict; `render` prints it.
 """
 
 from __future__ import annotations
 
-from ais import sitekey
+from ais import siteca, sitekey
 from ais.cache import manifest as manifests
 from ais.cache.changes import diff, wanted_images
 from ais.sizes import human
@@ -35,6 +37,7 @@ def published_status(store: Store, published: dict, budget: int) -> dict:
     used = store.disk_bytes()
     return {"cache": str(store.root), "generation": published.get("generation", 0),
             "published_at": published.get("published_at"), "signature": signature_status(store, published),
+            "tls": siteca.certificate_status(store.root),
             "images": images,
             "packages_only": sorted(serves.get(None, [])),
             "disk_bytes": used, "budget_bytes": budget,
@@ -89,6 +92,7 @@ def render(data: dict) -> str:
     lines = [f"cache {data['cache']}: generation {data['generation']}, "
              f"published {data['published_at'] or 'never'}"]
     lines.append(signature_line(data["signature"]))
+    lines.append(tls_line(data["tls"]))
     lines.append(f"{'image':<14} {'key':<6} {'pkgs':>4} {'stored':>8} {'fs':>8}  serves")
     for iid, img in data["images"].items():
         flag = "" if img["ok"] else f"  CORRUPT: {img['problem']}"
@@ -125,3 +129,12 @@ def signature_line(sig: dict) -> str:
     if sig["site_key"]:
         return "signature: nothing published yet (the site key will sign it)"
     return "signature: not signed (the site has no key: `ais site init`)"
+
+
+def tls_line(tls: dict) -> str:
+    if tls["certificate"] is None:
+        return f"tls: {tls['problem']}"
+    where = f"server certificate for {', '.join(tls['names']) or '?'}"
+    if tls["not_after"]:
+        where += f", valid until {tls['not_after']} UTC"
+    return f"tls: {where}" + (f": {tls['problem']}" if tls["problem"] else "")

@@ -170,3 +170,39 @@ def test_the_server_signs_with_sha256_for_a_client_that_asks_and_speaks_to_busyb
         assert got == '{"status": "ok"}'
     finally:
         server.close()
+
+
+# (what the cache holds, the words `ais cache status` says of its certificate)
+def _expired(p):
+    write(p, ["10.0.0.1"], NOW - datetime.timedelta(days=20), 10)
+    (p / "c.pem").replace(siteca.server_paths(p)[0])
+
+
+def _expiring(p):
+    write(p, ["10.0.0.1"], NOW - datetime.timedelta(days=1), 5)
+    (p / "c.pem").replace(siteca.server_paths(p)[0])
+
+
+CERT_STATES = [
+    ("no certificate", lambda p: None, "no server certificate"),
+    ("a good one", lambda p: siteca.issue_server(p, ["10.0.0.1", "ais.example.org"]), None),
+    ("expired", lambda p: (siteca.issue_server(p, ["10.0.0.1"]), _expired(p)), "EXPIRED"),
+    ("expiring in 3 days", lambda p: (siteca.issue_server(p, ["10.0.0.1"]), _expiring(p)), "expires in 3 days"),
+    ("signed by a CA rotated since", lambda p: (siteca.issue_server(p, ["10.0.0.1"]), siteca.init(p, rotate=True)),
+     "not signed by the site CA"),
+]
+
+
+@pytest.mark.parametrize("case,make,words", CERT_STATES, ids=[c[0] for c in CERT_STATES])
+def test_cache_status_says_what_is_wrong_with_the_certificate(tmp_path, case, make, words):
+    from ais.cache.status import tls_line
+
+    siteca.init(tmp_path)
+    make(tmp_path)
+    status = siteca.certificate_status(tmp_path)
+    line = tls_line(status)
+    if words is None:
+        assert status["problem"] is None and status["names"] == ["10.0.0.1", "ais.example.org"]
+        assert line.startswith("tls: server certificate for 10.0.0.1, ais.example.org, valid until ")
+    else:
+        assert words in status["problem"] and words in line, line
