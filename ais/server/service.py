@@ -6,7 +6,9 @@ streamer's `StreamServer` on the cache's images/ directory (TCP, and
 multicast when a group is configured) and binds the control API's socket
 (`ais.server.http.HttpServer`, aiohttp's web server in an event loop with a
 bounded worker pool; HTTPS with the site CA's certificate when the
-config names one, ais.siteca) and keeps the reboot window (`ais.server.window`: how
+config names one, ais.siteca; with `boot_listen`, a second, plain-HTTP listener that answers
+/v1/boot/* only, for firmware that cannot check the CA; `api_url(where)` is the API's URL
+its iPXE scripts name) and keeps the reboot window (`ais.server.window`: how
 many hosts may reinstall at once), the chain board (`ais.server.chain`: who forwards an
 image to whom) and the board of BitTorrent swarms (`ais.server.swarm`: who shares which
 image, the web seed's keys; `stop()` logs `swarm statistics: {json}`), the live board
