@@ -107,23 +107,26 @@ def cmd_init(args) -> int:
 
 
 def init_rpm_key(args) -> int:
-    fpr, kept = rpmkey.init(args.cache, rotate=args.rotate)
-    print(fpr)
-    for path in kept:
-        print(f"site: the old RPM key is kept as {path}", file=sys.stderr)
-    print(f"site: RPM signing key made (public: {rpmkey.public_path(args.cache)}). Next: `ais site sign-rpms "
-          "--repo DIR` signs the repository with it, then `ais rebuild` (new images carry the key); until the "
-          "repository is signed, clients refuse its RPMs", file=sys.stderr)
-    return 0
+    return init_one(args, rpmkey.init, "RPM key",
+                    f"site: RPM signing key made (public: {rpmkey.public_path(args.cache)}). Next: `ais site "
+                    "sign-rpms --repo DIR` signs the repository with it, then `ais rebuild` (new images carry the "
+                    "key); until the repository is signed, clients refuse its RPMs")
 
 
 def init_ca(args) -> int:
-    fpr, kept = siteca.init(args.cache, rotate=args.rotate)
-    print(fpr)
+    return init_one(args, siteca.init, "CA",
+                    f"site: CA made ({siteca.ca_path(args.cache)}). Next: `ais site cert --name ADDRESS` (the "
+                    "server's certificate), then `ais bootenv build` (pins the CA in the boot environment)")
+
+
+def init_one(args, init, what: str, next_steps: str) -> int:
+    """Make (or rotate) one of the site's keys alone: its fingerprint on stdout, what was kept and what
+    to do next on stderr."""
+    fingerprint, kept = init(args.cache, rotate=args.rotate)
+    print(fingerprint)
     for path in kept:
-        print(f"site: the old CA is kept as {path}", file=sys.stderr)
-    print(f"site: CA made ({siteca.ca_path(args.cache)}). Next: `ais site cert --name ADDRESS` (the server's "
-          "certificate), then `ais bootenv build` (pins the CA in the boot environment)", file=sys.stderr)
+        print(f"site: the old {what} is kept as {path}", file=sys.stderr)
+    print(next_steps, file=sys.stderr)
     return 0
 
 
