@@ -112,6 +112,14 @@ def register(subparsers) -> None:
     p.add_argument("--chain-gather", type=gather_seconds, default=2.0, metavar="SECONDS",
                    help="a new chain (transport chain) waits this long after its first host joins before "
                         "answering, so hosts booting together form one chain [%(default)s]")
+    add_tls_options(p)
+    p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long [run until SIGTERM/SIGINT]")
+    p.set_defaults(handler=cmd_serve)
+
+
+def add_tls_options(p) -> None:
+    """HTTPS with the site CA's certificate (ais.siteca), the plain boot listener, or --plain-http."""
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
                    help="the server's TLS certificate, signed by the site CA [CACHE/site/tls/server.pem, made by "
                         "`ais site cert`]")
@@ -124,9 +132,6 @@ def register(subparsers) -> None:
     p.add_argument("--plain-http", action="store_true",
                    help="serve plain HTTP, without TLS: hosts' tokens, plans and host files cross the network in "
                         "clear (logged as a warning at start); for a lab, or behind a TLS proxy")
-    p.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
-                   help="stop after this long [run until SIGTERM/SIGINT]")
-    p.set_defaults(handler=cmd_serve)
 
 
 def positive(text: str) -> float:
